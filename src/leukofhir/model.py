@@ -167,6 +167,9 @@ class Cbc:
 
     report: LabReport
     values: tuple[CbcValue, ...] = ()
+    # CBC lines not chosen for the rules (a 6690-2 beside a 33256-9, a repeated code):
+    # still emitted as Observations, never silently dropped
+    superseded: tuple[CbcValue, ...] = ()
     unmapped: tuple[LabObservation, ...] = ()  # observations that are no CBC field
     issues: tuple[Issue, ...] = ()
 
@@ -224,8 +227,8 @@ class Evaluation:
     rule_set_version: str
     findings: tuple[Finding, ...] = ()
     not_evaluated: tuple[NotEvaluated, ...] = ()
-    # interpretation of each CbcValue, in the order of Cbc.values (None: nothing to say)
-    interpretations: tuple[Interpretation | None, ...] = ()
+    # the interpretation of every CbcValue of Cbc.values and Cbc.superseded that has one
+    interpretations: tuple[tuple[CbcValue, Interpretation], ...] = ()
     issues: tuple[Issue, ...] = ()
     disclaimer: str = ""
     profile: str = ""  # reference-interval profile name and version
