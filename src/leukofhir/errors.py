@@ -149,7 +149,8 @@ class LeukofhirError(Exception):
     """Base of every error this package raises on purpose."""
 
     def __init__(self, issue: Issue) -> None:
-        super().__init__(f"{issue.location}: {issue.message}" if str(issue.location) else issue.message)
+        where = str(issue.location)
+        super().__init__(f"{where}: {issue.message}" if where else issue.message)
         self.issue = issue
 
 

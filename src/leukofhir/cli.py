@@ -1,0 +1,238 @@
+"""``leukofhir`` command line: a thin shell over :func:`leukofhir.pipeline.process`.
+
+Exit codes (``replay``): 0 nothing rejected, 1 at least one message rejected,
+2 usage error (missing file, bad option, unusable mapping file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from leukofhir import __version__
+from leukofhir.context import Context
+from leukofhir.emit.jsonio import dumps
+from leukofhir.errors import ConfigError
+from leukofhir.ingest.dtm import DtmError, zone
+from leukofhir.logs import configure, get_logger
+from leukofhir.pipeline import Disposition, MessageOutcome, process
+from leukofhir.rules import load_rule_set
+from leukofhir.terminology import load_terminology
+
+FORMATS = ("ndjson", "json", "summary")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class UsageError(Exception):
+    """Bad command line: exit code 2."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    configure(json=None if args.log_format == "auto" else args.log_format == "json")
+    try:
+        return int(args.run(args))
+    except UsageError as exc:
+        print(f"leukofhir: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `leukofhir replay ... | head`
+        return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="leukofhir", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"leukofhir {__version__}")
+    parser.add_argument(
+        "--log-format",
+        choices=("auto", "json", "console"),
+        default="auto",
+        help="logs on stderr: JSON when not a terminal (auto)",
+    )
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    replay = commands.add_parser(
+        "replay",
+        help="process message files and print the FHIR results",
+        description="Process HL7 v2 files (one message, several, FHS/BHS batches, MLLP frames)"
+        " and print one FHIR document per report/outcome.",
+    )
+    replay.add_argument(
+        "paths",
+        nargs="+",
+        type=Path,
+        metavar="PATH",
+        help="files or folders (folders are read recursively, dotfiles skipped)",
+    )
+    replay.add_argument(
+        "--format",
+        choices=FORMATS,
+        default=None,
+        help="ndjson (default when stdout is not a terminal), json (indented"
+        " array), summary (default on a terminal)",
+    )
+    replay.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="write one file per Bundle/OperationOutcome into DIR instead",
+    )
+    replay.add_argument(
+        "--mapping",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="local code → LOINC mapping (FHIR ConceptMap JSON or CSV); repeatable",
+    )
+    replay.add_argument(
+        "--timezone",
+        default="UTC",
+        metavar="ZONE",
+        help="IANA zone for HL7 times sent without an offset (default UTC)",
+    )
+    replay.add_argument(
+        "--now",
+        metavar="INSTANT",
+        help="processing time for Provenance.recorded (ISO 8601 with offset);"
+        " default: the clock. Fix it for byte-identical re-runs",
+    )
+    replay.add_argument(
+        "--validate",
+        action="store_true",
+        help="check every Bundle against the fhir.resources R4B models",
+    )
+    replay.add_argument(
+        "--validate-structure",
+        action="store_true",
+        help="check each message against its HL7 version's structure (hl7apy);"
+        " findings are reported as warnings",
+    )
+    replay.set_defaults(run=replay_command)
+    return parser
+
+
+def build_context(args: argparse.Namespace) -> Context:
+    try:
+        zone(args.timezone)
+    except DtmError as exc:
+        raise UsageError(f"--timezone: {exc}") from exc
+    if args.now:
+        try:
+            now = datetime.fromisoformat(args.now.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise UsageError(f"--now: {args.now!r} is not an ISO 8601 instant") from exc
+        if now.tzinfo is None:
+            raise UsageError("--now needs an offset, e.g. 2026-01-01T00:00:00Z")
+    else:
+        now = datetime.now(UTC).replace(microsecond=0)
+    for mapping in args.mapping:
+        if not mapping.is_file():
+            raise UsageError(f"--mapping: no such file: {mapping}")
+    try:
+        terminology = load_terminology(args.mapping)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from exc
+    return Context(
+        now=now,
+        terminology=terminology,
+        rule_set=load_rule_set(),
+        default_timezone=args.timezone,
+        validate_structure=args.validate_structure,
+        validate_output=args.validate,
+    )
+
+
+def input_files(paths: Sequence[Path]) -> Iterator[Path]:
+    """Files in the order given; a folder's files sorted by path, dotfiles left out."""
+    for path in paths:
+        if path.is_dir():
+            for child in sorted(path.rglob("*")):
+                relative = child.relative_to(path).parts
+                if child.is_file() and not any(part.startswith(".") for part in relative):
+                    yield child
+        else:
+            yield path
+
+
+def replay_command(args: argparse.Namespace) -> int:
+    missing = [str(p) for p in args.paths if not p.exists()]
+    if missing:
+        raise UsageError(f"no such file or folder: {', '.join(missing)}")
+    context = build_context(args)
+    fmt = args.format or ("summary" if sys.stdout.isatty() and not args.out else "ndjson")
+    log = get_logger("leukofhir.replay")
+    counts: Counter[str] = Counter()
+    collected: list[object] = []
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+    if fmt == "summary" and not args.out:
+        from leukofhir.render import SummaryPrinter
+
+        summary: SummaryPrinter | None = SummaryPrinter()
+    else:
+        summary = None
+    for path in input_files(args.paths):
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            log.error("file unreadable", file=str(path), error=exc.strerror)
+            counts["unreadable files"] += 1
+            continue
+        for outcome in process(data, context):
+            counts[outcome.disposition.value] += 1
+            _log_outcome(log, path, outcome)
+            if args.out:
+                _write_files(args.out, path, outcome, indent=fmt == "json")
+            elif summary is not None:
+                summary.print(path, outcome)
+            elif fmt == "json":
+                collected.extend(outcome.documents())
+            else:
+                _write_ndjson(outcome)
+    if fmt == "json" and not args.out:
+        sys.stdout.buffer.write(dumps(collected, indent=True) + b"\n")
+    if summary is not None:
+        summary.totals(counts)
+    log.info("replay finished", **{k.replace(" ", "_"): v for k, v in counts.items()})
+    return 1 if counts["rejected"] or counts["unreadable files"] else 0
+
+
+def _write_ndjson(outcome: MessageOutcome) -> None:
+    out = sys.stdout.buffer
+    for document in outcome.documents():
+        out.write(dumps(document) + b"\n")
+    out.flush()
+
+
+def _write_files(folder: Path, source: Path, outcome: MessageOutcome, *, indent: bool) -> None:
+    stem = _UNSAFE.sub("_", source.name).strip("._") or "input"
+    base = f"{stem}.m{outcome.index + 1:04d}"
+    for n, report in enumerate(outcome.reports, start=1):
+        (folder / f"{base}.r{n}.bundle.json").write_bytes(dumps(report.bundle, indent=indent))
+    if (operation_outcome := outcome.operation_outcome()) is not None:
+        (folder / f"{base}.outcome.json").write_bytes(dumps(operation_outcome, indent=indent))
+
+
+def _log_outcome(log: object, path: Path, outcome: MessageOutcome) -> None:
+    message = outcome.message
+    fields = {
+        "file": str(path),
+        "message": outcome.index + 1,
+        "control_id": outcome.control_id,
+        "sending_facility": message.sending_facility if message else "",
+        "outcome": outcome.disposition.value,
+        "reports": len(outcome.reports),
+        "findings": sum(len(r.evaluation.findings) for r in outcome.reports),
+        "issues": len(outcome.issues),
+    }
+    emit = log.warning if outcome.disposition is Disposition.REJECTED else log.info  # type: ignore[attr-defined]
+    emit("message", **fields)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

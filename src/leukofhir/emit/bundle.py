@@ -1,0 +1,148 @@
+"""The transaction Bundle for one report: Patient, Observations, DiagnosticReport, Flags,
+Provenance, in that order, with deterministic ``urn:uuid`` fullUrls."""
+
+from __future__ import annotations
+
+from leukofhir.emit.datatypes import Json, reference, urn, uuid_value
+from leukofhir.emit.flag import build_flag, flag_identifier
+from leukofhir.emit.observation import build_derived, build_observation
+from leukofhir.emit.patient import build_patient, patient_key
+from leukofhir.emit.provenance import build_provenance, rule_set_uri
+from leukofhir.emit.report import build_report
+from leukofhir.errors import Issue
+from leukofhir.model import Cbc, CbcValue, Evaluation, Interpretation, LabMessage
+
+# DiagnosticReport.status → the Observation.status a derived count gets
+DERIVED_STATUS = {
+    "partial": "preliminary",
+    "registered": "registered",
+    "final": "final",
+    "corrected": "corrected",
+    "amended": "amended",
+    "preliminary": "preliminary",
+    "cancelled": "cancelled",
+    "entered-in-error": "entered-in-error",
+}
+
+
+def value_key(value: CbcValue) -> str:
+    """Names one CBC value within its report: the line it came from, or what it derives."""
+    if value.observation is not None:
+        return str(value.observation.location)
+    return f"derived:{value.analyte.value}:{value.measure.value}"
+
+
+def build_bundle(
+    message: LabMessage,
+    cbc: Cbc,
+    evaluation: Evaluation,
+    *,
+    recorded: str,
+    issues: list[Issue],
+) -> Json:
+    digest, report = message.digest, cbc.report
+    seed = f"{digest}|{report.location}"
+    entries: list[Json] = []
+
+    def add(full_url: str, pair: tuple[Json, Json]) -> None:
+        entries.append({"fullUrl": full_url, "resource": pair[0], "request": pair[1]})
+
+    subject = None
+    if message.patient is not None:
+        patient_url = urn("Patient", seed)
+        add(patient_url, build_patient(message.patient))
+        subject = reference(patient_url)
+
+    interpretations: dict[str, Interpretation] = {
+        value_key(value): found for value, found in evaluation.interpretations
+    }
+    urls: dict[str, str] = {}
+    for value in (*cbc.values, *cbc.superseded):
+        if value.observation is not None:
+            urls[value_key(value)] = urn("Observation", seed, value_key(value))
+    observation_entries: list[tuple[str, tuple[Json, Json]]] = []
+    for obs in report.observations:  # message order, as sent
+        key = str(obs.location)
+        if key in urls:
+            observation_entries.append(
+                (
+                    urls[key],
+                    build_observation(
+                        obs,
+                        report,
+                        digest=digest,
+                        subject=subject,
+                        interpretation=interpretations.get(key),
+                        issues=issues,
+                    ),
+                )
+            )
+    for url, pair in observation_entries:
+        add(url, pair)
+
+    report_url = urn("DiagnosticReport", seed)
+    report_pair = build_report(
+        cbc, evaluation, digest=digest, subject=subject, results=[], issues=issues
+    )
+    derived_status = DERIVED_STATUS.get(report_pair[0]["status"], "unknown")
+    for value in cbc.values:
+        if value.derived:
+            key = value_key(value)
+            urls[key] = urn("Observation", seed, key)
+            sources = [urls[value_key(v)] for v in value.derived_from if value_key(v) in urls]
+            add(
+                urls[key],
+                build_derived(
+                    value,
+                    report,
+                    digest=digest,
+                    subject=subject,
+                    sources=sources,
+                    interpretation=interpretations.get(key),
+                    status=derived_status,
+                ),
+            )
+    report_pair[0]["result"] = [
+        {"reference": e["fullUrl"]}
+        for e in entries
+        if e["resource"]["resourceType"] == "Observation"
+    ]
+    add(report_url, report_pair)
+
+    flag_urls = []
+    if subject is not None:
+        pkey = patient_key(message.patient, digest)
+        rkey = report_pair[1]["ifNoneExist"]
+        for finding in evaluation.findings:
+            url = urn("Flag", seed, finding.rule_id)
+            evidence = [
+                urls[value_key(e.value)] for e in finding.evidence if value_key(e.value) in urls
+            ]
+            add(
+                url,
+                build_flag(
+                    finding,
+                    identifier=flag_identifier(pkey, finding, rkey),
+                    subject=subject,
+                    start=report.effective,
+                    evidence=evidence,
+                ),
+            )
+            flag_urls.append(url)
+
+    add(
+        urn("Provenance", seed),
+        build_provenance(
+            message,
+            targets=[report_url, *flag_urls],
+            recorded=recorded,
+            policy=rule_set_uri(evaluation.rule_set_id, evaluation.rule_set_version),
+        ),
+    )
+    return {
+        "resourceType": "Bundle",
+        "id": uuid_value("Bundle", seed),
+        "type": "transaction",
+        "timestamp": recorded,
+        "entry": entries,
+    }

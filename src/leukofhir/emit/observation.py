@@ -1,0 +1,242 @@
+"""Observation builders: one per CBC line as sent, one per derived count.
+
+Mapping per the HL7 V2-to-FHIR IG (OBX → Observation): OBX-3 code, OBX-5/6
+valueQuantity (value digit for digit as sent; UCUM ``system``/``code`` only when
+the unit is a UCUM code), OBX-7 referenceRange (text always, low/high when it
+parses), OBX-8 / rules → interpretation, OBX-11 → status (table 0085), OBX-14
+→ effective, NTE → note.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+from leukofhir.emit.datatypes import (
+    BASE,
+    V3_INTERPRETATION,
+    Json,
+    RawDecimal,
+    code,
+    concept,
+    decimal,
+    if_none_exist,
+    reference,
+    text,
+)
+from leukofhir.errors import ErrorCode, Issue, warning
+from leukofhir.model import (
+    LOINC,
+    UCUM,
+    CbcValue,
+    Coding,
+    Interpretation,
+    LabObservation,
+    LabReport,
+)
+
+LABORATORY = {
+    "coding": [
+        {
+            "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+            "code": "laboratory",
+            "display": "Laboratory",
+        }
+    ]
+}
+
+# HL7 table 0085 (OBX-11) → Observation.status
+OBSERVATION_STATUS = {
+    "F": "final",
+    "C": "corrected",
+    "A": "amended",
+    "P": "preliminary",
+    "R": "preliminary",
+    "S": "preliminary",
+    "U": "final",
+    "I": "registered",
+    "O": "registered",
+    "D": "entered-in-error",
+    "W": "entered-in-error",
+    "X": "cancelled",
+    "N": "cancelled",
+}
+UCUM_UNITS = frozenset(
+    {
+        "10*3/uL",
+        "10*9/L",
+        "10*6/uL",
+        "10*12/L",
+        "/uL",
+        "{cells}/uL",
+        "%",
+        "g/dL",
+        "g/L",
+        "mmol/L",
+        "fL",
+        "pg",
+        "mg/dL",
+    }
+)
+_RANGE = re.compile(
+    r"^\s*(?P<low>-?\d+(?:\.\d+)?)\s*(?:-|–|to)\s*(?P<high>-?\d+(?:\.\d+)?)\s*$"
+    r"|^\s*(?P<op><=?|>=?)\s*(?P<bound>-?\d+(?:\.\d+)?)\s*$"
+)
+
+
+def observation_status(obx_status: str, where: LabObservation, issues: list[Issue]) -> str:
+    status = OBSERVATION_STATUS.get(obx_status.strip().upper())
+    if status is None:
+        sent = f"'{obx_status}'" if obx_status else "empty"
+        issues.append(
+            warning(
+                ErrorCode.TABLE_VALUE_NOT_FOUND,
+                f"OBX-11 result status is {sent}, not a table 0085 code;"
+                " the Observation status is 'unknown'",
+                where.location.at(11),
+            )
+        )
+        return "unknown"
+    return status
+
+
+def identifier_for(report: LabReport, digest: str, obs: LabObservation) -> Json:
+    """Filler order number + OBX-3 + OBX-4 (the IG's Observation identifier)."""
+    order = report.filler_order or report.placer_order
+    order_key = f"{order.value}^{order.system}" if order else f"{digest}^{report.location}"
+    primary = obs.codes[0].code if obs.codes else str(obs.location)
+    return {
+        "system": f"{BASE}/sid/observation",
+        "value": text(f"{order_key}^{primary}^{obs.sub_id}"),
+    }
+
+
+def build_observation(
+    obs: LabObservation,
+    report: LabReport,
+    *,
+    digest: str,
+    subject: Json | None,
+    interpretation: Interpretation | None,
+    issues: list[Issue],
+) -> tuple[Json, Json]:
+    """The resource and its ``request`` for one CBC line as sent."""
+    ident = identifier_for(report, digest, obs)
+    resource: Json = {
+        "resourceType": "Observation",
+        "identifier": [ident],
+        "status": observation_status(obs.status, obs, issues),
+        "category": [LABORATORY],
+        "code": concept(_codes_loinc_first(obs.codes), obs.code_text),
+    }
+    if subject:
+        resource["subject"] = subject
+    if effective := obs.effective or report.effective:
+        resource["effectiveDateTime"] = effective
+    if report.issued:
+        resource["issued"] = report.issued
+    _put_value(resource, obs)
+    if interpretation:
+        resource["interpretation"] = [_interpretation(interpretation)]
+    if obs.notes:
+        resource["note"] = [{"text": note} for n in obs.notes if (note := text(n))]
+    if obs.reference_range and (ref_range := _reference_range(obs)):
+        resource["referenceRange"] = [ref_range]
+    return resource, {"method": "POST", "url": "Observation", "ifNoneExist": if_none_exist(ident)}
+
+
+def build_derived(
+    value: CbcValue,
+    report: LabReport,
+    *,
+    digest: str,
+    subject: Json | None,
+    sources: list[str],
+    interpretation: Interpretation | None,
+    status: str,
+) -> tuple[Json, Json]:
+    """A count computed from WBC × percent (or segmented + bands), with ``derivedFrom``."""
+    order = report.filler_order or report.placer_order
+    order_key = f"{order.value}^{order.system}" if order else f"{digest}^{report.location}"
+    ident = {"system": f"{BASE}/sid/derived-observation", "value": f"{order_key}^{value.loinc}"}
+    resource: Json = {
+        "resourceType": "Observation",
+        "identifier": [ident],
+        "status": status,
+        "category": [LABORATORY],
+        "code": {
+            "coding": [{"system": LOINC, "code": value.loinc}],
+            "text": f"{value.analyte.value.replace('-', ' ')} (derived by leukofhir)",
+        },
+    }
+    if subject:
+        resource["subject"] = subject
+    if report.effective:
+        resource["effectiveDateTime"] = report.effective
+    if value.number is not None:
+        resource["valueQuantity"] = _quantity(
+            decimal(value.number), value.unit, value.unit, value.comparator
+        )
+    if interpretation:
+        resource["interpretation"] = [_interpretation(interpretation)]
+    resource["derivedFrom"] = [reference(url) for url in sources]
+    return resource, {"method": "POST", "url": "Observation", "ifNoneExist": if_none_exist(ident)}
+
+
+def _codes_loinc_first(codings: tuple[Coding, ...]) -> tuple[Coding, ...]:
+    return tuple(sorted(codings, key=lambda c: c.system != LOINC))
+
+
+def _put_value(resource: Json, obs: LabObservation) -> None:
+    value = obs.value
+    if value is None:
+        resource["dataAbsentReason"] = {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/data-absent-reason",
+                    "code": "not-performed" if obs.status in {"X", "N"} else "unknown",
+                }
+            ]
+        }
+        return
+    if value.number is None:
+        if sent := text(value.text):
+            resource["valueString"] = sent
+        return
+    unit = obs.unit
+    sent_unit = text(unit.display or unit.code) if unit else ""
+    ucum = code(unit.code) if unit and (unit.system == UCUM or unit.code in UCUM_UNITS) else ""
+    resource["valueQuantity"] = _quantity(decimal(value.number), sent_unit, ucum, value.comparator)
+
+
+def _quantity(number: RawDecimal, unit: str, ucum: str, comparator: str) -> Json:
+    quantity: Json = {"value": number}
+    if comparator:
+        quantity["comparator"] = comparator
+    if unit:
+        quantity["unit"] = unit
+    if ucum:
+        quantity["system"] = UCUM
+        quantity["code"] = ucum
+    return quantity
+
+
+def _interpretation(value: Interpretation) -> Json:
+    return {"coding": [{"system": V3_INTERPRETATION, "code": value.code, "display": value.display}]}
+
+
+def _reference_range(obs: LabObservation) -> Json:
+    out: Json = {}
+    match = _RANGE.match(obs.reference_range)
+    unit = obs.unit
+    ucum = code(unit.code) if unit and (unit.system == UCUM or unit.code in UCUM_UNITS) else ""
+    sent_unit = text(unit.display or unit.code) if unit else ""
+    if match and match["low"] is not None:
+        out["low"] = _quantity(decimal(Decimal(match["low"])), sent_unit, ucum, "")
+        out["high"] = _quantity(decimal(Decimal(match["high"])), sent_unit, ucum, "")
+    elif match and match["op"]:
+        side = "high" if match["op"].startswith("<") else "low"
+        out[side] = _quantity(decimal(Decimal(match["bound"])), sent_unit, ucum, "")
+    if range_text := text(obs.reference_range):
+        out["text"] = range_text
+    return out

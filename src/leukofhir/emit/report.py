@@ -1,0 +1,152 @@
+"""DiagnosticReport: one per input report, with the conclusion a clinician reads."""
+
+from __future__ import annotations
+
+from leukofhir.emit.datatypes import (
+    Json,
+    coding,
+    concept,
+    identifier,
+    if_none_exist,
+    text,
+)
+from leukofhir.errors import ErrorCode, Issue, warning
+from leukofhir.model import LOINC, Cbc, Coding, Evaluation, Identifier, LabReport, Measure
+
+LAB = {
+    "coding": [
+        {
+            "system": "http://terminology.hl7.org/CodeSystem/v2-0074",
+            "code": "LAB",
+            "display": "Laboratory",
+        }
+    ]
+}
+CBC_WITH_DIFFERENTIAL = Coding("57021-8", LOINC, "CBC W Auto Differential panel - Blood")
+CBC_WITHOUT_DIFFERENTIAL = Coding("58410-2", LOINC, "CBC panel - Blood by Automated count")
+
+# HL7 table 0123 (OBR-25) → DiagnosticReport.status
+REPORT_STATUS = {
+    "F": "final",
+    "C": "corrected",
+    "P": "preliminary",
+    "R": "partial",
+    "A": "partial",
+    "O": "registered",
+    "I": "registered",
+    "S": "registered",
+    "X": "cancelled",
+}
+
+
+def report_status(report: LabReport, issues: list[Issue]) -> str:
+    """OBR-25; ``W`` (not in table 0123) and an empty value are warned about and read as
+    'unknown' (the V2-to-FHIR IG calls an empty OBR-25 an error; we keep the result)."""
+    sent = report.status.strip().upper()
+    if status := REPORT_STATUS.get(sent):
+        return status
+    what = f"'{report.status}' is not a table 0123 code" if sent else "is empty"
+    issues.append(
+        warning(
+            ErrorCode.TABLE_VALUE_NOT_FOUND,
+            f"OBR-25 result status {what}; the DiagnosticReport status is 'unknown'",
+            report.location.at(25),
+        )
+    )
+    return "unknown"
+
+
+def report_identifiers(report: LabReport, digest: str) -> list[Json]:
+    idents = [
+        identifier(order, "order") for order in (report.filler_order, report.placer_order) if order
+    ]
+    if not idents:
+        idents.append(identifier(Identifier(f"{digest}^{report.location}"), "report"))
+    return idents
+
+
+def build_report(
+    report: Cbc,
+    evaluation: Evaluation,
+    *,
+    digest: str,
+    subject: Json | None,
+    results: list[str],
+    issues: list[Issue],
+) -> tuple[Json, Json]:
+    lab = report.report
+    idents = report_identifiers(lab, digest)
+    resource: Json = {
+        "resourceType": "DiagnosticReport",
+        "identifier": idents,
+        "status": report_status(lab, issues),
+        "category": [LAB],
+        "code": concept(_panel_code(report), lab.code_text),
+    }
+    if subject:
+        resource["subject"] = subject
+    if lab.effective:
+        resource["effectiveDateTime"] = lab.effective
+    if lab.issued:
+        resource["issued"] = lab.issued
+    resource["result"] = [{"reference": url} for url in results]
+    resource["conclusion"] = conclusion(evaluation)
+    if evaluation.findings:
+        resource["conclusionCode"] = [
+            {"coding": [coding(f.code)], "text": text(f.text)} for f in evaluation.findings
+        ]
+    return resource, {
+        "method": "POST",
+        "url": "DiagnosticReport",
+        "ifNoneExist": if_none_exist(idents[0]),
+    }
+
+
+def _panel_code(report: Cbc) -> tuple[Coding, ...]:
+    loinc = tuple(c for c in report.report.codes if c.system == LOINC)
+    if loinc:
+        return report.report.codes
+    has_differential = any(
+        v.measure is not Measure.MASS_CONCENTRATION and v.analyte.value not in {"wbc", "platelets"}
+        for v in report.values
+    )
+    panel = CBC_WITH_DIFFERENTIAL if has_differential else CBC_WITHOUT_DIFFERENTIAL
+    return (panel, *report.report.codes)
+
+
+def conclusion(evaluation: Evaluation) -> str:
+    """Findings with grade and evidence, their considerations, what was not evaluated."""
+    lines: list[str] = []
+    if evaluation.findings:
+        for finding in evaluation.findings:
+            evidence = "; ".join(
+                _evidence(
+                    e.value.analyte.value,
+                    e.value.comparator,
+                    e.value.number,
+                    e.value.unit,
+                    e.threshold,
+                )
+                for e in finding.evidence
+            )
+            lines.append(f"{finding.text}" + (f" ({evidence})" if evidence else "") + ".")
+            if finding.considerations:
+                lines.append("  Consider: " + "; ".join(finding.considerations) + ".")
+            if finding.next_steps:
+                lines.append("  Next steps: " + "; ".join(finding.next_steps) + ".")
+    else:
+        lines.append("No leukopenia or other white-cell finding in this CBC.")
+    for item in evaluation.not_evaluated:
+        lines.append(f"Not evaluated: {item.rule_id}: {item.reason}")
+    if evaluation.disclaimer:
+        lines.append(evaluation.disclaimer)
+    lines.append(
+        f"Rule set {evaluation.rule_set_id} {evaluation.rule_set_version}"
+        + (f"; reference intervals {evaluation.profile}." if evaluation.profile else ".")
+    )
+    return text("\n".join(lines))
+
+
+def _evidence(name: str, comparator: str, number: object, unit: str, threshold: str) -> str:
+    value = f"{comparator}{number}" if number is not None else "no value"
+    return f"{name.replace('-', ' ')} {value} {unit} {threshold}".replace("  ", " ").strip()

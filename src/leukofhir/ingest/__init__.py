@@ -1,0 +1,1 @@
+"""Reading inputs: HL7 v2 framing and ER7 tokenising, then lab messages."""

@@ -1,0 +1,174 @@
+"""The single entry point of the core: bytes in, one :class:`MessageOutcome` per message out.
+
+Every edge (replay, batch, serve) calls :func:`process` (a whole file or stream)
+or :func:`process_message` (one framed message).  Nothing here reads a clock,
+the environment or a file: all of that comes in the :class:`Context`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import Enum
+
+from leukofhir.context import Context
+from leukofhir.emit.bundle import build_bundle
+from leukofhir.emit.datatypes import Json
+from leukofhir.emit.outcome import build_operation_outcome
+from leukofhir.errors import (
+    ErrorCode,
+    Issue,
+    LeukofhirError,
+    Severity,
+    error,
+    information,
+)
+from leukofhir.ingest.er7 import parse_message
+from leukofhir.ingest.framing import RawMessage, split_messages
+from leukofhir.ingest.hl7v2 import read_lab_message
+from leukofhir.model import Cbc, Evaluation, LabMessage
+from leukofhir.rules import evaluate
+from leukofhir.terminology import build_cbc
+
+
+class Disposition(Enum):
+    PROCESSED = "processed"  # at least one Bundle
+    SKIPPED = "skipped"  # a good message without a CBC
+    REJECTED = "rejected"  # unparseable, unsupported, or failed on our side
+
+
+@dataclass(frozen=True, slots=True)
+class ReportOutcome:
+    cbc: Cbc
+    evaluation: Evaluation
+    bundle: Json = field(hash=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageOutcome:
+    index: int  # 0-based position of the message in its input
+    offset: int  # byte offset of the message in its input
+    disposition: Disposition
+    message: LabMessage | None = None
+    reports: tuple[ReportOutcome, ...] = ()
+    issues: tuple[Issue, ...] = ()
+
+    @property
+    def control_id(self) -> str:
+        return self.message.control_id if self.message else ""
+
+    @property
+    def label(self) -> str:
+        """Names the message in outcomes and logs: its position and MSH-10 (no patient data)."""
+        label = f"message {self.index + 1}"
+        return f"{label}, MSH-10 {self.control_id}" if self.control_id else label
+
+    def operation_outcome(self) -> Json | None:
+        """The OperationOutcome that travels after the Bundles (None when nothing to say)."""
+        if not self.issues:
+            return None
+        seed = self.message.digest if self.message else f"{self.index}|{self.offset}"
+        return build_operation_outcome(self.issues, seed=seed, context=self.label)
+
+    def documents(self) -> list[Json]:
+        """What the message produced, in output order: its Bundles, then its OperationOutcome."""
+        out = [report.bundle for report in self.reports]
+        if (outcome := self.operation_outcome()) is not None:
+            out.append(outcome)
+        return out
+
+
+def process(data: bytes, context: Context) -> Iterator[MessageOutcome]:
+    """Every message in ``data`` (one, several, an FHS/BHS batch, MLLP frames)."""
+    for raw in split_messages(data):
+        yield process_message(raw, context)
+
+
+def process_message(raw: RawMessage, context: Context) -> MessageOutcome:
+    """One message; never raises (an unexpected exception becomes a rejected outcome)."""
+    try:
+        return _process(raw, context)
+    except LeukofhirError as exc:
+        return MessageOutcome(raw.index, raw.offset, Disposition.REJECTED, issues=(exc.issue,))
+    except Exception as exc:  # the promise: no input ends in a traceback
+        issue = error(
+            ErrorCode.INTERNAL_ERROR,
+            f"leukofhir failed on this message ({type(exc).__name__}); the message is"
+            " kept as rejected; please report it with the input",
+            fhir_type="exception",
+        )
+        return MessageOutcome(raw.index, raw.offset, Disposition.REJECTED, issues=(issue,))
+
+
+def _process(raw: RawMessage, context: Context) -> MessageOutcome:
+    er7 = parse_message(raw.data)
+    message = read_lab_message(er7, raw.data, context.default_timezone)
+    issues: list[Issue] = list(message.issues)
+    if context.validate_structure:
+        from leukofhir.ingest.structure import validate_structure
+
+        text = raw.data.decode(er7.charset, errors="replace")
+        issues.extend(validate_structure(text.replace("\r\n", "\r").replace("\n", "\r")))
+    recorded = context.now.isoformat(timespec="seconds")
+    reports: list[ReportOutcome] = []
+    sex = message.patient.gender if message.patient else ""
+    for lab_report in message.reports:
+        cbc = build_cbc(lab_report, context.terminology)
+        if not cbc.values and not cbc.superseded:
+            issues.append(
+                information(
+                    ErrorCode.ACCEPTED,
+                    f"{lab_report.location} holds no CBC result; not used",
+                    lab_report.location,
+                    fhir_type="informational",
+                )
+            )
+            continue
+        evaluation = evaluate(cbc, context.rule_set, sex=sex)
+        issues.extend(cbc.issues)
+        issues.extend(evaluation.issues)
+        if cbc.unmapped:
+            lines = ", ".join(str(obs.location) for obs in cbc.unmapped)
+            issues.append(
+                information(
+                    ErrorCode.ACCEPTED,
+                    f"{lines} in {lab_report.location}"
+                    " are no CBC field leukofhir evaluates; not used",
+                    lab_report.location,
+                    fhir_type="informational",
+                )
+            )
+        bundle = build_bundle(message, cbc, evaluation, recorded=recorded, issues=issues)
+        if message.patient is None and evaluation.findings:
+            issues.append(
+                information(
+                    ErrorCode.REQUIRED_FIELD_MISSING,
+                    "the message has no PID, so the findings have no subject:"
+                    " they are in the DiagnosticReport conclusion, without Flag",
+                    fhir_type="incomplete",
+                )
+            )
+        if context.validate_output:
+            from leukofhir.emit.validate import validate_bundle
+
+            validate_bundle(bundle)
+        reports.append(ReportOutcome(cbc, evaluation, bundle))
+    if not reports:
+        issues.insert(
+            0,
+            information(
+                ErrorCode.ACCEPTED, "no CBC result in this message; skipped", fhir_type="not-found"
+            ),
+        )
+        return MessageOutcome(
+            raw.index, raw.offset, Disposition.SKIPPED, message, issues=tuple(issues)
+        )
+    return MessageOutcome(
+        raw.index, raw.offset, Disposition.PROCESSED, message, tuple(reports), tuple(issues)
+    )
+
+
+def worst(issues: tuple[Issue, ...]) -> Severity | None:
+    order = (Severity.FATAL, Severity.ERROR, Severity.WARNING, Severity.INFORMATION)
+    present = {issue.severity for issue in issues}
+    return next((severity for severity in order if severity in present), None)
