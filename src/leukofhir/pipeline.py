@@ -111,11 +111,12 @@ def _process(raw: RawMessage, context: Context) -> MessageOutcome:
         issues.extend(validate_structure(text.replace("\r\n", "\r").replace("\n", "\r")))
     recorded = context.now.isoformat(timespec="seconds")
     reports: list[ReportOutcome] = []
+    no_cbc: list[Issue] = []  # reported only beside reports that do hold a CBC
     sex = message.patient.gender if message.patient else ""
     for lab_report in message.reports:
         cbc = build_cbc(lab_report, context.terminology)
         if not cbc.values and not cbc.superseded:
-            issues.append(
+            no_cbc.append(
                 information(
                     ErrorCode.ACCEPTED,
                     f"{lab_report.location} holds no CBC result; not used",
@@ -164,7 +165,7 @@ def _process(raw: RawMessage, context: Context) -> MessageOutcome:
             raw.index, raw.offset, Disposition.SKIPPED, message, issues=tuple(issues)
         )
     return MessageOutcome(
-        raw.index, raw.offset, Disposition.PROCESSED, message, tuple(reports), tuple(issues)
+        raw.index, raw.offset, Disposition.PROCESSED, message, tuple(reports), (*issues, *no_cbc)
     )
 
 

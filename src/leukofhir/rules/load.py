@@ -1,0 +1,365 @@
+"""Reading and checking a rule file (see :mod:`leukofhir.rules.ruleset` for what it holds)."""
+
+from __future__ import annotations
+
+import tomllib
+from decimal import Decimal, InvalidOperation
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from leukofhir.errors import ConfigError, ErrorCode, Location, error
+from leukofhir.model import SNOMED, Analyte, Coding, Measure
+from leukofhir.rules.ruleset import (
+    PRIORITIES,
+    Band,
+    CriticalLimit,
+    Deviation,
+    Grade,
+    Interval,
+    PancytopeniaRule,
+    Profile,
+    Rule,
+    RuleSet,
+    Source,
+    Texts,
+    ThresholdRule,
+    interval_key,
+)
+from leukofhir.terminology.checkdigits import is_sctid
+
+__all__ = ["PACKAGED_RULE_FILE", "load_rule_set"]
+
+PACKAGED_RULE_FILE = "leukopenia-v1.toml"
+_ANALYTES = {analyte.value: analyte for analyte in Analyte}
+_MEASURES = {measure.value: measure for measure in Measure}
+_Table = dict[str, Any]
+
+
+class _Reader:
+    """Typed access to the parsed TOML, raising a located ConfigError on any mistake."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def fail(self, where: str, message: str) -> ConfigError:
+        issue = error(
+            ErrorCode.DATA_TYPE,
+            f"rule file {self.name}: {where}: {message}",
+            Location(expression=where),
+            fhir_type="invalid",
+        )
+        return ConfigError(issue)
+
+    def get(self, table: _Table, key: str, where: str, kind: type, default: Any = None) -> Any:
+        value = table.get(key, default)
+        if value is None:
+            raise self.fail(f"{where}.{key}".lstrip("."), "is missing")
+        # a TOML boolean is a Python int too: accept it only where a bool is asked for
+        if not isinstance(value, kind) or isinstance(value, bool) is not (kind is bool):
+            raise self.fail(f"{where}.{key}".lstrip("."), f"must be a {kind.__name__}")
+        return value
+
+    def text(self, table: _Table, key: str, where: str, default: str | None = None) -> str:
+        value: str = self.get(table, key, where, str, default)
+        return value
+
+    def texts(self, table: _Table, key: str, where: str) -> tuple[str, ...]:
+        items = self.get(table, key, where, list, [])
+        if not all(isinstance(item, str) and item for item in items):
+            raise self.fail(f"{where}.{key}", "must be a list of non-empty strings")
+        return tuple(items)
+
+    def tables(self, table: _Table, key: str, where: str) -> list[_Table]:
+        items = self.get(table, key, where, list, [])
+        if not all(isinstance(item, dict) for item in items):
+            raise self.fail(f"{where}.{key}".lstrip("."), "must be a list of tables")
+        return list(items)
+
+    def decimal(self, table: _Table, key: str, where: str) -> Decimal:
+        raw = self.text(table, key, where)
+        try:
+            number = Decimal(raw)
+        except InvalidOperation:
+            raise self.fail(f"{where}.{key}", f"{raw!r} is not a number") from None
+        if not number.is_finite() or number < 0:
+            raise self.fail(f"{where}.{key}", f"{raw!r} is not a finite, non-negative number")
+        return number
+
+    def analyte(self, table: _Table, where: str) -> Analyte:
+        name = self.text(table, "analyte", where)
+        if name not in _ANALYTES:
+            raise self.fail(f"{where}.analyte", f"unknown analyte {name!r}")
+        return _ANALYTES[name]
+
+    def measure(self, table: _Table, where: str) -> Measure:
+        name = self.text(table, "measure", where, "count")
+        if name not in _MEASURES:
+            raise self.fail(f"{where}.measure", f"unknown measure {name!r}")
+        return _MEASURES[name]
+
+    def coding(self, table: _Table, where: str) -> Coding:
+        raw = self.get(table, "code", where, dict)
+        at = f"{where}.code"
+        coding = Coding(
+            self.text(raw, "code", at), self.text(raw, "system", at), self.text(raw, "display", at)
+        )
+        if coding.system == SNOMED and not is_sctid(coding.code):
+            raise self.fail(at, f"{coding.code!r} fails the SNOMED CT Verhoeff check")
+        if not coding.system.startswith(("http://", "https://")) or not coding.code:
+            raise self.fail(at, "needs a code and a canonical URL system")
+        return coding
+
+    def priority(self, table: _Table, key: str, where: str, default: str | None = None) -> str:
+        value = self.text(table, key, where, default)
+        if value not in PRIORITIES:
+            raise self.fail(f"{where}.{key}", f"{value!r} is not one of {sorted(PRIORITIES)}")
+        return value
+
+
+def load_rule_set(path: Path | None = None) -> RuleSet:
+    """The rule set of ``path``, or the packaged ``leukopenia-v1.toml`` (read once)."""
+    if path is None:
+        return _packaged()
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _Reader(str(path)).fail("file", f"cannot be read ({exc})") from None
+    return _parse(text, str(path), origin=str(path))
+
+
+@cache
+def _packaged() -> RuleSet:
+    data = resources.files("leukofhir").joinpath("data", PACKAGED_RULE_FILE)
+    return _parse(data.read_text(encoding="utf-8"), PACKAGED_RULE_FILE, origin="")
+
+
+def _parse(text: str, name: str, *, origin: str) -> RuleSet:
+    r = _Reader(name)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise r.fail("file", f"is not valid TOML ({exc})") from None
+    sources = tuple(
+        Source(
+            r.text(s, "id", f"sources[{i}]"),
+            r.text(s, "citation", f"sources[{i}]"),
+            r.text(s, "url", f"sources[{i}]", ""),
+        )
+        for i, s in enumerate(r.tables(data, "sources", ""))
+    )
+    source_ids = {source.id for source in sources}
+    interpretations = {
+        str(code): r.text(data["interpretations"], str(code), "interpretations")
+        for code in r.get(data, "interpretations", "", dict)
+    }
+    if missing := {"L", "N", "H", "LL"} - set(interpretations):
+        raise r.fail("interpretations", f"needs the codes {sorted(missing)}")
+    priorities = r.get(data, "priorities", "", dict)
+    grade_priority = {
+        int(grade): r.priority(priorities["grade"], grade, "priorities.grade")
+        for grade in r.get(priorities, "grade", "priorities", dict)
+    }
+    labels = _labels(r, data)
+    rules = _rules(r, data, source_ids, grade_priority, labels)
+    critical = tuple(
+        _critical(r, table, f"critical[{i}]", interpretations)
+        for i, table in enumerate(r.tables(data, "critical", ""))
+    )
+    texts = r.get(data, "texts", "", dict)
+    return RuleSet(
+        id=r.text(data, "id", ""),
+        version=r.text(data, "version", ""),
+        title=r.text(data, "title", "", ""),
+        disclaimer=" ".join(r.text(data, "disclaimer", "").split()),
+        rules=rules,
+        critical=critical,
+        grade_priority=MappingProxyType(grade_priority),
+        critical_priority=r.priority(priorities, "critical", "priorities"),
+        texts=Texts(
+            r.text(texts, "graded", "texts"),
+            r.text(texts, "graded_band", "texts"),
+            r.text(texts, "critical", "texts"),
+        ),
+        labels=MappingProxyType(labels),
+        profile=_profile(r, r.get(data, "profile", "", dict)),
+        interpretations=MappingProxyType(interpretations),
+        policy=MappingProxyType(
+            {
+                str(k): r.text(data["policy"], str(k), "policy")
+                for k in r.get(data, "policy", "", dict)
+            }
+        ),
+        sources=sources,
+        deviations=tuple(
+            Deviation(
+                r.text(d, "id", f"deviations[{i}]"),
+                r.text(d, "text", f"deviations[{i}]"),
+                r.text(d, "reason", f"deviations[{i}]"),
+            )
+            for i, d in enumerate(r.tables(data, "deviations", ""))
+        ),
+        origin=origin,
+    )
+
+
+def _rules(
+    r: _Reader,
+    data: _Table,
+    source_ids: set[str],
+    grade_priority: dict[int, str],
+    labels: dict[tuple[Analyte, Measure], str],
+) -> tuple[Rule, ...]:
+    rules: list[Rule] = []
+    for i, table in enumerate(r.tables(data, "rules", "")):
+        where = f"rules[{i}]"
+        kind = r.text(table, "kind", where)
+        sources = r.texts(table, "sources", where)
+        if unknown := set(sources) - source_ids:
+            raise r.fail(f"{where}.sources", f"unknown sources {sorted(unknown)}")
+        rule: Rule
+        if kind in ("below", "above"):
+            rule = _threshold(r, table, where, kind, sources, grade_priority, labels)
+        elif kind == "pancytopenia":
+            rule = _pancytopenia(r, table, where, sources, rules)
+        else:
+            raise r.fail(f"{where}.kind", f"unknown kind {kind!r}")
+        if any(rule.id == other.id for other in rules):
+            raise r.fail(f"{where}.id", f"{rule.id!r} is used twice")
+        rules.append(rule)
+    return tuple(rules)
+
+
+def _threshold(
+    r: _Reader,
+    table: _Table,
+    where: str,
+    kind: str,
+    sources: tuple[str, ...],
+    grade_priority: dict[int, str],
+    labels: dict[tuple[Analyte, Measure], str],
+) -> ThresholdRule:
+    threshold = r.decimal(table, "threshold", where)
+    analyte = r.analyte(table, where)
+    grades = tuple(
+        Grade(
+            r.get(g, "grade", f"{where}.grades[{j}]", int),
+            r.decimal(g, "below", f"{where}.grades[{j}]"),
+        )
+        for j, g in enumerate(r.tables(table, "grades", where))
+    )
+    bands = tuple(
+        Band(r.text(b, "band", f"{where}.bands[{j}]"), r.decimal(b, "below", f"{where}.bands[{j}]"))
+        for j, b in enumerate(r.tables(table, "bands", where))
+    )
+    for key, steps in (("grades", grades), ("bands", bands)):
+        if not steps:
+            continue
+        bounds = [step.below for step in steps]
+        if kind != "below" or bounds != sorted(bounds) or bounds[-1] != threshold:
+            raise r.fail(
+                f"{where}.{key}",
+                f"must be ordered by 'below', most severe first, and"
+                f" end at the threshold {threshold} (only for kind 'below')",
+            )
+    if grades:
+        numbers = [grade.grade for grade in grades]
+        if numbers != sorted(numbers, reverse=True) or not set(numbers) <= set(grade_priority):
+            raise r.fail(f"{where}.grades", "grades must descend and each have a priority")
+    return ThresholdRule(
+        id=r.text(table, "id", where),
+        kind=kind,
+        analyte=analyte,
+        threshold=threshold,
+        unit=r.text(table, "unit", where),
+        name=r.text(table, "name", where),
+        code=r.coding(table, where),
+        grades=grades,
+        bands=bands,
+        priority="" if grades else r.priority(table, "priority", where),
+        sources=sources,
+        considerations=r.texts(table, "considerations", where),
+        next_steps=r.texts(table, "next_steps", where),
+        label=labels.get((analyte, Measure.COUNT), f"{analyte.value} count"),
+    )
+
+
+def _pancytopenia(
+    r: _Reader, table: _Table, where: str, sources: tuple[str, ...], before: list[Rule]
+) -> PancytopeniaRule:
+    requires = r.text(table, "requires", where)
+    lead = next((rule for rule in before if rule.id == requires), None)
+    if (
+        not isinstance(lead, ThresholdRule)
+        or lead.kind != "below"
+        or lead.analyte is not Analyte.WBC
+    ):
+        raise r.fail(
+            f"{where}.requires", f"{requires!r} must be an earlier 'below' rule on the WBC"
+        )
+    hemoglobin = r.get(table, "hemoglobin", where, dict)
+    limits = {sex: r.decimal(hemoglobin, sex, f"{where}.hemoglobin") for sex in hemoglobin}
+    if "default" not in limits:
+        raise r.fail(f"{where}.hemoglobin", "needs a 'default' limit (sex unknown)")
+    return PancytopeniaRule(
+        id=r.text(table, "id", where),
+        name=r.text(table, "name", where),
+        code=r.coding(table, where),
+        requires=requires,
+        hemoglobin_below=MappingProxyType(limits),
+        hemoglobin_unit=r.text(table, "hemoglobin_unit", where),
+        platelets_below=r.decimal(table, "platelets", where),
+        platelets_unit=r.text(table, "platelets_unit", where),
+        priority=r.priority(table, "priority", where),
+        sources=sources,
+        considerations=r.texts(table, "considerations", where),
+        next_steps=r.texts(table, "next_steps", where),
+    )
+
+
+def _critical(
+    r: _Reader, table: _Table, where: str, interpretations: dict[str, str]
+) -> CriticalLimit:
+    code = r.text(table, "interpretation", where)
+    if code not in interpretations:
+        raise r.fail(f"{where}.interpretation", f"{code!r} is not in [interpretations]")
+    return CriticalLimit(
+        r.analyte(table, where),
+        r.decimal(table, "below", where),
+        code,
+        r.text(table, "source", where, ""),
+    )
+
+
+def _labels(r: _Reader, data: _Table) -> dict[tuple[Analyte, Measure], str]:
+    labels: dict[tuple[Analyte, Measure], str] = {}
+    for name, table in r.get(data, "labels", "", dict).items():
+        analyte = r.analyte({"analyte": name}, "labels")
+        for measure_name in table:
+            measure = r.measure({"measure": measure_name}, f"labels.{name}")
+            labels[(analyte, measure)] = r.text(table, measure_name, f"labels.{name}")
+    return labels
+
+
+def _profile(r: _Reader, table: _Table) -> Profile:
+    intervals: dict[tuple[str, str], Interval] = {}
+    for i, item in enumerate(r.tables(table, "intervals", "profile")):
+        where = f"profile.intervals[{i}]"
+        interval = Interval(
+            r.analyte(item, where),
+            r.measure(item, where),
+            r.decimal(item, "low", where),
+            r.decimal(item, "high", where),
+            r.text(item, "unit", where),
+        )
+        if interval.low > interval.high:
+            raise r.fail(where, "low is above high")
+        intervals[interval_key(interval.analyte, interval.measure)] = interval
+    return Profile(
+        r.text(table, "name", "profile"),
+        r.text(table, "version", "profile"),
+        MappingProxyType(intervals),
+        r.text(table, "source", "profile", ""),
+    )

@@ -1,0 +1,196 @@
+"""The rule set as data: :class:`RuleSet` and its parts, read from a versioned TOML file.
+
+The packaged file is ``data/leukopenia-v1.toml``; a deployment may pass its own (its
+own reference-interval profile, a higher ANC lower limit, ...).  Every number is a
+TOML string parsed as an exact Decimal (a float is refused), every SNOMED CT code must
+pass its Verhoeff check digit, every grade table must be ordered and end at its
+finding's threshold.  A file that breaks any of this raises
+:class:`~leukofhir.errors.ConfigError` whose issue locates the key (``rules[2].grades``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+
+from leukofhir.model import Analyte, Coding, Measure
+
+__all__ = [
+    "PRIORITIES",
+    "Band",
+    "CriticalLimit",
+    "Deviation",
+    "Grade",
+    "Interval",
+    "PancytopeniaRule",
+    "Profile",
+    "Rule",
+    "RuleSet",
+    "Source",
+    "Texts",
+    "ThresholdRule",
+    "interval_key",
+]
+
+PRIORITIES = frozenset({"PL", "PM", "PH"})  # http://hl7.org/fhir/flag-priority-code
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    id: str
+    citation: str
+    url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Deviation:
+    """A departure from the article, and why."""
+
+    id: str
+    text: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Grade:
+    """CTCAE grade ``grade`` holds when the value is below ``below``."""
+
+    grade: int
+    below: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Band:
+    """Clinical band ``band`` (mild / moderate / severe) holds when the value is below ``below``."""
+
+    band: str
+    below: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class ThresholdRule:
+    """A finding from one absolute count: present when ``count < threshold`` (kind
+    ``below``) or ``count > threshold`` (kind ``above``).
+
+    ``grades`` and ``bands`` are ordered by ``below`` ascending (the most severe first);
+    the first whose bound holds is the grade.  ``priority`` is for an ungraded finding.
+    """
+
+    id: str
+    kind: str  # "below" | "above"
+    analyte: Analyte
+    threshold: Decimal
+    unit: str
+    name: str
+    code: Coding
+    grades: tuple[Grade, ...] = ()
+    bands: tuple[Band, ...] = ()
+    priority: str = ""
+    sources: tuple[str, ...] = ()
+    considerations: tuple[str, ...] = ()
+    next_steps: tuple[str, ...] = ()
+    label: str = ""  # how reasons name the count: "absolute neutrophil count"
+
+
+@dataclass(frozen=True, slots=True)
+class PancytopeniaRule:
+    """Present when the ``requires`` finding is, hemoglobin is below its limit for the
+    patient's sex (key ``default`` when the sex is neither listed nor known) and the
+    platelets are below ``platelets_below``."""
+
+    id: str
+    name: str
+    code: Coding
+    requires: str
+    hemoglobin_below: Mapping[str, Decimal]
+    hemoglobin_unit: str
+    platelets_below: Decimal
+    platelets_unit: str
+    priority: str
+    sources: tuple[str, ...] = ()
+    considerations: tuple[str, ...] = ()
+    next_steps: tuple[str, ...] = ()
+
+
+Rule = ThresholdRule | PancytopeniaRule
+
+
+@dataclass(frozen=True, slots=True)
+class CriticalLimit:
+    """A count below ``below`` is critical: interpretation ``interpretation`` (LL), priority PH."""
+
+    analyte: Analyte
+    below: Decimal
+    interpretation: str
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    """A default reference interval, inclusive at both ends, in the normalised unit."""
+
+    analyte: Analyte
+    measure: Measure
+    low: Decimal
+    high: Decimal
+    unit: str
+
+
+def interval_key(analyte: Analyte, measure: Measure) -> tuple[str, str]:
+    """The key of :attr:`Profile.intervals`: the members' names, whose hashes are cached
+    (an Enum member's own hash is computed in Python on every lookup)."""
+    return analyte._name_, measure._name_
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """The default reference intervals, named and versioned (it goes into the output)."""
+
+    name: str
+    version: str
+    intervals: Mapping[tuple[str, str], Interval]  # by interval_key(analyte, measure)
+    source: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} {self.version}"
+
+    def interval(self, analyte: Analyte, measure: Measure) -> Interval | None:
+        return self.intervals.get((analyte._name_, measure._name_))
+
+
+@dataclass(frozen=True, slots=True)
+class Texts:
+    graded: str  # "{name}, CTCAE grade {grade}"
+    graded_band: str  # "{name}, CTCAE grade {grade} ({band})"
+    critical: str  # "{text}, critical value"
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSet:
+    """Everything from one rule file.  Immutable; its mappings are read-only views."""
+
+    id: str
+    version: str
+    title: str
+    disclaimer: str
+    rules: tuple[Rule, ...]
+    critical: tuple[CriticalLimit, ...]
+    grade_priority: Mapping[int, str]
+    critical_priority: str
+    texts: Texts
+    labels: Mapping[tuple[Analyte, Measure], str]
+    profile: Profile
+    interpretations: Mapping[str, str]  # v3 ObservationInterpretation code → display
+    policy: Mapping[str, str]
+    sources: tuple[Source, ...] = ()
+    deviations: tuple[Deviation, ...] = ()
+    origin: str = ""  # the file it was read from ("" for the packaged file)
+
+    def label(self, analyte: Analyte, measure: Measure) -> str:
+        label = self.labels.get((analyte, measure))
+        return label if label is not None else f"{analyte.value} {measure.value}"
+
+    def rule(self, rule_id: str) -> Rule | None:
+        return next((rule for rule in self.rules if rule.id == rule_id), None)
