@@ -14,6 +14,8 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from structlog.typing import FilteringBoundLogger
+
 from leukofhir import __version__
 from leukofhir.context import Context
 from leukofhir.emit.jsonio import dumps
@@ -218,7 +220,7 @@ def _write_files(folder: Path, source: Path, outcome: MessageOutcome, *, indent:
         (folder / f"{base}.outcome.json").write_bytes(dumps(operation_outcome, indent=indent))
 
 
-def _log_outcome(log: object, path: Path, outcome: MessageOutcome) -> None:
+def _log_outcome(log: FilteringBoundLogger, path: Path, outcome: MessageOutcome) -> None:
     message = outcome.message
     fields = {
         "file": str(path),
@@ -230,7 +232,7 @@ def _log_outcome(log: object, path: Path, outcome: MessageOutcome) -> None:
         "findings": sum(len(r.evaluation.findings) for r in outcome.reports),
         "issues": len(outcome.issues),
     }
-    emit = log.warning if outcome.disposition is Disposition.REJECTED else log.info  # type: ignore[attr-defined]
+    emit = log.warning if outcome.disposition is Disposition.REJECTED else log.info
     emit("message", **fields)
 
 

@@ -26,4 +26,5 @@ def _default(value: object) -> str:
 
 def dumps(document: Any, *, indent: bool = False) -> bytes:
     option = orjson.OPT_PASSTHROUGH_SUBCLASS | (orjson.OPT_INDENT_2 if indent else 0)
-    return _MARKED.sub(rb"\1", orjson.dumps(document, default=_default, option=option))
+    out = orjson.dumps(document, default=_default, option=option)
+    return _MARKED.sub(rb"\1", out) if b"\\u001e" in out else out

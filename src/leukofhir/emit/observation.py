@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
+from functools import lru_cache
 
 from leukofhir.emit.datatypes import (
     BASE,
@@ -102,13 +103,17 @@ def observation_status(obx_status: str, where: LabObservation, issues: list[Issu
 
 def identifier_for(report: LabReport, digest: str, obs: LabObservation) -> Json:
     """Filler order number + OBX-3 + OBX-4 (the IG's Observation identifier)."""
-    order = report.filler_order or report.placer_order
-    order_key = f"{order.value}^{order.system}" if order else f"{digest}^{report.location}"
     primary = obs.codes[0].code if obs.codes else str(obs.location)
     return {
         "system": f"{BASE}/sid/observation",
-        "value": text(f"{order_key}^{primary}^{obs.sub_id}"),
+        "value": text(f"{order_key(report, digest)}/{primary}/{obs.sub_id}"),
     }
+
+
+def order_key(report: LabReport, digest: str) -> str:
+    """The report's order number and its namespace (filler, else placer, else the input)."""
+    order = report.filler_order or report.placer_order
+    return f"{order.value}@{order.system}" if order else f"{digest}/{report.location}"
 
 
 def build_observation(
@@ -140,7 +145,7 @@ def build_observation(
         resource["interpretation"] = [_interpretation(interpretation)]
     if obs.notes:
         resource["note"] = [{"text": note} for n in obs.notes if (note := text(n))]
-    if obs.reference_range and (ref_range := _reference_range(obs)):
+    if obs.reference_range and (ref_range := _reference_range(obs.reference_range, obs.unit)):
         resource["referenceRange"] = [ref_range]
     return resource, {"method": "POST", "url": "Observation", "ifNoneExist": if_none_exist(ident)}
 
@@ -156,9 +161,10 @@ def build_derived(
     status: str,
 ) -> tuple[Json, Json]:
     """A count computed from WBC × percent (or segmented + bands), with ``derivedFrom``."""
-    order = report.filler_order or report.placer_order
-    order_key = f"{order.value}^{order.system}" if order else f"{digest}^{report.location}"
-    ident = {"system": f"{BASE}/sid/derived-observation", "value": f"{order_key}^{value.loinc}"}
+    ident = {
+        "system": f"{BASE}/sid/derived-observation",
+        "value": f"{order_key(report, digest)}/{value.loinc}",
+    }
     resource: Json = {
         "resourceType": "Observation",
         "identifier": [ident],
@@ -225,10 +231,12 @@ def _interpretation(value: Interpretation) -> Json:
     return {"coding": [{"system": V3_INTERPRETATION, "code": value.code, "display": value.display}]}
 
 
-def _reference_range(obs: LabObservation) -> Json:
+@lru_cache(maxsize=1024)
+def _reference_range(sent: str, unit: Coding | None) -> Json:
+    """OBX-7 as a referenceRange: text always, low/high in the sent unit when it parses.
+    Cached (ranges repeat from message to message); the dict is shared, never mutated."""
     out: Json = {}
-    match = _RANGE.match(obs.reference_range)
-    unit = obs.unit
+    match = _RANGE.match(sent)
     ucum = code(unit.code) if unit and (unit.system == UCUM or unit.code in UCUM_UNITS) else ""
     sent_unit = text(unit.display or unit.code) if unit else ""
     if match and match["low"] is not None:
@@ -237,6 +245,6 @@ def _reference_range(obs: LabObservation) -> Json:
     elif match and match["op"]:
         side = "high" if match["op"].startswith("<") else "low"
         out[side] = _quantity(decimal(Decimal(match["bound"])), sent_unit, ucum, "")
-    if range_text := text(obs.reference_range):
+    if range_text := text(sent):
         out["text"] = range_text
     return out

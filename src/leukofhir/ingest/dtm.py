@@ -47,6 +47,7 @@ def to_fhir_date(text: str) -> str:
     return "-".join(part for part in (y, mo, d) if part)
 
 
+@lru_cache(maxsize=4096)
 def to_fhir_datetime(text: str, default_zone: str) -> str:
     """A DTM as a FHIR ``dateTime``; ``""`` for an empty value; :class:`DtmError` if malformed."""
     text = text.strip()

@@ -23,7 +23,7 @@ from leukofhir.errors import (
     warning,
 )
 from leukofhir.ingest.dtm import DtmError, to_fhir_date, to_fhir_datetime
-from leukofhir.ingest.er7 import Er7Message, Segment
+from leukofhir.ingest.er7 import Er7Message, Segment, decode_escapes
 from leukofhir.model import (
     LOINC,
     SNOMED,
@@ -222,24 +222,15 @@ class _Reader:
     # --- OBX ------------------------------------------------------------------------------
 
     def observation(self, obx: Segment, notes: list[str]) -> LabObservation:
-        unit_code, unit_text, unit_system = obx.get(6, 1), obx.get(6, 2), obx.get(6, 3)
-        unit = None
-        if unit_code or unit_text:
-            unit = Coding(
-                code=unit_code or unit_text,
-                system=CODING_SYSTEMS.get(unit_system, ""),
-                display=unit_text,
-                source_system=unit_system,
-            )
+        code = obx.components(3)  # each field split once: this runs for every OBX
+        unit = _unit(obx.components(6))
         flags = tuple(
-            flag
-            for r in range(1, len(obx.repetitions(8)) + 1)
-            if (flag := obx.get(8, 1, repetition=r))
+            flag for raw in obx.repetitions(8) if (flag := _first_component(raw, obx))
         )
         return LabObservation(
             location=obx.location,
-            codes=_codings(obx, 3),
-            code_text=obx.get(3, 2) or obx.get(3, 5),
+            codes=_cwe_codings(code),
+            code_text=_at(code, 2) or _at(code, 5),
             sub_id=obx.get(4),
             value_type=obx.get(2),
             value=self.value(obx),
@@ -253,10 +244,13 @@ class _Reader:
         )
 
     def value(self, obx: Segment) -> Value | None:
-        repetitions = obx.repetitions(5)
-        if not any(repetitions):
+        raw = obx.raw(5)
+        if not raw:
             return None
-        if len(repetitions) > 1:
+        if obx.separators.repetition in raw:
+            repetitions = obx.repetitions(5)
+            if not any(repetitions):
+                return None
             self.warn(
                 ErrorCode.DATA_TYPE,
                 f"{obx.location}-5 holds {len(repetitions)} repetitions; a result needs one value",
@@ -300,32 +294,60 @@ def _entity(segment: Segment | None, field: int) -> tuple[str, str] | None:
 
 
 def _codings(segment: Segment, field: int) -> tuple[Coding, ...]:
+    return _cwe_codings(segment.components(field))
+
+
+def _cwe_codings(components: tuple[str, ...]) -> tuple[Coding, ...]:
     """A CWE/CE: the primary coding (components 1-3) then the alternate (4-6)."""
     codings = []
     for first in (1, 4):
-        code = segment.get(field, first)
-        if code:
-            source = segment.get(field, first + 2)
+        if code := _at(components, first):
+            source = _at(components, first + 2)
             codings.append(
                 Coding(
                     code=code,
                     system=CODING_SYSTEMS.get(source.upper(), ""),
-                    display=segment.get(field, first + 1),
+                    display=_at(components, first + 1),
                     source_system=source,
                 )
             )
     return tuple(codings)
 
 
+def _unit(components: tuple[str, ...]) -> Coding | None:
+    """OBX-6 (CWE): the unit code, its text and its coding system (UCUM when it says so)."""
+    unit_code, unit_text, unit_system = _at(components, 1), _at(components, 2), _at(components, 3)
+    if not unit_code and not unit_text:
+        return None
+    return Coding(
+        code=unit_code or unit_text,
+        system=CODING_SYSTEMS.get(unit_system.upper(), ""),
+        display=unit_text,
+        source_system=unit_system,
+    )
+
+
+def _at(components: tuple[str, ...], position: int) -> str:
+    """Component ``position`` (1-based) of an already split field, "" when absent."""
+    return components[position - 1] if position <= len(components) else ""
+
+
+def _first_component(raw_repetition: str, segment: Segment) -> str:
+    separators = segment.separators
+    return decode_escapes(raw_repetition.split(separators.component, 1)[0], separators)
+
+
 def _plain_value(text: str) -> Value:
     """An NM (or ST) value; a comparator written into the text (``<0.5``) is kept as one."""
     stripped = text.strip()
+    if _NUMBER.match(stripped):  # the common case: a plain number
+        return Value(text=text, number=Decimal(stripped))
     for comparator in COMPARATORS:
         if stripped.startswith(comparator):
             number = _decimal(stripped[len(comparator) :].strip())
             if number is not None:
                 return Value(text=text, number=number, comparator=comparator)
-    return Value(text=text, number=_decimal(stripped))
+    return Value(text=text, number=None)
 
 
 def _structured_numeric(obx: Segment) -> Value:

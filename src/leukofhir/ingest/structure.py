@@ -53,12 +53,16 @@ FALLBACK_VERSION = "2.5.1"
 _LAB_RESULT_TYPES = frozenset({"ORU", "OUL"})
 _MAX_VALUE_SHOWN = 20
 
-_TABLE = re.compile(r"^Value (?P<value>.*) not in table HL7(?P<table>\w+) in element (?P<path>\S+)$")
+_TABLE = re.compile(
+    r"^Value (?P<value>.*) not in table HL7(?P<table>\w+) in element (?P<path>\S+)$"
+)
 _LENGTH = re.compile(r"^Exceeded max length \((?P<max>-?\d+)\) of (?P<path>\S+)$")
 _MISSING = re.compile(r"^Missing required child (?P<parent>\S+)\.(?P<child>[^.\s]+)$")
 _LIMIT = re.compile(r"^Child limit exceeded (?P<parent>\S+)\.(?P<child>[^.\s]+)$")
 _DATATYPE = re.compile(r"^Datatype .* is not correct for (?P<path>\S+) \(it must be .*\)$")
-_INVALID_CHILDREN = re.compile(r"^Invalid children detected for <(?P<kind>\w+) (?P<name>\w+)")
+_INVALID_CHILDREN = re.compile(
+    r"^Invalid children detected for <(?P<kind>\w+) (?P<name>\w+)(?:[^>]*? of type (?P<type>\w+))?"
+)
 _FIELD_NAME = re.compile(r"^[A-Z][A-Z0-9]{1,3}_\d+$")  # OBX_6, CE_3: a field or component
 _SEGMENT_NAME = re.compile(r"^[A-Z][A-Z0-9]{2}$")
 
@@ -80,9 +84,7 @@ def validate_structure(text: str) -> tuple[Issue, ...]:
 def _failure(what: str, exc: BaseException, location: Location | None = None) -> Issue:
     detail = str(exc).splitlines()[0] if str(exc) else ""
     message = f"{what}: {type(exc).__name__}" + (f" ({detail})" if detail else "")
-    return warning(
-        ErrorCode.INTERNAL_ERROR, message, location or Location(), fhir_type="exception"
-    )
+    return warning(ErrorCode.INTERNAL_ERROR, message, location or Location(), fhir_type="exception")
 
 
 @dataclass
@@ -91,6 +93,7 @@ class _Check:
     issues: list[Issue] = field(default_factory=list)
     version: str = ""
     structure: str = ""
+    segment_lines: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     # -- driver -------------------------------------------------------------------------
 
@@ -104,22 +107,27 @@ class _Check:
                 Location("MSH", 1),
             )
             return self.issues
-        header, message_type = self.prepare_header(segments[0])
-        try:
-            message = parse_message(
-                "\r".join([header, *segments[1:]]),
-                validation_level=VALIDATION_LEVEL.TOLERANT,
-                find_groups=True,
+        if not _usable_encoding(segments[0]):
+            self.warn(
+                ErrorCode.DATA_TYPE,
+                "MSH-1/MSH-2 do not hold a field separator and four (or five) distinct, "
+                "non-alphanumeric encoding characters; nothing else was checked",
+                Location("MSH", 1, 2),
             )
-        except Exception as exc:
-            self.issues.append(_parse_failure(exc))
             return self.issues
+        segments = self.named_segments(segments)
+        header, message_type = self.prepare_header(segments[0])
+        parsed = self.parse(header, segments)
+        if parsed is None:
+            return self.issues
+        message, segments = parsed
         self.structure = _name_of(message)
         names = [_segment_name(s, segments[0][3]) for s in segments]
         placed = self.match_segments(_flatten(message), names)
         self.check_order(message, placed)
         self.validate_segments(placed)
-        self.validate_message(message, placed)
+        if _child_order(message):
+            self.validate_message(message, placed)
         if message_type.split("^")[0] in _LAB_RESULT_TYPES and "PID" not in names:
             self.warn(
                 ErrorCode.SEGMENT_SEQUENCE,
@@ -127,7 +135,58 @@ class _Check:
                 "but leukofhir cannot tie it to one",
                 Location("PID"),
             )
-        return self.issues
+        return _without_repeats(self.issues)
+
+    def parse(self, header: str, segments: list[str]) -> tuple[Any, list[str]] | None:
+        """hl7apy's tree of the message, leaving out segments it has no definition for."""
+        separator = header[3]
+        while True:
+            text = "\r".join([header, *segments[1:]])
+            try:
+                message = _parse(text, find_groups=True)
+                if _name_of(message) and not _child_order(message):
+                    self.structure = _name_of(message)
+                    self.warn(
+                        ErrorCode.UNSUPPORTED_MESSAGE_TYPE,
+                        f"hl7apy knows no message structure {self.structure} in this version; "
+                        "only the segments were checked",
+                        Location("MSH", 1, 9),
+                    )
+                    message = _parse(text, find_groups=False)
+            except Exception as exc:
+                unknown = _undefined_segment(exc)
+                names = [_segment_name(s, separator) for s in segments[1:]]
+                if unknown is None or unknown not in names:
+                    self.issues.append(_parse_failure(exc))
+                    return None
+                self.warn(
+                    ErrorCode.SEGMENT_SEQUENCE,
+                    f"segment {unknown} is not defined in HL7 v{self.version}; "
+                    "it was left out of the check",
+                    Location(unknown),
+                )
+                segments = segments[:1] + [
+                    s for s in segments[1:] if _segment_name(s, separator) != unknown
+                ]
+                continue
+            return message, segments
+
+    def named_segments(self, segments: list[str]) -> list[str]:
+        """MSH and every segment whose name hl7apy can parse; the others are reported."""
+        separator = segments[0][3]
+        kept = segments[:1]
+        for number, segment in enumerate(segments[1:], 2):
+            name = _segment_name(segment, separator)
+            if _SEGMENT_NAME.match(name):
+                kept.append(segment)
+            else:
+                self.warn(
+                    ErrorCode.SEGMENT_SEQUENCE,
+                    f"segment {number} of the message does not start with a segment name "
+                    f"(it starts '{name[:3]}'); it was left out of the check",
+                    Location(),
+                )
+        return kept
 
     def warn(self, code: ErrorCode, message: str, location: Location) -> None:
         prefix = "HL7 structure"
@@ -229,8 +288,7 @@ class _Check:
                     before = where.get(id(previous), Location(_name_of(previous)))
                     self.warn(
                         ErrorCode.SEGMENT_SEQUENCE,
-                        f"{here} is out of order: in {_name_of(group)} it belongs before "
-                        f"{before}",
+                        f"{here} is out of order: in {_name_of(group)} it belongs before {before}",
                         here,
                     )
                 else:
@@ -239,7 +297,6 @@ class _Check:
     # -- hl7apy's validator -------------------------------------------------------------
 
     def validate_segments(self, placed: list[tuple[Any, Location]]) -> None:
-        self.segment_lines: Counter[tuple[str, str]] = Counter()
         with tempfile.TemporaryDirectory(prefix="leukofhir-structure-") as folder:
             report = os.path.join(folder, "report.txt")
             for segment, location in placed:
@@ -248,15 +305,7 @@ class _Check:
                     self.hl7apy_issue(line, location.segment, location)
 
     def validate_message(self, message: Any, placed: list[tuple[Any, Location]]) -> None:
-        if _reference_of(message) is None:
-            if self.structure:
-                self.warn(
-                    ErrorCode.UNSUPPORTED_MESSAGE_TYPE,
-                    f"hl7apy knows no message structure {self.structure} for this version; "
-                    "only the segments were checked",
-                    Location("MSH", 1, 9),
-                )
-            return
+        """Problems of the message structure itself, minus those already found per segment."""
         present = {location.segment for _, location in placed}
         with tempfile.TemporaryDirectory(prefix="leukofhir-structure-") as folder:
             lines = _validator_report(message, os.path.join(folder, "report.txt"))
@@ -309,29 +358,70 @@ class _Check:
                     location,
                 )
         elif match := _LIMIT.match(line):
-            location = _location(f"{match['parent']}.{match['child']}", known, base)
-            if match["child"] == location.segment or not _FIELD_NAME.match(match["child"]):
-                location = Location(match["child"]) if _SEGMENT_NAME.match(match["child"]) else base
-            self.warn(
-                ErrorCode.SEGMENT_SEQUENCE,
-                f"{match['child']} repeats more often than {match['parent']} allows",
-                location,
-            )
+            child = match["child"]
+            if _FIELD_NAME.match(child):
+                location = _location(f"{match['parent']}.{child}", known, base)
+                code = ErrorCode.DATA_TYPE
+            else:
+                location = Location(child) if _SEGMENT_NAME.match(child) else Location()
+                code = ErrorCode.SEGMENT_SEQUENCE
+            self.warn(code, f"{child} repeats more often than {match['parent']} allows", location)
         elif match := _DATATYPE.match(line):
             location = _location(match["path"], known, base)
             self.warn(ErrorCode.DATA_TYPE, f"{_at(location)}{line}", location)
         elif match := _INVALID_CHILDREN.match(line):
-            structural = match["kind"] in ("Group", "Message")
-            self.warn(
-                ErrorCode.SEGMENT_SEQUENCE if structural else ErrorCode.DATA_TYPE,
-                line,
-                base if not structural else Location(),
-            )
+            if match["kind"] in ("Group", "Message"):
+                self.warn(ErrorCode.SEGMENT_SEQUENCE, line, Location())
+            elif match["kind"] == "Segment":
+                self.warn(
+                    ErrorCode.DATA_TYPE,
+                    f"{str(base) or match['name']}: has more fields than the {match['name']} "
+                    f"segment defines in v{self.version}",
+                    base,
+                )
+            else:
+                location = _location(match["name"], known, base)
+                datatype = f" of data type {match['type']}" if match["type"] else ""
+                self.warn(
+                    ErrorCode.DATA_TYPE,
+                    f"{_at(location)}holds more fields or components than its definition"
+                    f"{datatype} has",
+                    location,
+                )
         else:
             self.warn(ErrorCode.DATA_TYPE, line, base)
 
 
 # -- helpers around hl7apy objects (all Any) --------------------------------------------
+
+
+def _parse(text: str, *, find_groups: bool) -> Any:
+    return parse_message(text, validation_level=VALIDATION_LEVEL.TOLERANT, find_groups=find_groups)
+
+
+def _usable_encoding(msh: str) -> bool:
+    """MSH-1 and MSH-2 as HL7 defines them: 4 (5 from v2.7) distinct punctuation characters."""
+    separator = msh[3]
+    encoding = msh[4:].split(separator, 1)[0]
+    characters = separator + encoding
+    return (
+        len(encoding) in (4, 5)
+        and len(set(characters)) == len(characters)
+        and not any(c.isalnum() or c.isspace() for c in characters)
+    )
+
+
+def _without_repeats(issues: list[Issue]) -> list[Issue]:
+    """One issue per code and location (hl7apy may repeat what the header check said)."""
+    seen: set[tuple[ErrorCode, str]] = set()
+    kept: list[Issue] = []
+    for issue in issues:
+        key = (issue.code, str(issue.location))
+        if key in seen and issue.location.field is not None:
+            continue
+        seen.add(key)
+        kept.append(issue)
+    return kept
 
 
 def _segments_of(text: str) -> list[str]:
@@ -417,8 +507,8 @@ def _validator_report(element: Any, path: str) -> list[tuple[str, str]]:
     if not os.path.exists(path):
         if failure is None:
             return []
-        return [("Error", f"hl7apy could not validate {_name_of(element) or 'the message'}: "
-                          f"{type(failure).__name__} {failure}".strip())]  # fmt: skip
+        what = _name_of(element) or "the message"
+        return [("Error", f"hl7apy could not validate {what}: {type(failure).__name__} {failure}")]
     lines: list[tuple[str, str]] = []
     with open(path, encoding="utf-8", errors="replace") as report:
         for raw in report.read().splitlines():
@@ -449,6 +539,15 @@ def _location(path: str, segments: set[str], base: Location) -> Location:
 
 def _at(location: Location) -> str:
     return f"{location}: " if location.field is not None else ""
+
+
+def _undefined_segment(exc: Exception) -> str | None:
+    """The segment name in hl7apy's "Invalid name for Segment: PRT", if that is the error."""
+    if type(exc).__name__ != "InvalidName":
+        return None
+    _, _, name = str(exc).rpartition(":")
+    name = name.strip()
+    return name if _SEGMENT_NAME.match(name) else None
 
 
 def _parse_failure(exc: Exception) -> Issue:
