@@ -215,7 +215,7 @@ def _put_value(resource: Json, obs: LabObservation) -> None:
     resource["valueQuantity"] = _quantity(decimal(value.number), sent_unit, ucum, value.comparator)
 
 
-def _quantity(number: RawDecimal, unit: str, ucum: str, comparator: str) -> Json:
+def _quantity(number: int | float | RawDecimal, unit: str, ucum: str, comparator: str) -> Json:
     quantity: Json = {"value": number}
     if comparator:
         quantity["comparator"] = comparator

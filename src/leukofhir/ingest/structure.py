@@ -14,17 +14,22 @@ version (MSH-12), runs hl7apy's validator and adds three checks hl7apy does not 
 Every problem becomes a WARNING :class:`~leukofhir.errors.Issue` with an HL7 0357 code and,
 where hl7apy's message allows it, a location (``OBX[3]-6.3``).  Segment-level problems are
 found by validating each segment on its own, so their location has the segment's sequence
-number; problems of the message structure itself (a missing group, say) have none.  Nothing
-here raises: an exception from hl7apy, or from this module, becomes a warning too.
+number; problems of the message structure itself (a missing group, say) have none.  The same
+problem in several segments of one kind is one issue (``OBX[1-19]-6.3: ...``), located at the
+first.  Nothing here raises: an exception from hl7apy, or from this module, becomes a
+warning too (code 207, issue type ``exception``).
 
 Version handling: a version hl7apy does not know (or an empty MSH-12) is checked against
 2.5.1, with a warning saying so.  A fifth encoding character (``^~\\&#``) before v2.7, which
-hl7apy refuses, is dropped for the check, with a warning.
+hl7apy refuses, is dropped for the check, with a warning.  A segment that the version does
+not define, or a line that does not start with a segment name, is left out with a warning.
 
 Warnings to expect on valid messages, because hl7apy's tables are narrower than current HL7
-practice: ``UCUM`` (and local ``99zzz``) systems reported as "not in HL7 table 0396", ``CLIA``
-as "not in table 0301"; for v2.3 messages, ORC-7 and OBR-27 (quantity/timing) reported as
-required.  They are warnings, never errors, and do not affect processing.
+practice (documented, harmless, and asserted as the only ones in the tests):
+
+* table 0396 (coding system): ``UCUM``, ``SCT``, ``HL70487`` and local ``99zzz`` systems;
+* table 0301 (universal id type): ``CLIA`` (and ``L``) in MSH-4.3 and similar HD fields;
+* v2.3 only: ORC-7 and OBR-27 (quantity/timing) reported as required and empty.
 
 hl7apy is imported only here; it has no type information, so its objects are ``Any`` and
 stay inside this module.
@@ -412,16 +417,62 @@ def _usable_encoding(msh: str) -> bool:
 
 
 def _without_repeats(issues: list[Issue]) -> list[Issue]:
-    """One issue per code and location (hl7apy may repeat what the header check said)."""
+    """Drop an issue that repeats an earlier one's code and field; merge the same problem
+    in several segments of one kind (``UCUM`` in OBX[1]-6.3 ... OBX[19]-6.3) into one issue
+    located at the first of them and naming them all (``OBX[1-19]-6.3``)."""
     seen: set[tuple[ErrorCode, str]] = set()
-    kept: list[Issue] = []
-    for issue in issues:
-        key = (issue.code, str(issue.location))
-        if key in seen and issue.location.field is not None:
+    groups: dict[tuple[object, ...], list[Issue]] = {}
+    for number, issue in enumerate(issues):
+        where = issue.location
+        exact = (issue.code, str(where))
+        if where.field is not None and exact in seen:
             continue
-        seen.add(key)
-        kept.append(issue)
-    return kept
+        seen.add(exact)
+        if where.segment and where.sequence is not None and str(where) in issue.message:
+            generic = issue.message.replace(str(where), "\0")
+            key: tuple[object, ...] = (
+                issue.code,
+                where.segment,
+                where.field,
+                where.component,
+                generic,
+            )
+        else:
+            key = (number,)
+        groups.setdefault(key, []).append(issue)
+    merged: list[Issue] = []
+    for group in groups.values():
+        first = group[0]
+        if len(group) == 1:
+            merged.append(first)
+            continue
+        where = first.location
+        many = Location(where.segment, None, where.field, where.component)
+        sequences = _ranges([issue.location.sequence or 0 for issue in group])
+        named = str(many).replace(where.segment, f"{where.segment}[{sequences}]", 1)
+        merged.append(
+            warning(
+                first.code,
+                first.message.replace(str(where), named),
+                where,
+                fhir_type=first.fhir_type,
+            )
+        )
+    return merged
+
+
+def _ranges(numbers: list[int]) -> str:
+    """[1, 2, 3, 5, 7, 8] -> "1-3,5,7-8"."""
+    parts: list[str] = []
+    start = previous = numbers[0]
+    for number in [*numbers[1:], None]:
+        if number is not None and number == previous + 1:
+            previous = number
+            continue
+        parts.append(str(start) if start == previous else f"{start}-{previous}")
+        if number is not None:
+            start = previous = number
+    return ",".join(parts)
 
 
 def _segments_of(text: str) -> list[str]:
