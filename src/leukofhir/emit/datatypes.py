@@ -110,6 +110,7 @@ def concept(codings: tuple[Coding, ...], label: str = "") -> Json:
     return out
 
 
+@lru_cache(maxsize=1024)
 def system_uri(authority: str, kind: str) -> str:
     """An HL7 assigning authority / namespace as an ``Identifier.system`` URI."""
     authority = authority.strip()

@@ -132,7 +132,7 @@ def build_observation(
         "identifier": [ident],
         "status": observation_status(obs.status, obs, issues),
         "category": [LABORATORY],
-        "code": concept(_codes_loinc_first(obs.codes), obs.code_text),
+        "code": _code(obs.codes, obs.code_text),
     }
     if subject:
         resource["subject"] = subject
@@ -189,8 +189,10 @@ def build_derived(
     return resource, {"method": "POST", "url": "Observation", "ifNoneExist": if_none_exist(ident)}
 
 
-def _codes_loinc_first(codings: tuple[Coding, ...]) -> tuple[Coding, ...]:
-    return tuple(sorted(codings, key=lambda c: c.system != LOINC))
+@lru_cache(maxsize=4096)
+def _code(codings: tuple[Coding, ...], label: str) -> Json:
+    """Observation.code, LOINC first.  Cached: the dict is shared, never mutated."""
+    return concept(tuple(sorted(codings, key=lambda c: c.system != LOINC)), label)
 
 
 def _put_value(resource: Json, obs: LabObservation) -> None:
@@ -209,10 +211,17 @@ def _put_value(resource: Json, obs: LabObservation) -> None:
         if sent := text(value.text):
             resource["valueString"] = sent
         return
-    unit = obs.unit
-    sent_unit = text(unit.display or unit.code) if unit else ""
-    ucum = code(unit.code) if unit and (unit.system == UCUM or unit.code in UCUM_UNITS) else ""
+    sent_unit, ucum = _unit_fields(obs.unit)
     resource["valueQuantity"] = _quantity(decimal(value.number), sent_unit, ucum, value.comparator)
+
+
+@lru_cache(maxsize=1024)
+def _unit_fields(unit: Coding | None) -> tuple[str, str]:
+    """Quantity.unit (as sent) and Quantity.code (only when the unit is a UCUM code)."""
+    if unit is None:
+        return "", ""
+    ucum = code(unit.code) if unit.system == UCUM or unit.code in UCUM_UNITS else ""
+    return text(unit.display or unit.code), ucum
 
 
 def _quantity(number: int | float | RawDecimal, unit: str, ucum: str, comparator: str) -> Json:
@@ -237,8 +246,7 @@ def _reference_range(sent: str, unit: Coding | None) -> Json:
     Cached (ranges repeat from message to message); the dict is shared, never mutated."""
     out: Json = {}
     match = _RANGE.match(sent)
-    ucum = code(unit.code) if unit and (unit.system == UCUM or unit.code in UCUM_UNITS) else ""
-    sent_unit = text(unit.display or unit.code) if unit else ""
+    sent_unit, ucum = _unit_fields(unit)
     if match and match["low"] is not None:
         out["low"] = _quantity(decimal(Decimal(match["low"])), sent_unit, ucum, "")
         out["high"] = _quantity(decimal(Decimal(match["high"])), sent_unit, ucum, "")

@@ -132,6 +132,8 @@ class Segment:
         if not value:
             return ()
         sub = separators.subcomponent
+        if separators.escape not in value and sub not in value:  # the common case
+            return tuple(value.split(separators.component))
         return tuple(
             decode_escapes(part.split(sub, 1)[0] if sub in part else part, separators)
             for part in value.split(separators.component)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from functools import lru_cache
 from decimal import Decimal, InvalidOperation
 
 from leukofhir.errors import (
@@ -223,18 +224,17 @@ class _Reader:
 
     def observation(self, obx: Segment, notes: list[str]) -> LabObservation:
         code = obx.components(3)  # each field split once: this runs for every OBX
-        unit = _unit(obx.components(6))
         flags = tuple(
             flag for raw in obx.repetitions(8) if (flag := _first_component(raw, obx))
         )
         return LabObservation(
             location=obx.location,
-            codes=_cwe_codings(code),
+            codes=_cwe_codings(code),  # cached: codes and units repeat across messages
             code_text=_at(code, 2) or _at(code, 5),
             sub_id=obx.get(4),
             value_type=obx.get(2),
             value=self.value(obx),
-            unit=unit,
+            unit=_unit(obx.components(6)),
             reference_range=obx.get(7),
             abnormal_flags=flags,
             status=obx.get(11),
@@ -297,6 +297,7 @@ def _codings(segment: Segment, field: int) -> tuple[Coding, ...]:
     return _cwe_codings(segment.components(field))
 
 
+@lru_cache(maxsize=4096)
 def _cwe_codings(components: tuple[str, ...]) -> tuple[Coding, ...]:
     """A CWE/CE: the primary coding (components 1-3) then the alternate (4-6)."""
     codings = []
@@ -314,6 +315,7 @@ def _cwe_codings(components: tuple[str, ...]) -> tuple[Coding, ...]:
     return tuple(codings)
 
 
+@lru_cache(maxsize=1024)
 def _unit(components: tuple[str, ...]) -> Coding | None:
     """OBX-6 (CWE): the unit code, its text and its coding system (UCUM when it says so)."""
     unit_code, unit_text, unit_system = _at(components, 1), _at(components, 2), _at(components, 3)
