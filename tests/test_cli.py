@@ -37,15 +37,19 @@ def test_a_rejected_message_gives_exit_1_and_the_others_are_processed(
     assert code == 1
     kinds = [json.loads(line)["resourceType"] for line in out.splitlines()]
     assert kinds.count("Bundle") == 2
-    errors = [json.loads(line) for line in out.splitlines()
-              if '"severity":"error"' in line]
+    errors = [json.loads(line) for line in out.splitlines() if '"severity":"error"' in line]
     assert errors[0]["issue"][0]["location"] == ["MSH[1]-9"]
 
 
 @pytest.mark.parametrize(
     "args",
-    [["does-not-exist.hl7"], [str(NORMAL), "--format", "xml"], [str(NORMAL), "--now", "soon"],
-     [str(NORMAL), "--timezone", "Mars/Olympus"], [str(NORMAL), "--mapping", "nope.csv"]],
+    [
+        ["does-not-exist.hl7"],
+        [str(NORMAL), "--format", "xml"],
+        [str(NORMAL), "--now", "soon"],
+        [str(NORMAL), "--timezone", "Mars/Olympus"],
+        [str(NORMAL), "--mapping", "nope.csv"],
+    ],
 )
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], args: list[str]) -> None:
     try:
@@ -64,8 +68,9 @@ def test_json_format_is_one_indented_array(capsys: pytest.CaptureFixture[str]) -
 
 
 def test_summary_format_names_findings(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, str(SAMPLES / "05-leukopenia-g4-agranulocytosis.hl7"),
-                       "--format", "summary")
+    code, out, _ = run(
+        capsys, str(SAMPLES / "05-leukopenia-g4-agranulocytosis.hl7"), "--format", "summary"
+    )
     assert code == 0
     assert "Leukopenia, CTCAE grade 4" in out
     assert "high priority" in out
@@ -100,8 +105,11 @@ def test_logs_carry_no_patient_data(capsys: pytest.CaptureFixture[str]) -> None:
             fields = line.decode("utf-8", "replace").split("|")
             for index in (3, 5, 7, 11, 13, 19):
                 if index < len(fields):
-                    pid_fields.update(part for part in fields[index].replace("~", "^").split("^")
-                                      if len(part) >= 4)
+                    pid_fields.update(
+                        part
+                        for part in fields[index].replace("~", "^").split("^")
+                        if len(part) >= 4
+                    )
     assert pid_fields
     code, _, err = run(capsys, str(SAMPLES), *NOW)
     assert code == 1

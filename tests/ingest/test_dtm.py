@@ -27,8 +27,18 @@ def test_default_zone_gives_the_offset_of_that_date() -> None:
     assert to_fhir_datetime("20260715120000", "Europe/Zurich").endswith("+02:00")
 
 
-@pytest.mark.parametrize("bad", ["DATE!", "20261301", "20260230", "2026031425", "20260314093099",
-                                 "20260314093015+2500", "2026-03-14"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "DATE!",
+        "20261301",
+        "20260230",
+        "2026031425",
+        "20260314093099",
+        "20260314093015+2500",
+        "2026-03-14",
+    ],
+)
 def test_malformed_values_raise(bad: str) -> None:
     with pytest.raises(DtmError):
         to_fhir_datetime(bad, "UTC")

@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from functools import lru_cache
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 

@@ -104,9 +104,10 @@ def observation_status(obx_status: str, where: LabObservation, issues: list[Issu
 def identifier_for(report: LabReport, digest: str, obs: LabObservation) -> Json:
     """Filler order number + OBX-3 + OBX-4 (the IG's Observation identifier)."""
     primary = obs.codes[0].code if obs.codes else str(obs.location)
+    sub = obs.sub_id
     return {
         "system": f"{BASE}/sid/observation",
-        "value": text(f"{order_key(report, digest)}/{primary}/{obs.sub_id}"),
+        "value": text(f"{order_key(report, digest)}/{primary}" + (f"/{sub}" if sub else "")),
     }
 
 

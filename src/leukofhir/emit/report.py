@@ -11,7 +11,17 @@ from leukofhir.emit.datatypes import (
     text,
 )
 from leukofhir.errors import ErrorCode, Issue, warning
-from leukofhir.model import LOINC, Cbc, Coding, Evaluation, Identifier, LabReport, Measure
+from leukofhir.model import (
+    LOINC,
+    Analyte,
+    Cbc,
+    CbcValue,
+    Coding,
+    Evaluation,
+    Identifier,
+    LabReport,
+    Measure,
+)
 
 LAB = {
     "coding": [
@@ -117,24 +127,14 @@ def _panel_code(report: Cbc) -> tuple[Coding, ...]:
 def conclusion(evaluation: Evaluation) -> str:
     """Findings with grade and evidence, their considerations, what was not evaluated."""
     lines: list[str] = []
-    if evaluation.findings:
-        for finding in evaluation.findings:
-            evidence = "; ".join(
-                _evidence(
-                    e.value.analyte.value,
-                    e.value.comparator,
-                    e.value.number,
-                    e.value.unit,
-                    e.threshold,
-                )
-                for e in finding.evidence
-            )
-            lines.append(f"{finding.text}" + (f" ({evidence})" if evidence else "") + ".")
-            if finding.considerations:
-                lines.append("  Consider: " + "; ".join(finding.considerations) + ".")
-            if finding.next_steps:
-                lines.append("  Next steps: " + "; ".join(finding.next_steps) + ".")
-    else:
+    for finding in evaluation.findings:
+        evidence = "; ".join(_evidence(e.value, e.threshold) for e in finding.evidence)
+        lines.append(finding.text + (f" ({evidence})" if evidence else "") + ".")
+        if finding.considerations:
+            lines.append("  Consider: " + "; ".join(finding.considerations) + ".")
+        if finding.next_steps:
+            lines.append("  Next steps: " + "; ".join(finding.next_steps) + ".")
+    if not evaluation.findings:
         lines.append("No leukopenia or other white-cell finding in this CBC.")
     for item in evaluation.not_evaluated:
         lines.append(f"Not evaluated: {item.rule_id}: {item.reason}")
@@ -147,6 +147,11 @@ def conclusion(evaluation: Evaluation) -> str:
     return text("\n".join(lines))
 
 
-def _evidence(name: str, comparator: str, number: object, unit: str, threshold: str) -> str:
-    value = f"{comparator}{number}" if number is not None else "no value"
-    return f"{name.replace('-', ' ')} {value} {unit} {threshold}".replace("  ", " ").strip()
+def _evidence(value: CbcValue, threshold: str) -> str:
+    """``WBC 2.99 10*9/L < 3.0 …``: what was compared with what."""
+    name = "WBC" if value.analyte is Analyte.WBC else value.analyte.value.replace("-", " ")
+    if value.measure is Measure.COUNT and value.analyte is not Analyte.WBC:
+        name += " count"
+    shown = f"{value.comparator}{value.number} {value.unit}" if value.number is not None else "-"
+    derived = " (derived)" if value.derived else ""
+    return f"{name}{derived} {shown} {threshold}"

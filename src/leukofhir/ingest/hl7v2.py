@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from functools import lru_cache
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 
 from leukofhir.errors import (
     ErrorCode,
@@ -224,9 +224,7 @@ class _Reader:
 
     def observation(self, obx: Segment, notes: list[str]) -> LabObservation:
         code = obx.components(3)  # each field split once: this runs for every OBX
-        flags = tuple(
-            flag for raw in obx.repetitions(8) if (flag := _first_component(raw, obx))
-        )
+        flags = tuple(flag for raw in obx.repetitions(8) if (flag := _first_component(raw, obx)))
         return LabObservation(
             location=obx.location,
             codes=_cwe_codings(code),  # cached: codes and units repeat across messages

@@ -40,7 +40,6 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-import warnings
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -78,10 +77,7 @@ def validate_structure(text: str) -> tuple[Issue, ...]:
     Never raises; an empty tuple means hl7apy and the extra checks found nothing.
     """
     try:
-        with warnings.catch_warnings():
-            # hl7apy is old code; its DeprecationWarnings are not the user's problem
-            warnings.simplefilter("ignore")
-            return tuple(_Check(text).run())
+        return tuple(_Check(text).run())
     except Exception as exc:  # the promise is: never raise
         return (_failure("the structure check itself failed", exc),)
 

@@ -1,0 +1,33 @@
+"""Shared fixtures: a fixed clock and the packaged knowledge, so outputs are reproducible."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from leukofhir.context import Context
+from leukofhir.rules import load_rule_set
+from leukofhir.terminology import load_terminology
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "sample_messages"
+GOLDEN = ROOT / "tests" / "golden"
+SHARED = ROOT.parent / "shared"
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def make_context(**overrides: object) -> Context:
+    options: dict[str, object] = {
+        "now": NOW,
+        "terminology": load_terminology(),
+        "rule_set": load_rule_set(),
+    }
+    options.update(overrides)
+    return Context(**options)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def context() -> Context:
+    return make_context()

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from leukofhir.emit.datatypes import (
+    NAMESPACE,
+    code,
+    identifier,
+    if_none_exist,
+    system_uri,
+    text,
+    urn,
+    uuid_value,
+)
+from leukofhir.model import Identifier
+
+
+@pytest.mark.parametrize("parts", [("a",), ("Bundle", "x|y"), ("ü", ""), ()])
+def test_uuid_value_is_uuid5(parts: tuple[str, ...]) -> None:
+    assert uuid_value(*parts) == str(uuid.uuid5(NAMESPACE, "|".join(parts)))
+    assert urn(*parts).startswith("urn:uuid:") if parts else True
+
+
+def test_text_and_code_cleaning() -> None:
+    assert text("  a\x00b\x1fc\n ") == "abc"
+    assert text("line1\nline2") == "line1\nline2"
+    assert code(" 6690-2 ") == "6690-2"
+    assert code("a  b\tc") == "a b c"
+
+
+@pytest.mark.parametrize(
+    ("authority", "expected"),
+    [
+        ("", "https://leukofhir.dev/fhir/sid/patient"),
+        ("2.16.840.1.113883.19.5", "urn:oid:2.16.840.1.113883.19.5"),
+        ("http://hospital.example/mrn", "http://hospital.example/mrn"),
+        ("Joe's Lab", "https://leukofhir.dev/fhir/sid/patient/Joe%27s%20Lab"),
+    ],
+)
+def test_system_uri(authority: str, expected: str) -> None:
+    assert system_uri(authority, "patient") == expected
+
+
+def test_if_none_exist_escapes_the_value() -> None:
+    ident = identifier(Identifier("12|3&x=y", "HOSP", "MR"), "patient")
+    assert ident["type"]["coding"][0]["code"] == "MR"
+    assert if_none_exist(ident) == (
+        "identifier=https://leukofhir.dev/fhir/sid/patient/HOSP%7C12%5C%7C3%26x%3Dy"
+    )

@@ -1,0 +1,44 @@
+"""Every public message of ../shared/corpus/hl7v2 (59 messages in 40 files) gives Bundles or
+located OperationOutcomes, never a traceback.  Skipped when ../shared is absent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fhir.resources.R4B.bundle import Bundle
+
+from leukofhir.context import Context
+from leukofhir.errors import Severity
+from leukofhir.pipeline import Disposition, process
+from tests.conftest import SHARED
+
+CORPUS = SHARED / "corpus" / "hl7v2"
+FILES = sorted(CORPUS.glob("*.hl7")) if CORPUS.exists() else []
+
+
+@pytest.mark.skipif(not FILES, reason="../shared/corpus/hl7v2 is not here")
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_corpus_message(path: Path, context: Context) -> None:
+    for outcome in process(path.read_bytes(), context):
+        if outcome.disposition is Disposition.REJECTED:
+            errors = [i for i in outcome.issues if i.severity in {Severity.ERROR, Severity.FATAL}]
+            assert errors, "a rejected message says why"
+            assert all(str(i.location) or "no HL7" in i.message for i in errors), outcome.issues
+            assert not any("leukofhir failed" in i.message for i in errors), outcome.issues
+        for report in outcome.reports:
+            Bundle.model_validate(report.bundle)
+
+
+@pytest.mark.skipif(not FILES, reason="../shared/corpus/hl7v2 is not here")
+def test_corpus_counts(context: Context) -> None:
+    """The manifest's counts: 59 messages; the CBC messages are processed."""
+    outcomes = {path.name: list(process(path.read_bytes(), context)) for path in FILES}
+    assert sum(len(v) for v in outcomes.values()) >= 59
+    for name in (
+        "msfc__LAB-ORU-1.hl7",
+        "msfc__LAB-ORU-2.hl7",
+        "msfc__LRI_2.0-NG_CBC_Typ_Message.hl7",
+    ):
+        assert any(o.disposition is Disposition.PROCESSED for o in outcomes[name]), name
+    assert [o.disposition for o in outcomes["lfh__sample_win.hl7"]] == [Disposition.REJECTED]

@@ -1,0 +1,81 @@
+"""process(): one outcome per message, never an exception, byte-identical output."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from leukofhir.context import Context
+from leukofhir.emit.jsonio import dumps
+from leukofhir.errors import ErrorCode, Severity
+from leukofhir.ingest.framing import RawMessage
+from leukofhir.pipeline import Disposition, process, process_message
+from tests.conftest import SAMPLES, make_context
+
+CONTEXT = make_context()
+NORMAL = (SAMPLES / "01-normal-cbc-5-part-diff.hl7").read_bytes()
+SEGMENT = st.sampled_from(
+    [
+        b"MSH|^~\\&|A|B|C|D|20260101||ORU^R01|1|P|2.5.1",
+        b"PID|1||X",
+        b"OBR|1|P|F|58410-2^CBC^LN",
+        b"OBX|1|NM|6690-2^WBC^LN||2.5|K/uL",
+        b"OBX|1|SN|751-8^ANC^LN||<^0.1|/uL",
+        b"NTE|1||x",
+        b"SPM|1",
+        b"FHS|^~\\&",
+        b"BHS|^~\\&",
+        b"BTS|1",
+        b"ORC|RE",
+    ]
+)
+
+
+def outputs(data: bytes, context: Context = CONTEXT) -> bytes:
+    return b"\n".join(dumps(doc) for o in process(data, context) for doc in o.documents())
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(st.binary(max_size=2000))
+def test_arbitrary_bytes_never_raise(data: bytes) -> None:
+    for outcome in process(data, CONTEXT):
+        assert not any("leukofhir failed" in i.message for i in outcome.issues)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(st.lists(st.tuples(SEGMENT, st.sampled_from([b"\r", b"\n", b"\r\n"])), max_size=25))
+def test_segment_soup_never_fails_on_our_side(parts: list[tuple[bytes, bytes]]) -> None:
+    data = b"".join(segment + end for segment, end in parts)
+    for outcome in process(data, CONTEXT):
+        assert not any(i.code is ErrorCode.INTERNAL_ERROR for i in outcome.issues), outcome.issues
+        if outcome.disposition is Disposition.REJECTED:
+            assert any(i.severity is Severity.ERROR for i in outcome.issues)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(min_value=0, max_value=len(NORMAL)), st.binary(max_size=20))
+def test_same_input_same_bytes(cut: int, noise: bytes) -> None:
+    data = NORMAL[:cut] + noise + NORMAL[cut:]
+    assert outputs(data) == outputs(data)
+
+
+def test_an_unexpected_fault_becomes_a_rejected_outcome() -> None:
+    broken = make_context(terminology=None)  # build_cbc will fail on our side
+    outcome = process_message(RawMessage(NORMAL, 0, 0), broken)
+    assert outcome.disposition is Disposition.REJECTED
+    assert outcome.issues[0].code is ErrorCode.INTERNAL_ERROR
+    document = outcome.operation_outcome()
+    assert document is not None
+    assert document["issue"][0]["code"] == "exception"
+
+
+def test_validate_output_accepts_our_bundles() -> None:
+    outcome = next(process(NORMAL, make_context(validate_output=True)))
+    assert outcome.disposition is Disposition.PROCESSED
+
+
+def test_a_batch_gives_one_outcome_per_message() -> None:
+    data = (SAMPLES / "15-fhs-bhs-batch.hl7").read_bytes()
+    outcomes = list(process(data, CONTEXT))
+    assert [o.index for o in outcomes] == list(range(len(outcomes)))
+    assert len(outcomes) == 3

@@ -1,0 +1,75 @@
+"""Golden outputs for every sample message, checked against the FHIR models and the
+hand-computed expectations in sample_messages/expected.json.
+
+Regenerate the golden files after an intended change with ``UPDATE_GOLDEN=1 pytest``
+and read the diff before committing it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.operationoutcome import OperationOutcome
+
+from leukofhir.context import Context
+from leukofhir.emit.jsonio import dumps
+from leukofhir.pipeline import process
+from tests.conftest import GOLDEN, SAMPLES
+
+SAMPLE_FILES = sorted(
+    p
+    for p in SAMPLES.iterdir()
+    if p.suffix in {".hl7", ".json", ".ndjson"} and p.name != "expected.json"
+)
+EXPECTED = {
+    item["file"]: item
+    for item in json.loads((SAMPLES / "expected.json").read_text(encoding="utf-8"))
+}
+
+
+def render(path: Path, context: Context) -> bytes:
+    lines = [
+        dumps(doc) for outcome in process(path.read_bytes(), context) for doc in outcome.documents()
+    ]
+    return b"\n".join(lines) + b"\n"
+
+
+@pytest.mark.parametrize("path", SAMPLE_FILES, ids=lambda p: p.name)
+def test_golden_output(path: Path, context: Context) -> None:
+    golden = GOLDEN / f"{path.name}.ndjson"
+    actual = render(path, context)
+    if os.environ.get("UPDATE_GOLDEN"):
+        GOLDEN.mkdir(exist_ok=True)
+        golden.write_bytes(actual)
+    assert golden.exists(), f"no golden file for {path.name}: run UPDATE_GOLDEN=1 pytest"
+    assert actual == golden.read_bytes()
+
+
+@pytest.mark.parametrize("path", SAMPLE_FILES, ids=lambda p: p.name)
+def test_output_is_deterministic_and_valid(path: Path, context: Context) -> None:
+    first = render(path, context)
+    assert render(path, context) == first
+    for line in first.splitlines():
+        document = json.loads(line)
+        model = Bundle if document["resourceType"] == "Bundle" else OperationOutcome
+        model.model_validate(document)
+
+
+@pytest.mark.parametrize("path", SAMPLE_FILES, ids=lambda p: p.name)
+def test_findings_match_the_hand_computed_expectations(path: Path, context: Context) -> None:
+    expected = EXPECTED[path.name]
+    outcomes = list(process(path.read_bytes(), context))
+    assert [o.disposition.value for o in outcomes] == [m["outcome"] for m in expected["messages"]]
+    for outcome, message in zip(outcomes, expected["messages"], strict=True):
+        assert len(outcome.reports) == len(message.get("reports", []))
+        for report, want in zip(outcome.reports, message.get("reports", []), strict=True):
+            got = sorted((f.rule_id, f.grade, f.priority) for f in report.evaluation.findings)
+            assert got == sorted(
+                (f["rule_id"], f.get("grade"), f["priority"]) for f in want["findings"]
+            )
+            not_evaluated = {n.rule_id for n in report.evaluation.not_evaluated}
+            assert set(want.get("not_evaluated", [])) <= not_evaluated
