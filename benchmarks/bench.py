@@ -25,9 +25,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from baseline import baseline_pipeline
-from generate import generate_messages
-
 from leukofhir.context import Context
 from leukofhir.emit.jsonio import dumps
 from leukofhir.ingest.er7 import parse_message
@@ -35,6 +32,9 @@ from leukofhir.ingest.framing import split_messages
 from leukofhir.pipeline import process
 from leukofhir.rules import load_rule_set
 from leukofhir.terminology import load_terminology
+
+from baseline import baseline_pipeline
+from generate import generate_messages
 
 
 def time_runs(work: Callable[[], int], runs: int) -> tuple[float, int]:

@@ -8,9 +8,9 @@ from leukofhir.emit.flag import build_flag, flag_identifier
 from leukofhir.emit.observation import build_derived, build_observation
 from leukofhir.emit.patient import build_patient, patient_key
 from leukofhir.emit.provenance import build_provenance, rule_set_uri
-from leukofhir.emit.report import build_report
+from leukofhir.emit.report import build_report, report_status
 from leukofhir.errors import Issue
-from leukofhir.model import Cbc, CbcValue, Evaluation, Interpretation, LabMessage
+from leukofhir.model import Cbc, CbcValue, Evaluation, LabMessage
 
 # DiagnosticReport.status → the Observation.status a derived count gets
 DERIVED_STATUS = {
@@ -53,43 +53,32 @@ def build_bundle(
         add(patient_url, build_patient(message.patient))
         subject = reference(patient_url)
 
-    interpretations: dict[str, Interpretation] = {
-        value_key(value): found for value, found in evaluation.interpretations
-    }
-    urls: dict[str, str] = {}
-    for value in (*cbc.values, *cbc.superseded):
-        if value.observation is not None:
-            urls[value_key(value)] = urn("Observation", seed, value_key(value))
-    observation_entries: list[tuple[str, tuple[Json, Json]]] = []
-    for obs in report.observations:  # message order, as sent
+    keys = {id(value): value_key(value) for value in (*cbc.values, *cbc.superseded)}
+
+    def key_of(value: CbcValue) -> str:  # the rules hand back our own values: look them up
+        return keys.get(id(value)) or value_key(value)
+
+    urls = {key: urn("Observation", seed, key) for key in keys.values()}
+    interpretations = {key_of(value): found for value, found in evaluation.interpretations}
+    for obs in report.observations:  # the CBC lines as sent, in message order
         key = str(obs.location)
         if key in urls:
-            observation_entries.append(
-                (
-                    urls[key],
-                    build_observation(
-                        obs,
-                        report,
-                        digest=digest,
-                        subject=subject,
-                        interpretation=interpretations.get(key),
-                        issues=issues,
-                    ),
-                )
+            add(
+                urls[key],
+                build_observation(
+                    obs,
+                    report,
+                    digest=digest,
+                    subject=subject,
+                    interpretation=interpretations.get(key),
+                    issues=issues,
+                ),
             )
-    for url, pair in observation_entries:
-        add(url, pair)
-
-    report_url = urn("DiagnosticReport", seed)
-    report_pair = build_report(
-        cbc, evaluation, digest=digest, subject=subject, results=[], issues=issues
-    )
-    derived_status = DERIVED_STATUS.get(report_pair[0]["status"], "unknown")
+    status = report_status(report, issues)
     for value in cbc.values:
         if value.derived:
-            key = value_key(value)
-            urls[key] = urn("Observation", seed, key)
-            sources = [urls[value_key(v)] for v in value.derived_from if value_key(v) in urls]
+            key = key_of(value)
+            sources = [urls[k] for v in value.derived_from if (k := key_of(v)) in urls]
             add(
                 urls[key],
                 build_derived(
@@ -99,30 +88,32 @@ def build_bundle(
                     subject=subject,
                     sources=sources,
                     interpretation=interpretations.get(key),
-                    status=derived_status,
+                    status=DERIVED_STATUS.get(status, "unknown"),
                 ),
             )
-    report_pair[0]["result"] = [
-        {"reference": e["fullUrl"]}
-        for e in entries
-        if e["resource"]["resourceType"] == "Observation"
-    ]
+    report_url = urn("DiagnosticReport", seed)
+    report_pair = build_report(
+        cbc,
+        evaluation,
+        digest=digest,
+        subject=subject,
+        status=status,
+        results=[entry["fullUrl"] for entry in entries[1 if subject else 0 :]],
+    )
     add(report_url, report_pair)
 
     flag_urls = []
     if subject is not None:
-        pkey = patient_key(message.patient, digest)
-        rkey = report_pair[1]["ifNoneExist"]
+        patient = patient_key(message.patient, digest)
+        order = report_pair[1]["ifNoneExist"]
         for finding in evaluation.findings:
             url = urn("Flag", seed, finding.rule_id)
-            evidence = [
-                urls[value_key(e.value)] for e in finding.evidence if value_key(e.value) in urls
-            ]
+            evidence = [urls[k] for e in finding.evidence if (k := key_of(e.value)) in urls]
             add(
                 url,
                 build_flag(
                     finding,
-                    identifier=flag_identifier(pkey, finding, rkey),
+                    identifier=flag_identifier(patient, finding, order),
                     subject=subject,
                     start=report.effective,
                     evidence=evidence,

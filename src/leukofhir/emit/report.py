@@ -81,15 +81,15 @@ def build_report(
     *,
     digest: str,
     subject: Json | None,
+    status: str,
     results: list[str],
-    issues: list[Issue],
 ) -> tuple[Json, Json]:
     lab = report.report
     idents = report_identifiers(lab, digest)
     resource: Json = {
         "resourceType": "DiagnosticReport",
         "identifier": idents,
-        "status": report_status(lab, issues),
+        "status": status,
         "category": [LAB],
         "code": concept(_panel_code(report), lab.code_text),
     }

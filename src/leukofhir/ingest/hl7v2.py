@@ -223,25 +223,33 @@ class _Reader:
     # --- OBX ------------------------------------------------------------------------------
 
     def observation(self, obx: Segment, notes: list[str]) -> LabObservation:
-        code = obx.components(3)  # each field split once: this runs for every OBX
-        flags = tuple(flag for raw in obx.repetitions(8) if (flag := _first_component(raw, obx)))
+        # This runs for every OBX: each field is split once, and a field that is one plain
+        # word (most are: "NM", "F", "1") is taken as it stands, without Segment.get.
+        fields = obx.fields
+        if len(fields) < 22:
+            fields = fields + ("",) * (22 - len(fields))
+        plain = _plain_field
+        code = obx.components(3)
+        value_type = plain(fields[2]) or obx.get(2)
         return LabObservation(
             location=obx.location,
             codes=_cwe_codings(code),  # cached: codes and units repeat across messages
             code_text=_at(code, 2) or _at(code, 5),
-            sub_id=obx.get(4),
-            value_type=obx.get(2),
-            value=self.value(obx),
+            sub_id=plain(fields[4]) or obx.get(4),
+            value_type=value_type,
+            value=self.value(obx, value_type),
             unit=_unit(obx.components(6)),
             reference_range=obx.get(7),
-            abnormal_flags=flags,
-            status=obx.get(11),
+            abnormal_flags=tuple(
+                flag for raw in obx.repetitions(8) if (flag := _first_component(raw, obx))
+            ),
+            status=plain(fields[11]) or obx.get(11),
             effective=self.datetime(obx, 14),
             notes=tuple(notes),
-            identifier=obx.get(21),
+            identifier=obx.get(21) if fields[21] else "",
         )
 
-    def value(self, obx: Segment) -> Value | None:
+    def value(self, obx: Segment, value_type: str) -> Value | None:
         raw = obx.raw(5)
         if not raw:
             return None
@@ -258,7 +266,7 @@ class _Reader:
                 text="~".join(obx.get(5, 1, repetition=r) for r in range(1, len(repetitions) + 1)),
                 number=None,
             )
-        if obx.get(2) == "SN":
+        if value_type == "SN":
             return _structured_numeric(obx)
         return _plain_value(obx.get(5))
 
@@ -330,6 +338,12 @@ def _unit(components: tuple[str, ...]) -> Coding | None:
 def _at(components: tuple[str, ...], position: int) -> str:
     """Component ``position`` (1-based) of an already split field, "" when absent."""
     return components[position - 1] if position <= len(components) else ""
+
+
+def _plain_field(raw: str) -> str:
+    """A field that is one word of letters and digits needs no splitting or unescaping;
+    anything else returns "" and the caller takes the general path (``Segment.get``)."""
+    return raw if raw.isalnum() else ""
 
 
 def _first_component(raw_repetition: str, segment: Segment) -> str:
