@@ -8,12 +8,15 @@ Stages timed, each over the same generated messages (19 OBX each):
   pipeline  process(): parse → terminology → rules → Bundle dicts → JSON bytes (orjson)
   baseline  hl7apy parse + fhir.resources R4B models + model_dump_json (benchmarks/baseline.py),
             run on --baseline-count messages (it is slow) and compared per message.
+  hl7apy    hl7apy.parser.parse_message alone (TOLERANT, find_groups=True), --baseline-count msgs
+  python-hl7  hl7.parse alone (a test dependency; skipped when not installed)
 Reports the median of --runs runs, and the machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import platform
 import statistics
@@ -76,29 +79,49 @@ def main() -> None:
         return count
 
     sample = messages[: args.baseline_count]
+    texts = [m.decode("utf-8") for m in sample]
 
     def baseline() -> int:
         for message in sample:
             baseline_pipeline(message)
         return len(sample)
 
+    def hl7apy_parse() -> int:
+        from hl7apy.consts import VALIDATION_LEVEL
+        from hl7apy.parser import parse_message as hl7apy_parse_message
+
+        for text in texts:
+            hl7apy_parse_message(text, validation_level=VALIDATION_LEVEL.TOLERANT, find_groups=True)
+        return len(texts)
+
+    def python_hl7_parse() -> int:
+        import hl7
+
+        for text in messages:
+            hl7.parse(text.decode("utf-8"))
+        return len(messages)
+
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores,"
         f" Python {platform.python_version()}, {platform.system()} {platform.release()}"
     )
     print(f"messages: {args.count} generated CBC ORU^R01 (19 OBX), median of {args.runs} runs")
-    print(f"{'stage':<10} {'messages':>9} {'median s':>9} {'msg/s':>9} {'µs/msg':>9}")
+    print(f"{'stage':<11} {'messages':>9} {'median s':>9} {'msg/s':>9} {'µs/msg':>9}")
     results = {}
-    for name, work, runs in (
+    stages: list[tuple[str, Callable[[], int], int]] = [
         ("reader", reader, args.runs),
         ("pipeline", pipeline, args.runs),
         ("baseline", baseline, max(1, args.runs // 2)),
-    ):
+        ("hl7apy", hl7apy_parse, max(1, args.runs // 2)),
+    ]
+    if importlib.util.find_spec("hl7") is not None:
+        stages.append(("python-hl7", python_hl7_parse, args.runs))
+    for name, work, runs in stages:
         seconds, done = time_runs(work, runs)
         per_message = seconds / done
         results[name] = per_message
         print(
-            f"{name:<10} {done:>9} {seconds:>9.3f} {1 / per_message:>9.0f}"
+            f"{name:<11} {done:>9} {seconds:>9.3f} {1 / per_message:>9.0f}"
             f" {per_message * 1e6:>9.1f}"
         )
     print(f"pipeline speed-up over baseline: {results['baseline'] / results['pipeline']:.0f}x")
