@@ -49,6 +49,7 @@ class Patient:
     given: tuple[str, ...] = ()
     birth_date: str = ""  # FHIR date
     gender: str = ""  # FHIR administrative-gender code, or "" when not sent
+    reference: str = ""  # FHIR input: the subject reference as sent (Patient/123, urn:uuid:...)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +78,9 @@ class LabObservation:
     effective: str = ""  # FHIR dateTime (OBX-14)
     notes: tuple[str, ...] = ()  # NTE-3 following the OBX
     identifier: str = ""  # OBX-21, when sent
+    # FHIR input only: how the output refers to the input resource instead of re-creating it
+    reference: str = ""  # its fullUrl or "Observation/<id>"
+    identifiers: tuple[Identifier, ...] = ()  # Observation.identifier, when that is all it has
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +96,7 @@ class LabReport:
     issued: str = ""  # FHIR instant (OBR-22), only when sent to the second
     status: str = ""  # OBR-25 (table 0123) as sent
     observations: tuple[LabObservation, ...] = ()
+    reference: str = ""  # FHIR input: the input DiagnosticReport's fullUrl or reference
 
 
 @dataclass(frozen=True, slots=True)
