@@ -81,7 +81,7 @@ class Segment:
     @property
     def location(self) -> Location:
         """``Location(name, sequence)``, e.g. ``OBX[3]``; use ``.at(field)`` to go deeper."""
-        return Location(self.name, self.sequence)
+        return _location(self.name, self.sequence)
 
     def raw(self, field: int) -> str:
         """Raw (still escaped) text of a field, "" when absent."""
@@ -127,17 +127,7 @@ class Segment:
         value = self.raw(field)
         if self._is_encoding_field(field):
             return (value,) if value and repetition == 1 else ()
-        separators = self.separators
-        value = _nth(value, separators.repetition, repetition)
-        if not value:
-            return ()
-        sub = separators.subcomponent
-        if separators.escape not in value and sub not in value:  # the common case
-            return tuple(value.split(separators.component))
-        return tuple(
-            decode_escapes(part.split(sub, 1)[0] if sub in part else part, separators)
-            for part in value.split(separators.component)
-        )
+        return components_of(value, self.separators, repetition)
 
     def repetitions(self, field: int) -> tuple[str, ...]:
         """Raw repetitions of a field; ``()`` when the field is empty or absent.
@@ -173,6 +163,25 @@ class Er7Message:
     def msh(self) -> Segment:
         """The MSH segment (``parse_message`` guarantees it is the first)."""
         return self.segments[0]
+
+
+def components_of(raw: str, separators: Separators, repetition: int = 1) -> tuple[str, ...]:
+    """:meth:`Segment.components` for a raw field's text (any field but MSH-1/MSH-2)."""
+    value = _nth(raw, separators.repetition, repetition)
+    if not value:
+        return ()
+    sub = separators.subcomponent
+    if separators.escape not in value and sub not in value:  # the common case
+        return tuple(value.split(separators.component))
+    return tuple(
+        decode_escapes(part.split(sub, 1)[0] if sub in part else part, separators)
+        for part in value.split(separators.component)
+    )
+
+
+@lru_cache(maxsize=1024)
+def _location(name: str, sequence: int) -> Location:
+    return Location(name, sequence)
 
 
 def _nth(text: str, separator: str, position: int) -> str:

@@ -24,7 +24,7 @@ from leukofhir.errors import (
     warning,
 )
 from leukofhir.ingest.dtm import DtmError, to_fhir_date, to_fhir_datetime
-from leukofhir.ingest.er7 import Er7Message, Segment, decode_escapes
+from leukofhir.ingest.er7 import Er7Message, Segment, Separators, components_of, decode_escapes
 from leukofhir.model import (
     LOINC,
     SNOMED,
@@ -223,30 +223,36 @@ class _Reader:
     # --- OBX ------------------------------------------------------------------------------
 
     def observation(self, obx: Segment, notes: list[str]) -> LabObservation:
-        # This runs for every OBX: each field is split once, and a field that is one plain
-        # word (most are: "NM", "F", "1") is taken as it stands, without Segment.get.
+        # This runs for every OBX. A field without separator or escape characters (most are:
+        # "NM", "F", "9.51") is taken as it stands, without Segment.get; coded fields are
+        # split and decoded once per distinct text (codes and units repeat across messages).
         fields = obx.fields
         if len(fields) < 22:
             fields = fields + ("",) * (22 - len(fields))
-        plain = _plain_field
-        code = obx.components(3)
-        value_type = plain(fields[2]) or obx.get(2)
+        special = _special_characters(obx.separators).search
+
+        def field(number: int) -> str:
+            raw = fields[number]
+            return obx.get(number) if special(raw) else raw
+
+        codes, code_text = _coded(fields[3], obx.separators)
+        value_type = field(2)
         return LabObservation(
             location=obx.location,
-            codes=_cwe_codings(code),  # cached: codes and units repeat across messages
-            code_text=_at(code, 2) or _at(code, 5),
-            sub_id=plain(fields[4]) or obx.get(4),
+            codes=codes,
+            code_text=code_text,
+            sub_id=field(4),
             value_type=value_type,
             value=self.value(obx, value_type),
-            unit=_unit(obx.components(6)),
-            reference_range=obx.get(7),
+            unit=_unit(fields[6], obx.separators),
+            reference_range=field(7),
             abnormal_flags=tuple(
                 flag for raw in obx.repetitions(8) if (flag := _first_component(raw, obx))
             ),
-            status=plain(fields[11]) or obx.get(11),
-            effective=self.datetime(obx, 14),
+            status=field(11),
+            effective=self.to_datetime(field(14), obx, 14),
             notes=tuple(notes),
-            identifier=obx.get(21) if fields[21] else "",
+            identifier=field(21),
         )
 
     def value(self, obx: Segment, value_type: str) -> Value | None:
@@ -268,13 +274,17 @@ class _Reader:
             )
         if value_type == "SN":
             return _structured_numeric(obx)
-        return _plain_value(obx.get(5))
+        special = _special_characters(obx.separators).search
+        return _plain_value(obx.get(5) if special(raw) else raw)
 
     # --- times ----------------------------------------------------------------------------
 
     def datetime(self, segment: Segment, field: int) -> str:
+        return self.to_datetime(segment.get(field), segment, field)
+
+    def to_datetime(self, text: str, segment: Segment, field: int) -> str:
         try:
-            return to_fhir_datetime(segment.get(field), self.zone)
+            return to_fhir_datetime(text, self.zone)
         except DtmError as exc:
             self.warn(
                 ErrorCode.DATA_TYPE, f"{exc}; the time is left out", segment.location.at(field)
@@ -304,6 +314,12 @@ def _codings(segment: Segment, field: int) -> tuple[Coding, ...]:
 
 
 @lru_cache(maxsize=4096)
+def _coded(raw: str, separators: Separators) -> tuple[tuple[Coding, ...], str]:
+    """OBX-3 as sent → its codings and its text (cached: the same codes come again and again)."""
+    components = components_of(raw, separators)
+    return _cwe_codings(components), _at(components, 2) or _at(components, 5)
+
+
 def _cwe_codings(components: tuple[str, ...]) -> tuple[Coding, ...]:
     """A CWE/CE: the primary coding (components 1-3) then the alternate (4-6)."""
     codings = []
@@ -322,8 +338,10 @@ def _cwe_codings(components: tuple[str, ...]) -> tuple[Coding, ...]:
 
 
 @lru_cache(maxsize=1024)
-def _unit(components: tuple[str, ...]) -> Coding | None:
-    """OBX-6 (CWE): the unit code, its text and its coding system (UCUM when it says so)."""
+def _unit(raw: str, separators: Separators) -> Coding | None:
+    """OBX-6 (CWE) as sent: the unit code, its text and its coding system (UCUM when it
+    says so).  Cached on the field's text."""
+    components = components_of(raw, separators)
     unit_code, unit_text, unit_system = _at(components, 1), _at(components, 2), _at(components, 3)
     if not unit_code and not unit_text:
         return None
@@ -335,15 +353,21 @@ def _unit(components: tuple[str, ...]) -> Coding | None:
     )
 
 
+@lru_cache(maxsize=64)
+def _special_characters(separators: Separators) -> re.Pattern[str]:
+    """Finds any character that makes a field more than plain text."""
+    characters = (
+        separators.component,
+        separators.repetition,
+        separators.subcomponent,
+        separators.escape,
+    )
+    return re.compile("[" + "".join(re.escape(c) for c in characters) + "]")
+
+
 def _at(components: tuple[str, ...], position: int) -> str:
     """Component ``position`` (1-based) of an already split field, "" when absent."""
     return components[position - 1] if position <= len(components) else ""
-
-
-def _plain_field(raw: str) -> str:
-    """A field that is one word of letters and digits needs no splitting or unescaping;
-    anything else returns "" and the caller takes the general path (``Segment.get``)."""
-    return raw if raw.isalnum() else ""
 
 
 def _first_component(raw_repetition: str, segment: Segment) -> str:
