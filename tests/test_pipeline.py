@@ -79,3 +79,57 @@ def test_a_batch_gives_one_outcome_per_message() -> None:
     outcomes = list(process(data, CONTEXT))
     assert [o.index for o in outcomes] == list(range(len(outcomes)))
     assert len(outcomes) == 3
+
+
+def test_an_empty_input_is_rejected_not_ignored() -> None:
+    for data in (b"", b"\r\n  \n"):
+        (outcome,) = process(data, CONTEXT)
+        assert outcome.disposition is Disposition.REJECTED
+        assert "no HL7 message" in outcome.issues[0].message
+
+
+def message_with(*obx: str) -> bytes:
+    head = (
+        "MSH|^~\\&|LIS|LAB|EHR|HOSP|20260314093015||ORU^R01|Q1|P|2.5.1\r"
+        "PID|1||MRN1^^^HOSP^MR||DOE^JANE||19700101|F\r"
+        "OBR|1|PL1|FI1|58410-2^CBC^LN|||20260314080000\r"
+    )
+    return (head + "\r".join(obx)).encode()
+
+
+def test_two_lines_with_the_same_code_keep_two_identifiers() -> None:
+    data = message_with(
+        "OBX|1|NM|6690-2^WBC^LN||2.5|10*3/uL|||||F", "OBX|2|NM|6690-2^WBC^LN||5.0|10*3/uL|||||F"
+    )
+    (outcome,) = process(data, CONTEXT)
+    bundle = outcome.reports[0].bundle
+    idents = [
+        e["resource"]["identifier"][0]["value"]
+        for e in bundle["entry"]
+        if e["resource"]["resourceType"] == "Observation"
+    ]
+    assert len(idents) == len(set(idents)) == 2
+    assert any(i.code is ErrorCode.DUPLICATE_KEY for i in outcome.issues)
+
+
+def test_a_bounded_wbc_with_an_exact_percent_decides_neutropenia() -> None:
+    data = message_with(
+        "OBX|1|SN|6690-2^WBC^LN||<^0.5|10*3/uL|||||F", "OBX|2|NM|770-8^Neutrophils %^LN||50|%|||||F"
+    )
+    (outcome,) = process(data, CONTEXT)
+    findings = {f.rule_id: f for f in outcome.reports[0].evaluation.findings}
+    assert findings["neutropenia"].grade == 4
+    assert findings["neutropenia"].critical
+    assert "agranulocytosis" not in findings  # '<0.25' cannot tell < 0.2
+
+
+def test_a_conclusion_never_claims_absence_of_what_was_not_evaluated() -> None:
+    data = message_with("OBX|1|NM|6690-2^WBC^LN||3.5||||||F")
+    (outcome,) = process(data, CONTEXT)
+    report = next(
+        e["resource"]
+        for e in outcome.reports[0].bundle["entry"]
+        if e["resource"]["resourceType"] == "DiagnosticReport"
+    )
+    assert "No leukopenia" not in report["conclusion"]
+    assert "Not evaluated: leukopenia" in report["conclusion"]

@@ -19,6 +19,7 @@ from leukofhir.errors import (
     ErrorCode,
     Issue,
     LeukofhirError,
+    Location,
     Severity,
     error,
     information,
@@ -79,9 +80,22 @@ class MessageOutcome:
 
 
 def process(data: bytes, context: Context) -> Iterator[MessageOutcome]:
-    """Every message in ``data`` (one, several, an FHS/BHS batch, MLLP frames)."""
+    """Every message in ``data`` (one, several, an FHS/BHS batch, MLLP frames).
+
+    An input without any message (zero bytes, blank lines) is not passed over in silence:
+    it gives one rejected outcome that says so."""
+    empty = True
     for raw in split_messages(data):
+        empty = False
         yield process_message(raw, context)
+    if empty:
+        issue = error(
+            ErrorCode.REQUIRED_FIELD_MISSING,
+            "the input holds no HL7 message (it is empty or blank): nothing was processed;"
+            " check that the sender wrote the whole file",
+            Location("MSH", 1),
+        )
+        yield MessageOutcome(0, 0, Disposition.REJECTED, issues=(issue,))
 
 
 def process_message(raw: RawMessage, context: Context) -> MessageOutcome:

@@ -95,8 +95,8 @@ def test_obx_before_any_obr_is_reported_not_dropped() -> None:
     ("obx", "text", "number", "comparator"),
     [
         ("OBX|1|NM|6690-2^WBC^LN||05.100|10*3/uL", "05.100", Decimal("5.100"), ""),
-        ("OBX|1|SN|6690-2^WBC^LN||<^0.5|10*3/uL", "0.5", Decimal("0.5"), "<"),
-        ("OBX|1|SN|6690-2^WBC^LN||=^4.2|10*3/uL", "4.2", Decimal("4.2"), ""),
+        ("OBX|1|SN|6690-2^WBC^LN||<^0.5|10*3/uL", "<0.5", Decimal("0.5"), "<"),
+        ("OBX|1|SN|6690-2^WBC^LN||=^4.2|10*3/uL", "=4.2", Decimal("4.2"), ""),
         ("OBX|1|SN|6690-2^WBC^LN||^2^-^4|10*3/uL", "2-4", None, ""),
         ("OBX|1|SN|6690-2^WBC^LN||<>^4|10*3/uL", "<>4", None, ""),
         ("OBX|1|NM|6690-2^WBC^LN||<0.5|10*3/uL", "<0.5", Decimal("0.5"), "<"),

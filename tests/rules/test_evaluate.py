@@ -106,21 +106,37 @@ def test_wbc_above_eleven_is_leukocytosis() -> None:
     assert not_evaluated(evaluation, "leukopenia") is None
 
 
-def test_wbc_below_3_5_is_not_evaluated_with_a_warning() -> None:
+def test_wbc_below_3_5_is_leukopenia_without_grade_at_the_most_severe_priority() -> None:
+    """RULES.md: a bound is used where it decides the rule; '<3.5' decides leukopenia but not
+    its grade (1 to 4), so the Flag is raised ungraded, never at a lower priority."""
     evaluation = evaluate_lines(wbc("<3.5"))
-    assert finding(evaluation, "leukopenia") is None
-    item = not_evaluated(evaluation, "leukopenia")
-    assert item is not None
-    assert item.reason == (
-        "the WBC '<3.5' is < 4.3 10*9/L, but as an open bound it does not decide the CTCAE grade"
-    )
-    assert item.location == Location("OBX", 1)
+    found = finding(evaluation, "leukopenia")
+    assert found is not None
+    assert found.grade is None
+    assert found.priority == "PH"
+    assert found.text == "Leukopenia, CTCAE grade 1 to 4 (not decidable from an open bound)"
+    assert not_evaluated(evaluation, "leukopenia") is None
     (issue,) = evaluation.issues
     assert issue.severity is Severity.WARNING
     assert issue.location == Location("OBX", 1, 5)
-    assert issue.message.startswith("leukopenia: not evaluated — the WBC '<3.5'")
-    # leukocytosis is decided absent: nothing to say
+    assert "'<3.5' is an open bound" in issue.message
     assert not_evaluated(evaluation, "leukocytosis") is None
+
+
+@pytest.mark.parametrize(
+    ("sent", "text", "critical"),
+    [
+        ("<2.0", "CTCAE grade 3 to 4", True),
+        ("<=2.0", "CTCAE grade 2 to 4", False),
+        ("<1.0", "CTCAE grade 4", True),
+    ],
+)
+def test_ungraded_bounds(sent: str, text: str, critical: bool) -> None:
+    found = finding(evaluate_lines(wbc(sent)), "leukopenia")
+    assert found is not None
+    assert text in found.text
+    assert found.critical is critical
+    assert found.priority == "PH"
 
 
 def test_wbc_open_bound_that_cannot_decide_presence() -> None:

@@ -84,6 +84,20 @@ def test_sent_count_is_not_replaced() -> None:
     assert value.number == Decimal("1.4")
 
 
+def test_an_open_bound_wbc_gives_a_bounded_count() -> None:
+    """WBC '<0.5' with 50 % neutrophils: ANC '<0.25' (enough to decide grade 4, critical)."""
+    value = anc(cbc_of(wbc("<0.5"), percent(NEUT_PCT, "50")))
+    assert value is not None
+    assert value.derived
+    assert (value.comparator, value.number) == ("<", Decimal("0.250"))
+
+
+def test_zero_percent_of_a_bounded_wbc_is_exactly_zero() -> None:
+    value = anc(cbc_of(wbc("<0.5"), percent(NEUT_PCT, "0")))
+    assert value is not None
+    assert (value.comparator, value.number) == ("", Decimal("0.0"))
+
+
 def test_unusable_sent_count_is_not_replaced_by_a_derived_one() -> None:
     cbc = cbc_of(wbc("3.0"), percent(NEUT_PCT, "50"), line(ANC, "1.4", "xyz"))
     value = anc(cbc)
@@ -95,7 +109,6 @@ def test_unusable_sent_count_is_not_replaced_by_a_derived_one() -> None:
 @pytest.mark.parametrize(
     "lines",
     [
-        (wbc("<3.0"), percent(NEUT_PCT, "50")),  # WBC an open bound
         (wbc("3.0"), percent(NEUT_PCT, "<50")),  # percent an open bound
         (wbc("3.0", unit="xyz"), percent(NEUT_PCT, "50")),  # WBC unusable
         (wbc("3.0"), line(NEUT_PCT, "50", "10*3/uL")),  # percent unusable

@@ -3,13 +3,15 @@ Provenance, in that order, with deterministic ``urn:uuid`` fullUrls."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 from leukofhir.emit.datatypes import Json, reference, urn, uuid_value
 from leukofhir.emit.flag import build_flag, flag_identifier
-from leukofhir.emit.observation import build_derived, build_observation
+from leukofhir.emit.observation import build_derived, build_observation, line_key
 from leukofhir.emit.patient import build_patient, patient_key
 from leukofhir.emit.provenance import build_provenance, rule_set_uri
 from leukofhir.emit.report import build_report, report_status
-from leukofhir.errors import Issue
+from leukofhir.errors import ErrorCode, Issue, warning
 from leukofhir.model import Cbc, CbcValue, Evaluation, LabMessage
 
 # DiagnosticReport.status → the Observation.status a derived count gets
@@ -60,20 +62,32 @@ def build_bundle(
 
     urls = {key: urn("Observation", seed, key) for key in keys.values()}
     interpretations = {key_of(value): found for value, found in evaluation.interpretations}
-    for obs in report.observations:  # the CBC lines as sent, in message order
+    sent = [obs for obs in report.observations if str(obs.location) in urls]  # message order
+    counts = Counter(line_key(obs) for obs in sent)
+    for obs in sent:
         key = str(obs.location)
-        if key in urls:
-            add(
-                urls[key],
-                build_observation(
-                    obs,
-                    report,
-                    digest=digest,
-                    subject=subject,
-                    interpretation=interpretations.get(key),
-                    issues=issues,
-                ),
+        repeated = counts[line_key(obs)] > 1
+        if repeated:
+            issues.append(
+                warning(
+                    ErrorCode.DUPLICATE_KEY,
+                    f"{obs.location} shares OBX-3 and OBX-4 with another line of"
+                    f" {report.location}; its Observation identifier adds its position",
+                    obs.location.at(4),
+                )
             )
+        add(
+            urls[key],
+            build_observation(
+                obs,
+                report,
+                digest=digest,
+                subject=subject,
+                interpretation=interpretations.get(key),
+                issues=issues,
+                repeated=repeated,
+            ),
+        )
     status = report_status(report, issues)
     for value in cbc.values:
         if value.derived:

@@ -101,14 +101,22 @@ def observation_status(obx_status: str, where: LabObservation, issues: list[Issu
     return status
 
 
-def identifier_for(report: LabReport, digest: str, obs: LabObservation) -> Json:
-    """Filler order number + OBX-3 + OBX-4 (the IG's Observation identifier)."""
-    primary = obs.codes[0].code if obs.codes else str(obs.location)
-    sub = obs.sub_id
-    return {
-        "system": f"{BASE}/sid/observation",
-        "value": text(f"{order_key(report, digest)}/{primary}" + (f"/{sub}" if sub else "")),
-    }
+def line_key(obs: LabObservation) -> tuple[str, str]:
+    """OBX-3 (primary code) and OBX-4: what tells the results of one order apart."""
+    return (obs.codes[0].code if obs.codes else str(obs.location)), obs.sub_id
+
+
+def identifier_for(
+    report: LabReport, digest: str, obs: LabObservation, *, repeated: bool = False
+) -> Json:
+    """Filler order number + OBX-3 + OBX-4 (the IG's Observation identifier).  When two lines
+    of one order share OBX-3 and OBX-4 (``repeated``), the OBX position is added, or a
+    conditional create would merge two results into one."""
+    primary, sub = line_key(obs)
+    value = f"{order_key(report, digest)}/{primary}" + (f"/{sub}" if sub else "")
+    if repeated:
+        value += f"/obx{obs.location.sequence}"
+    return {"system": f"{BASE}/sid/observation", "value": text(value)}
 
 
 def order_key(report: LabReport, digest: str) -> str:
@@ -125,9 +133,10 @@ def build_observation(
     subject: Json | None,
     interpretation: Interpretation | None,
     issues: list[Issue],
+    repeated: bool = False,
 ) -> tuple[Json, Json]:
     """The resource and its ``request`` for one CBC line as sent."""
-    ident = identifier_for(report, digest, obs)
+    ident = identifier_for(report, digest, obs, repeated=repeated)
     resource: Json = {
         "resourceType": "Observation",
         "identifier": [ident],

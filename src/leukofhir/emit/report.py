@@ -135,7 +135,11 @@ def conclusion(evaluation: Evaluation) -> str:
         if finding.next_steps:
             lines.append("  Next steps: " + "; ".join(finding.next_steps) + ".")
     if not evaluation.findings:
-        lines.append("No leukopenia or other white-cell finding in this CBC.")
+        lines.append(
+            "No white-cell finding among the rules that could be evaluated (see below)."
+            if evaluation.not_evaluated
+            else "No leukopenia or other white-cell finding in this CBC."
+        )
     for item in evaluation.not_evaluated:
         lines.append(f"Not evaluated: {item.rule_id}: {item.reason}")
     if evaluation.disclaimer:

@@ -396,8 +396,9 @@ def _structured_numeric(obx: Segment) -> Value:
     comparator, num1, separator, num2 = (obx.get(5, c) for c in (1, 2, 3, 4))
     if separator or num2 or comparator not in ("", "=", *COMPARATORS):
         return Value(text="".join((comparator, num1, separator, num2)), number=None)
+    text = comparator + num1  # "<0.5": what the lab meant, readable
     comparator = "" if comparator == "=" else comparator
-    return Value(text=num1, number=_decimal(num1.strip()), comparator=comparator)
+    return Value(text=text, number=_decimal(num1.strip()), comparator=comparator)
 
 
 def _decimal(text: str) -> Decimal | None:

@@ -90,13 +90,8 @@ def apply_threshold(
         return None, None
     grade_index = _step(value, rule.grades) if rule.grades else None
     band_index = _step(value, rule.bands) if rule.bands else None
-    if (rule.grades and grade_index is None) or (rule.bands and band_index is None):
-        return _open_bound(
-            rule.id,
-            value,
-            f"the {label} {shown(value)} is {limit}, but as an open bound it"
-            " does not decide the CTCAE grade",
-        )
+    if rule.grades and grade_index is None:
+        return _ungraded(rule, rule_set, value, limit, critical)
     grade = rule.grades[grade_index].grade if grade_index is not None else None
     band = rule.bands[band_index].band if band_index is not None else ""
     threshold = f"{limit} ({rule.id})"
@@ -110,6 +105,66 @@ def apply_threshold(
     return _finding(rule, rule_set, text, grade, band, is_critical, (Evidence(value, threshold),))
 
 
+def _possible_grades(value: CbcValue, grades: Sequence[Grade]) -> list[int]:
+    """The CTCAE grades an open bound leaves possible (the finding itself is decided).
+
+    ``grades`` run from the most severe (lowest ``below``) up; grade i covers
+    [grades[i-1].below, grades[i].below).  ``<x`` reaches every grade from the one
+    holding x down to the most severe; ``>x`` every grade from the one holding x up.
+    """
+    assert value.number is not None
+    x, comparator = value.number, value.comparator
+    possible = []
+    for index, step in enumerate(grades):
+        lower = grades[index - 1].below if index else None
+        if comparator in ("<", "<="):
+            reachable = lower is None or lower < x or (comparator == "<=" and lower == x)
+        else:
+            reachable = x < step.below
+        if reachable:
+            possible.append(step.grade)
+    return possible
+
+
+def _ungraded(
+    rule: ThresholdRule,
+    rule_set: RuleSet,
+    value: CbcValue,
+    limit: str,
+    critical: tuple[CbcValue, ...],
+) -> Outcome:
+    """A finding an open bound decides without deciding its grade (WBC '<3.5': leukopenia,
+    grade 1 to 4): reported ungraded, with the priority of the most severe grade still
+    possible, never a lower one, and a warning that says why the grade is missing."""
+    possible = _possible_grades(value, rule.grades)
+    span = f"{min(possible)} to {max(possible)}" if len(possible) > 1 else f"{possible[0]}"
+    text = f"{rule.name}, CTCAE grade {span} (not decidable from an open bound)"
+    threshold = f"{limit} ({rule.id}); the open bound allows CTCAE grade {span}"
+    is_critical = any(value is other for other in critical)
+    severity = {"PL": 0, "PM": 1, "PH": 2}
+    priority = max((rule_set.grade_priority[g] for g in possible), key=lambda p: severity[p])
+    finding, _ = _finding(
+        rule,
+        rule_set,
+        text,
+        None,
+        "",
+        is_critical,
+        (Evidence(value, threshold),),
+        priority=priority,
+    )
+    location = value.observation.location if value.observation else None
+    issue = warning(
+        ErrorCode.ACCEPTED,
+        f"{rule.id}: the {rule.label} {shown(value)} is an open bound: the finding is"
+        f" certain, its CTCAE grade is not (grade {span}); reported without grade,"
+        " at the priority of the most severe possible grade",
+        at_field(location, 5) if location else Location(),
+        fhir_type="business-rule",
+    )
+    return finding, issue
+
+
 def _finding(
     rule: ThresholdRule | PancytopeniaRule,
     rule_set: RuleSet,
@@ -118,13 +173,15 @@ def _finding(
     band: str,
     critical: bool,
     evidence: tuple[Evidence, ...],
+    *,
+    priority: str = "",
 ) -> Outcome:
     if critical:
         priority = rule_set.critical_priority
         text = rule_set.texts.critical.format(text=text)
     elif grade is not None:
         priority = rule_set.grade_priority[grade]
-    else:
+    elif not priority:
         priority = rule.priority
     finding = Finding(
         rule.id,

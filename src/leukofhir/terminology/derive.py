@@ -2,8 +2,8 @@
 
 ``count = WBC × percent / 100``, for each analyte with a ``derive`` code in
 cbc-loinc-v1.toml, when that analyte's count line is absent (a count line that was
-sent but is unusable is not replaced: its problem is reported instead).  Both inputs
-must be usable and exact: an open bound (``<1``) cannot be multiplied into a count.
+sent but is unusable is not replaced: its problem is reported instead).  The percent
+must be exact; a WBC sent as an open bound (``<0.5``) gives a count with the same bound.
 
 Absolute neutrophils (ANC), when no neutrophil line at all was sent (neither count
 nor percent): segmented + band neutrophils, each the count sent or WBC × its percent;
@@ -38,22 +38,40 @@ def _exact(value: CbcValue | None) -> CbcValue | None:
     return value
 
 
+def _usable(value: CbcValue | None) -> CbcValue | None:
+    if value is None or value.number is None or value.problem:
+        return None
+    return value
+
+
 def _from_percent(
     wbc: CbcValue | None, percent: CbcValue | None, loinc: str = ""
 ) -> CbcValue | None:
-    """A count from WBC and a percent, under the LOINC code ``loinc``."""
+    """A count from WBC and a percent, under the LOINC code ``loinc``.
+
+    The percent must be exact; the WBC may be an open bound, which the product keeps
+    (WBC '<0.5' × 50 % is ANC '<0.25': multiplying by a positive number keeps the
+    inequality; by 0 % it gives an exact 0)."""
     percent = _exact(percent)
     if wbc is None or wbc.number is None or percent is None or percent.number is None:
         return None
     number = (wbc.number * percent.number).scaleb(-2)
+    comparator = wbc.comparator if percent.number > 0 else ""
     return CbcValue(
-        percent.analyte, Measure.COUNT, loinc, None, number, "", COUNT_UNIT, (wbc, percent)
+        percent.analyte,
+        Measure.COUNT,
+        loinc,
+        None,
+        number,
+        comparator,
+        COUNT_UNIT,
+        (wbc, percent),
     )
 
 
 def derive_counts(values: Mapping[str, CbcValue], terminology: Terminology) -> list[CbcValue]:
     """The counts to add to ``values`` (one chosen value per field, by :func:`field_key`)."""
-    wbc = _exact(values.get(_WBC))
+    wbc = _usable(values.get(_WBC))
     derived: list[CbcValue] = []
     anc_loinc = ""
     for derivation in terminology.derivations:
@@ -82,8 +100,8 @@ def _anc_from_parts(
             count = _exact(values[part.count_key])
         else:
             count = _from_percent(wbc, values.get(part.percent_key))
-        if count is None or count.number is None:
-            return None
+        if count is None or count.number is None or count.comparator:
+            return None  # a sum of bounds is kept out: only exact parts add up
         parts.append(count)
         total += count.number
     if not parts:
