@@ -9,8 +9,6 @@ parses), OBX-8 / rules → interpretation, OBX-11 → status (table 0085), OBX-1
 
 from __future__ import annotations
 
-import re
-from decimal import Decimal
 from functools import lru_cache
 
 from leukofhir.emit.datatypes import (
@@ -35,6 +33,7 @@ from leukofhir.model import (
     LabObservation,
     LabReport,
 )
+from leukofhir.rules.ranges import parse_range
 
 LABORATORY = {
     "coding": [
@@ -78,10 +77,6 @@ UCUM_UNITS = frozenset(
         "pg",
         "mg/dL",
     }
-)
-_RANGE = re.compile(
-    r"^\s*(?P<low>-?\d+(?:\.\d+)?)\s*(?:-|–|to)\s*(?P<high>-?\d+(?:\.\d+)?)\s*$"
-    r"|^\s*(?P<op><=?|>=?)\s*(?P<bound>-?\d+(?:\.\d+)?)\s*$"
 )
 
 
@@ -252,17 +247,17 @@ def _interpretation(value: Interpretation) -> Json:
 
 @lru_cache(maxsize=1024)
 def _reference_range(sent: str, unit: Coding | None) -> Json:
-    """OBX-7 as a referenceRange: text always, low/high in the sent unit when it parses.
-    Cached (ranges repeat from message to message); the dict is shared, never mutated."""
+    """OBX-7 as a referenceRange: text always, low/high in the sent unit when it parses (the
+    same parser the interpretation uses).  Cached; the dict is shared, never mutated."""
     out: Json = {}
-    match = _RANGE.match(sent)
     sent_unit, ucum = _unit_fields(unit)
-    if match and match["low"] is not None:
-        out["low"] = _quantity(decimal(Decimal(match["low"])), sent_unit, ucum, "")
-        out["high"] = _quantity(decimal(Decimal(match["high"])), sent_unit, ucum, "")
-    elif match and match["op"]:
-        side = "high" if match["op"].startswith("<") else "low"
-        out[side] = _quantity(decimal(Decimal(match["bound"])), sent_unit, ucum, "")
+    if (normal := parse_range(sent)) is not None:
+        # FHIR low/high are inclusive; an exclusive one-sided bound ('<30') is still the
+        # lab's limit, and the text below keeps exactly what the lab wrote
+        if normal.low is not None:
+            out["low"] = _quantity(decimal(normal.low), sent_unit, ucum, "")
+        if normal.high is not None:
+            out["high"] = _quantity(decimal(normal.high), sent_unit, ucum, "")
     if range_text := text(sent):
         out["text"] = range_text
     return out
