@@ -20,14 +20,13 @@ from leukofhir.errors import (
     Issue,
     LeukofhirError,
     Location,
-    Severity,
     error,
     information,
 )
 from leukofhir.ingest.er7 import parse_message
 from leukofhir.ingest.framing import RawMessage, split_messages
 from leukofhir.ingest.hl7v2 import read_lab_message
-from leukofhir.model import Cbc, Evaluation, LabMessage
+from leukofhir.model import Cbc, Evaluation, LabMessage, LabReport
 from leukofhir.rules import evaluate
 from leukofhir.terminology import build_cbc
 
@@ -123,6 +122,13 @@ def _process(raw: RawMessage, context: Context) -> MessageOutcome:
 
         text = raw.data.decode(er7.charset, errors="replace")
         issues.extend(validate_structure(text.replace("\r\n", "\r").replace("\n", "\r")))
+    return evaluate_message(message, raw.index, raw.offset, context, issues)
+
+
+def evaluate_message(
+    message: LabMessage, index: int, offset: int, context: Context, issues: list[Issue]
+) -> MessageOutcome:
+    """A message read from any format → its outcome: per report with a CBC a Bundle."""
     recorded = context.now.isoformat(timespec="seconds")
     reports: list[ReportOutcome] = []
     no_cbc: list[Issue] = []  # reported only beside reports that do hold a CBC
@@ -130,14 +136,7 @@ def _process(raw: RawMessage, context: Context) -> MessageOutcome:
     for lab_report in message.reports:
         cbc = build_cbc(lab_report, context.terminology)
         if not cbc.values and not cbc.superseded:
-            no_cbc.append(
-                information(
-                    ErrorCode.ACCEPTED,
-                    f"{lab_report.location} holds no CBC result; not used",
-                    lab_report.location,
-                    fhir_type="informational",
-                )
-            )
+            no_cbc.append(_note(f"{lab_report.location} holds no CBC result; not used", lab_report))
             continue
         evaluation = evaluate(cbc, context.rule_set, sex=sex)
         issues.extend(cbc.issues)
@@ -145,12 +144,10 @@ def _process(raw: RawMessage, context: Context) -> MessageOutcome:
         if cbc.unmapped:
             lines = ", ".join(str(obs.location) for obs in cbc.unmapped)
             issues.append(
-                information(
-                    ErrorCode.ACCEPTED,
-                    f"{lines} in {lab_report.location}"
-                    " are no CBC field leukofhir evaluates; not used",
-                    lab_report.location,
-                    fhir_type="informational",
+                _note(
+                    f"{lines} in {lab_report.location} are no CBC field"
+                    " leukofhir evaluates; not used",
+                    lab_report,
                 )
             )
         bundle = build_bundle(message, cbc, evaluation, recorded=recorded, issues=issues)
@@ -158,8 +155,8 @@ def _process(raw: RawMessage, context: Context) -> MessageOutcome:
             issues.append(
                 information(
                     ErrorCode.REQUIRED_FIELD_MISSING,
-                    "the message has no PID, so the findings have no subject:"
-                    " they are in the DiagnosticReport conclusion, without Flag",
+                    "the message has no patient, so the findings have no subject: they are in"
+                    " the DiagnosticReport conclusion, without Flag",
                     fhir_type="incomplete",
                 )
             )
@@ -169,21 +166,16 @@ def _process(raw: RawMessage, context: Context) -> MessageOutcome:
             validate_bundle(bundle)
         reports.append(ReportOutcome(cbc, evaluation, bundle))
     if not reports:
-        issues.insert(
-            0,
-            information(
-                ErrorCode.ACCEPTED, "no CBC result in this message; skipped", fhir_type="not-found"
-            ),
+        skipped = information(
+            ErrorCode.ACCEPTED, "no CBC result in this message; skipped", fhir_type="not-found"
         )
         return MessageOutcome(
-            raw.index, raw.offset, Disposition.SKIPPED, message, issues=tuple(issues)
+            index, offset, Disposition.SKIPPED, message, issues=(skipped, *issues)
         )
     return MessageOutcome(
-        raw.index, raw.offset, Disposition.PROCESSED, message, tuple(reports), (*issues, *no_cbc)
+        index, offset, Disposition.PROCESSED, message, tuple(reports), (*issues, *no_cbc)
     )
 
 
-def worst(issues: tuple[Issue, ...]) -> Severity | None:
-    order = (Severity.FATAL, Severity.ERROR, Severity.WARNING, Severity.INFORMATION)
-    present = {issue.severity for issue in issues}
-    return next((severity for severity in order if severity in present), None)
+def _note(text: str, report: LabReport) -> Issue:
+    return information(ErrorCode.ACCEPTED, text, report.location, fhir_type="informational")
