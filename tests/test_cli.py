@@ -119,3 +119,17 @@ def test_logs_carry_no_patient_data(capsys: pytest.CaptureFixture[str]) -> None:
     leaked = sorted(value for value in pid_fields if value in words)
     assert not leaked
     assert '"outcome": "rejected"' in err
+
+
+def test_a_mapping_file_brings_local_codes_in(capsys: pytest.CaptureFixture[str]) -> None:
+    sample = str(SAMPLES / "35-local-codes-only.hl7")
+    mapping = str(SAMPLES / "mappings" / "meridian-local-codes.csv")
+    code, out, _ = run(capsys, sample, *NOW)
+    assert code == 0
+    assert "--mapping can map them" in out
+    assert '"resourceType":"Bundle"' not in out
+    code, out, _ = run(capsys, "--mapping", mapping, sample, *NOW)
+    assert code == 0
+    bundle = json.loads(out.splitlines()[0])
+    flags = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Flag"]
+    assert sorted(f["code"]["coding"][0]["code"] for f in flags) == ["165517008", "84828003"]

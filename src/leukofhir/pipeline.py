@@ -26,7 +26,7 @@ from leukofhir.errors import (
 from leukofhir.ingest.er7 import parse_message
 from leukofhir.ingest.framing import RawMessage, split_messages
 from leukofhir.ingest.hl7v2 import read_lab_message
-from leukofhir.model import Cbc, Evaluation, LabMessage, LabReport
+from leukofhir.model import LOINC, Cbc, Evaluation, LabMessage, LabReport
 from leukofhir.rules import evaluate
 from leukofhir.terminology import build_cbc
 
@@ -166,8 +166,22 @@ def evaluate_message(
             validate_bundle(bundle)
         reports.append(ReportOutcome(cbc, evaluation, bundle))
     if not reports:
+        local = sum(
+            1
+            for report in message.reports
+            for obs in report.observations
+            if not any(coding.system == LOINC for coding in obs.codes)
+        )
+        hint = (
+            f" ({local} results carry only local codes: a mapping file passed with --mapping"
+            " can map them to LOINC)"
+            if local
+            else ""
+        )
         skipped = information(
-            ErrorCode.ACCEPTED, "no CBC result in this message; skipped", fhir_type="not-found"
+            ErrorCode.ACCEPTED,
+            f"no CBC result in this message{hint}; skipped",
+            fhir_type="not-found",
         )
         return MessageOutcome(
             index, offset, Disposition.SKIPPED, message, issues=(skipped, *issues)
