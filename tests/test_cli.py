@@ -133,3 +133,13 @@ def test_a_mapping_file_brings_local_codes_in(capsys: pytest.CaptureFixture[str]
     bundle = json.loads(out.splitlines()[0])
     flags = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Flag"]
     assert sorted(f["code"]["coding"][0]["code"] for f in flags) == ["165517008", "84828003"]
+
+
+def test_fhir_input_is_detected_and_can_be_forced(capsys: pytest.CaptureFixture[str]) -> None:
+    sample = str(SAMPLES / "f01-single-observation-wbc-leukopenic.json")
+    code, out, _ = run(capsys, sample, *NOW)
+    assert code == 0
+    assert json.loads(out.splitlines()[0])["resourceType"] == "Bundle"
+    code, out, _ = run(capsys, sample, "--format-in", "hl7v2", *NOW)
+    assert code == 1  # read as HL7 v2 it is no message: rejected, with the reason
+    assert "MSH" in out

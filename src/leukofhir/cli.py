@@ -61,7 +61,8 @@ def _parser() -> argparse.ArgumentParser:
         "replay",
         help="process message files and print the FHIR results",
         description="Process HL7 v2 files (one message, several, FHS/BHS batches, MLLP frames)"
-        " and print one FHIR document per report/outcome.",
+        " or FHIR files (a resource, a Bundle, NDJSON) and print one FHIR document per"
+        " report/outcome.",
     )
     replay.add_argument(
         "paths",
@@ -76,6 +77,12 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="ndjson (default when stdout is not a terminal), json (indented"
         " array), summary (default on a terminal)",
+    )
+    replay.add_argument(
+        "--format-in",
+        choices=("auto", "hl7v2", "fhir"),
+        default="auto",
+        help="input format: auto (FHIR when a file starts with '{' or '[', else HL7 v2)",
     )
     replay.add_argument(
         "--out",
@@ -185,7 +192,7 @@ def replay_command(args: argparse.Namespace) -> int:
             log.error("file unreadable", file=str(path), error=exc.strerror)
             counts["unreadable files"] += 1
             continue
-        for outcome in process(data, context):
+        for outcome in process(data, context, input_format=args.format_in):
             counts[outcome.disposition.value] += 1
             _log_outcome(log, path, outcome)
             if args.out:

@@ -7,9 +7,10 @@ the environment or a file: all of that comes in the :class:`Context`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import partial
 
 from leukofhir.context import Context
 from leukofhir.emit.bundle import build_bundle
@@ -24,6 +25,7 @@ from leukofhir.errors import (
     information,
 )
 from leukofhir.ingest.er7 import parse_message
+from leukofhir.ingest.fhir import looks_like_fhir, read_fhir
 from leukofhir.ingest.framing import RawMessage, split_messages
 from leukofhir.ingest.hl7v2 import read_lab_message
 from leukofhir.model import LOINC, Cbc, Evaluation, LabMessage, LabReport
@@ -78,11 +80,18 @@ class MessageOutcome:
         return out
 
 
-def process(data: bytes, context: Context) -> Iterator[MessageOutcome]:
-    """Every message in ``data`` (one, several, an FHS/BHS batch, MLLP frames).
+def process(
+    data: bytes, context: Context, *, input_format: str = "auto"
+) -> Iterator[MessageOutcome]:
+    """Every message in ``data``: HL7 v2 (one message, several, an FHS/BHS batch, MLLP
+    frames) or FHIR (a resource, a Bundle, NDJSON; one outcome per report).
 
-    An input without any message (zero bytes, blank lines) is not passed over in silence:
-    it gives one rejected outcome that says so."""
+    ``input_format`` is ``auto`` (FHIR when the first non-blank byte is ``{`` or ``[``),
+    ``hl7v2`` or ``fhir``.  An input without any message (zero bytes, blank lines) is not
+    passed over in silence: it gives one rejected outcome that says so."""
+    if input_format == "fhir" or (input_format == "auto" and looks_like_fhir(data)):
+        yield from process_fhir(data, context)
+        return
     empty = True
     for raw in split_messages(data):
         empty = False
@@ -97,12 +106,33 @@ def process(data: bytes, context: Context) -> Iterator[MessageOutcome]:
         yield MessageOutcome(0, 0, Disposition.REJECTED, issues=(issue,))
 
 
+def process_fhir(data: bytes, context: Context) -> Iterator[MessageOutcome]:
+    """FHIR input: one outcome per report (a bad report is rejected, the others go on)."""
+    units = read_fhir(data, context.default_timezone, terminology=context.terminology)
+    for unit in units:
+        if unit.message is None:
+            issue = unit.error or error(ErrorCode.INTERNAL_ERROR, "unreadable FHIR input")
+            yield MessageOutcome(unit.index, unit.offset, Disposition.REJECTED, issues=(issue,))
+            continue
+        message = unit.message
+        issues = list(message.issues)
+        yield _guarded(
+            unit.index,
+            unit.offset,
+            partial(evaluate_message, message, unit.index, unit.offset, context, issues),
+        )
+
+
 def process_message(raw: RawMessage, context: Context) -> MessageOutcome:
-    """One message; never raises (an unexpected exception becomes a rejected outcome)."""
+    """One HL7 v2 message; never raises (an unexpected exception becomes a rejected outcome)."""
+    return _guarded(raw.index, raw.offset, lambda: _process(raw, context))
+
+
+def _guarded(index: int, offset: int, work: Callable[[], MessageOutcome]) -> MessageOutcome:
     try:
-        return _process(raw, context)
+        return work()
     except LeukofhirError as exc:
-        return MessageOutcome(raw.index, raw.offset, Disposition.REJECTED, issues=(exc.issue,))
+        return MessageOutcome(index, offset, Disposition.REJECTED, issues=(exc.issue,))
     except Exception as exc:  # the promise: no input ends in a traceback
         issue = error(
             ErrorCode.INTERNAL_ERROR,
@@ -110,7 +140,7 @@ def process_message(raw: RawMessage, context: Context) -> MessageOutcome:
             " kept as rejected; please report it with the input",
             fhir_type="exception",
         )
-        return MessageOutcome(raw.index, raw.offset, Disposition.REJECTED, issues=(issue,))
+        return MessageOutcome(index, offset, Disposition.REJECTED, issues=(issue,))
 
 
 def _process(raw: RawMessage, context: Context) -> MessageOutcome:

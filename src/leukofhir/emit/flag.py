@@ -40,7 +40,7 @@ def build_flag(
     identifier: Json,
     subject: Json | None,
     start: str,
-    evidence: list[str],
+    evidence: list[Json],
 ) -> tuple[Json, Json]:
     extensions: list[Json] = []
     if finding.priority:
@@ -58,9 +58,7 @@ def build_flag(
                 },
             }
         )
-    extensions.extend(
-        {"url": FLAG_DETAIL, "valueReference": {"reference": url}} for url in evidence
-    )
+    extensions.extend({"url": FLAG_DETAIL, "valueReference": ref} for ref in evidence)
     if finding.grade is not None:
         extensions.append({"url": CTCAE_GRADE, "valueInteger": finding.grade})
     resource: Json = {"resourceType": "Flag"}

@@ -20,7 +20,6 @@ from leukofhir.emit.datatypes import (
     concept,
     decimal,
     if_none_exist,
-    reference,
     text,
 )
 from leukofhir.errors import ErrorCode, Issue, warning
@@ -80,7 +79,24 @@ UCUM_UNITS = frozenset(
 )
 
 
+OBSERVATION_STATUSES = frozenset(
+    {
+        "registered",
+        "preliminary",
+        "final",
+        "amended",
+        "corrected",
+        "cancelled",
+        "entered-in-error",
+        "unknown",
+    }
+)
+
+
 def observation_status(obx_status: str, where: LabObservation, issues: list[Issue]) -> str:
+    """OBX-11 (table 0085) → Observation.status; a FHIR input's own status passes through."""
+    if obx_status in OBSERVATION_STATUSES:
+        return obx_status
     status = OBSERVATION_STATUS.get(obx_status.strip().upper())
     if status is None:
         sent = f"'{obx_status}'" if obx_status else "empty"
@@ -161,7 +177,7 @@ def build_derived(
     *,
     digest: str,
     subject: Json | None,
-    sources: list[str],
+    sources: list[Json],
     interpretation: Interpretation | None,
     status: str,
 ) -> tuple[Json, Json]:
@@ -190,7 +206,7 @@ def build_derived(
         )
     if interpretation:
         resource["interpretation"] = [_interpretation(interpretation)]
-    resource["derivedFrom"] = [reference(url) for url in sources]
+    resource["derivedFrom"] = sources
     return resource, {"method": "POST", "url": "Observation", "ifNoneExist": if_none_exist(ident)}
 
 

@@ -23,7 +23,7 @@ def rule_set_uri(rule_set_id: str, version: str) -> str:
 
 
 def build_provenance(
-    message: LabMessage, *, targets: list[str], recorded: str, policy: str
+    message: LabMessage, *, targets: list[Json], recorded: str, policy: str
 ) -> tuple[Json, Json]:
     """POSTed unconditionally: a second delivery is a second, truthful processing record."""
     source = message.control_id or message.digest
@@ -35,7 +35,7 @@ def build_provenance(
     facility = text(message.sending_facility) or "unknown-facility"
     resource: Json = {
         "resourceType": "Provenance",
-        "target": [{"reference": url} for url in targets],
+        "target": targets,
         "recorded": recorded,
         "policy": [policy],
         "agent": [{"type": ASSEMBLER, "who": DEVICE}],

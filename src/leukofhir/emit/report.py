@@ -19,6 +19,7 @@ from leukofhir.model import (
     Coding,
     Evaluation,
     Identifier,
+    LabObservation,
     LabReport,
     Measure,
 )
@@ -49,12 +50,41 @@ REPORT_STATUS = {
 }
 
 
-def report_status(report: LabReport, issues: list[Issue]) -> str:
-    """OBR-25; ``W`` (not in table 0123) and an empty value are warned about and read as
-    'unknown' (the V2-to-FHIR IG calls an empty OBR-25 an error; we keep the result)."""
-    sent = report.status.strip().upper()
-    if status := REPORT_STATUS.get(sent):
+DIAGNOSTIC_REPORT_STATUSES = frozenset(
+    {
+        "registered",
+        "partial",
+        "preliminary",
+        "final",
+        "amended",
+        "corrected",
+        "appended",
+        "cancelled",
+        "entered-in-error",
+        "unknown",
+    }
+)
+
+
+def report_status(
+    report: LabReport, issues: list[Issue], *, observations: list[LabObservation]
+) -> str:
+    """OBR-25 (table 0123), or a FHIR DiagnosticReport's own status.  A FHIR report built
+    from loose Observations takes the least final of their statuses; ``W`` (not in table
+    0123) and an empty OBR-25 are warned about and read as 'unknown' (the V2-to-FHIR IG
+    calls an empty OBR-25 an error; we keep the result)."""
+    sent = report.status.strip()
+    if sent in DIAGNOSTIC_REPORT_STATUSES:
+        return sent
+    if status := REPORT_STATUS.get(sent.upper()):
         return status
+    if not sent and observations and report.location.expression:  # FHIR, no report sent
+        statuses = {obs.status for obs in observations}
+        if "preliminary" in statuses:
+            return "preliminary"
+        if statuses <= {"final", "amended", "corrected"}:
+            return "corrected" if "corrected" in statuses else "final"
+        return "unknown"
     what = f"'{report.status}' is not a table 0123 code" if sent else "is empty"
     issues.append(
         warning(
@@ -82,7 +112,7 @@ def build_report(
     digest: str,
     subject: Json | None,
     status: str,
-    results: list[str],
+    results: list[Json],
 ) -> tuple[Json, Json]:
     lab = report.report
     idents = report_identifiers(lab, digest)
@@ -99,7 +129,7 @@ def build_report(
         resource["effectiveDateTime"] = lab.effective
     if lab.issued:
         resource["issued"] = lab.issued
-    resource["result"] = [{"reference": url} for url in results]
+    resource["result"] = results
     resource["conclusion"] = conclusion(evaluation)
     if evaluation.findings:
         resource["conclusionCode"] = [

@@ -1,0 +1,119 @@
+"""The resources of one FHIR input and how references between them resolve.
+
+Every resource the reader looks at is an :class:`Entry`: the resource (a dict as
+parsed), its FHIRPath (``Bundle.entry[3].resource``, ``Observation``,
+``$ndjson[7]``, ``Bundle.entry[0].resource.contained[1]``) and the reference the
+output uses for it (the entry's ``fullUrl``, else ``Type/id``; ``""`` for a contained
+resource, which cannot be referenced from outside its container).
+
+Resolution (FHIR R4 §2.36.4 "Resolving references in Bundles"), in order:
+
+1. ``#id``: a resource contained in the referring resource (or in its container);
+2. the reference equal to an entry's ``fullUrl`` (``urn:uuid:``, ``urn:oid:``, absolute);
+3. a relative ``Type/id`` from an entry whose ``fullUrl`` is a RESTful absolute URL:
+   the same server base + ``Type/id``;
+4. the trailing ``Type/id`` of the reference (``_history/n`` dropped), against the
+   resources' own ``resourceType``/``id``.  The first entry holding a key keeps it (a
+   history Bundle lists the newest version first).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Entry", "ResourceIndex", "as_dict", "as_list", "as_str", "type_id"]
+
+_TYPE_ID = re.compile(r"([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
+_RESTFUL = re.compile(r"^(https?://.+)/[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}(?:/_history/[^/]+)?$")
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def as_str(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def type_id(reference: str) -> str:
+    """``Type/id`` at the end of a reference (relative or absolute), else ``""``."""
+    match = _TYPE_ID.search(reference)
+    return f"{match[1]}/{match[2]}" if match else ""
+
+
+@dataclass(slots=True, eq=False)
+class Entry:
+    """One resource of the input, where it stands and how to refer to it."""
+
+    resource: dict[str, Any]
+    path: str
+    reference: str = ""
+    position: int = 0  # order of appearance (entries, then contained)
+    full_url: str = ""
+    container: Entry | None = None
+    contained: dict[str, Entry] = field(default_factory=dict)
+
+    @property
+    def resource_type(self) -> str:
+        return as_str(self.resource.get("resourceType"))
+
+    @property
+    def key(self) -> str:
+        """``Type/id`` from the resource itself, ``""`` without an id."""
+        rid = as_str(self.resource.get("id"))
+        return f"{self.resource_type}/{rid}" if rid and self.resource_type else ""
+
+
+def make_entry(resource: dict[str, Any], path: str, position: int, full_url: str = "") -> Entry:
+    """An entry and its contained resources (``#id``)."""
+    entry = Entry(resource, path, position=position, full_url=full_url)
+    entry.reference = full_url or entry.key
+    for number, inner in enumerate(as_list(resource.get("contained"))):
+        if isinstance(inner, dict) and (inner_id := as_str(inner.get("id"))):
+            entry.contained.setdefault(
+                inner_id,
+                Entry(inner, f"{path}.contained[{number}]", position=position, container=entry),
+            )
+    return entry
+
+
+class ResourceIndex:
+    """Entries by ``fullUrl`` and by ``Type/id``; resolves references (see module doc)."""
+
+    def __init__(self) -> None:
+        self.by_url: dict[str, Entry] = {}
+        self.by_key: dict[str, Entry] = {}
+
+    def add(self, entry: Entry) -> bool:
+        """Index ``entry``; False when its ``fullUrl``/``Type/id`` is already taken."""
+        url, key = entry.full_url, entry.key
+        if (url and url in self.by_url) or (not url and key and key in self.by_key):
+            return False
+        if url:
+            self.by_url[url] = entry
+        if key:
+            self.by_key.setdefault(key, entry)
+        return True
+
+    def resolve(self, reference: str, source: Entry) -> Entry | None:
+        reference = reference.strip()
+        if not reference:
+            return None
+        if reference.startswith("#"):
+            holder = source.container or source
+            return holder.contained.get(reference[1:])
+        if (found := self.by_url.get(reference)) is not None:
+            return found
+        key = type_id(reference)
+        if not key:
+            return None
+        base = _RESTFUL.match((source.container or source).full_url)
+        if base and "://" not in reference:
+            found = self.by_url.get(f"{base[1]}/{key}")
+        return found if found is not None else self.by_key.get(key)
