@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from structlog.typing import FilteringBoundLogger
 
@@ -22,11 +23,12 @@ from leukofhir.emit.jsonio import dumps
 from leukofhir.errors import ConfigError
 from leukofhir.ingest.dtm import DtmError, zone
 from leukofhir.logs import configure, get_logger
-from leukofhir.pipeline import Disposition, MessageOutcome, process
+from leukofhir.pipeline import Disposition, MessageOutcome, process, process_ndjson
 from leukofhir.rules import load_rule_set
 from leukofhir.terminology import load_terminology
 
 FORMATS = ("ndjson", "json", "summary")
+STREAMED_SUFFIXES = (".ndjson", ".jsonl")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -187,12 +189,12 @@ def replay_command(args: argparse.Namespace) -> int:
         summary = None
     for path in input_files(args.paths):
         try:
-            data = path.read_bytes()
+            outcomes = _outcomes(path, context, args.format_in)
         except OSError as exc:
             log.error("file unreadable", file=str(path), error=exc.strerror)
             counts["unreadable files"] += 1
             continue
-        for outcome in process(data, context, input_format=args.format_in):
+        for outcome in outcomes:
             counts[outcome.disposition.value] += 1
             _log_outcome(log, path, outcome)
             if args.out:
@@ -209,6 +211,19 @@ def replay_command(args: argparse.Namespace) -> int:
         summary.totals(counts)
     log.info("replay finished", **{k.replace(" ", "_"): v for k, v in counts.items()})
     return 1 if counts["rejected"] or counts["unreadable files"] else 0
+
+
+def _outcomes(path: Path, context: Context, input_format: str) -> Iterator[MessageOutcome]:
+    """A file's outcomes; NDJSON files are streamed line by line (bounded memory), others
+    read whole.  Raises OSError here, not later, when the file cannot be opened."""
+    if input_format != "hl7v2" and path.suffix.lower() in STREAMED_SUFFIXES:
+        return _streamed(path.open("rb"), context)
+    return process(path.read_bytes(), context, input_format=input_format)
+
+
+def _streamed(handle: BinaryIO, context: Context) -> Iterator[MessageOutcome]:
+    with handle:
+        yield from process_ndjson(handle, context)
 
 
 def _write_ndjson(outcome: MessageOutcome) -> None:

@@ -7,7 +7,7 @@ the environment or a file: all of that comes in the :class:`Context`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import partial
@@ -25,7 +25,7 @@ from leukofhir.errors import (
     information,
 )
 from leukofhir.ingest.er7 import parse_message
-from leukofhir.ingest.fhir import looks_like_fhir, read_fhir
+from leukofhir.ingest.fhir import FhirUnit, looks_like_fhir, read_fhir, read_fhir_lines
 from leukofhir.ingest.framing import RawMessage, split_messages
 from leukofhir.ingest.hl7v2 import read_lab_message
 from leukofhir.model import LOINC, Cbc, Evaluation, LabMessage, LabReport
@@ -109,6 +109,16 @@ def process(
 def process_fhir(data: bytes, context: Context) -> Iterator[MessageOutcome]:
     """FHIR input: one outcome per report (a bad report is rejected, the others go on)."""
     units = read_fhir(data, context.default_timezone, terminology=context.terminology)
+    return _fhir_outcomes(units, context)
+
+
+def process_ndjson(lines: Iterable[bytes], context: Context) -> Iterator[MessageOutcome]:
+    """FHIR NDJSON read line by line (an open file): memory does not grow with the file."""
+    units = read_fhir_lines(lines, context.default_timezone, terminology=context.terminology)
+    return _fhir_outcomes(units, context)
+
+
+def _fhir_outcomes(units: Iterable[FhirUnit], context: Context) -> Iterator[MessageOutcome]:
     for unit in units:
         if unit.message is None:
             issue = unit.error or error(ErrorCode.INTERNAL_ERROR, "unreadable FHIR input")
