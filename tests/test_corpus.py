@@ -42,3 +42,35 @@ def test_corpus_counts(context: Context) -> None:
     ):
         assert any(o.disposition is Disposition.PROCESSED for o in outcomes[name]), name
     assert [o.disposition for o in outcomes["lfh__sample_win.hl7"]] == [Disposition.REJECTED]
+
+
+FHIR_CORPUS = SHARED / "corpus" / "fhir"
+FHIR_FILES = sorted(FHIR_CORPUS.glob("*.json")) if FHIR_CORPUS.exists() else []
+
+
+@pytest.mark.skipif(not FHIR_FILES, reason="../shared/corpus/fhir is not here")
+@pytest.mark.parametrize("path", FHIR_FILES, ids=lambda p: p.name)
+def test_fhir_corpus_resource(path: Path, context: Context) -> None:
+    for outcome in process(path.read_bytes(), context):
+        assert not any("leukofhir failed" in i.message for i in outcome.issues), outcome.issues
+        for report in outcome.reports:
+            Bundle.model_validate(report.bundle)
+
+
+@pytest.mark.skipif(not FHIR_FILES, reason="../shared/corpus/fhir is not here")
+def test_swiss_wbc_of_2_9_is_leukopenia_grade_2(context: Context) -> None:
+    path = FHIR_CORPUS / "chlab__Observation-ExampleObservationWBC_from-md.json"
+    (outcome,) = process(path.read_bytes(), context)
+    grades = {f.rule_id: f.grade for r in outcome.reports for f in r.evaluation.findings}
+    assert grades["leukopenia"] == 2
+
+
+@pytest.mark.skipif(not FHIR_FILES, reason="../shared/corpus/fhir is not here")
+def test_cord_blood_neutrophils_are_never_the_anc(context: Context) -> None:
+    path = FHIR_CORPUS / "cibmtr__Observation-NeutrophilsObservation.json"
+    for outcome in process(path.read_bytes(), context):
+        for report in outcome.reports:
+            assert all(v.loinc != "74398-9" for v in report.cbc.values)
+            assert not any(
+                f.rule_id in {"neutropenia", "agranulocytosis"} for f in report.evaluation.findings
+            )
