@@ -1,0 +1,420 @@
+"""``leukofhir batch``: every message under IN processed exactly once into OUT.
+
+One process owns OUT: it holds ``OUT/.batch.lock``, scans IN, asks the ledger what is left,
+hands files to the workers, records their rows and commits.  Workers (``--workers N``
+processes, forked; with ``--workers 1`` the parent does the work itself) read, process and
+write outputs; they return rows only.  At most ``2 × workers`` tasks are in flight, each
+of at most ``files_per_task`` files or ``task_bytes`` bytes, so memory does not grow with
+the number of files.
+
+Exactly once, and crash safety.  Outputs are written atomically before their rows are
+committed (:mod:`leukofhir.batch.ledger`), a file's rows in one transaction.  Killed at
+any point, a re-run: waits for the lock (workers die with their parent: PR_SET_PDEATHSIG,
+and hold the parent's lock until they are gone), removes the temporary files, skips the
+files whose ``done`` row matches their size and mtime, and processes the rest again,
+skipping messages already recorded.  A message processed but not yet recorded is
+processed again and its outputs are replaced by the same bytes, because:
+
+Determinism.  Provenance.recorded is ``--now`` when given; otherwise the clock at the
+start of a pass, stored in the ledger (``meta.session_now``) and reused by every re-run
+until a pass completes.  A killed and resumed pass therefore writes exactly what the
+uninterrupted pass would have; the next pass (new files, later) gets a new time.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from structlog.typing import FilteringBoundLogger
+
+from leukofhir.batch.ledger import Ledger
+from leukofhir.batch.scan import Found, ScanStats, scan
+from leukofhir.batch.store import Store, move_no_overwrite, sweep_temporaries
+from leukofhir.batch.summary import (
+    Progress,
+    RunCounts,
+    build_summary,
+    write_listings,
+)
+from leukofhir.batch.work import (
+    OUT_ERROR,
+    FileResult,
+    FileTask,
+    Worker,
+    WorkerConfig,
+    init_worker,
+    run_tasks,
+)
+
+__all__ = ["BatchError", "BatchOptions", "BatchResult", "run_batch"]
+
+LOCK_NAME = ".batch.lock"
+
+
+class BatchError(Exception):
+    """The batch cannot go on (OUT unwritable or full, OUT in use): exit code 3."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOptions:
+    source: Path
+    out: Path
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    min_age: float = 1.0
+    fsync: bool = False
+    retry_rejected: bool = False
+    move_processed: Path | None = None
+    move_rejected: Path | None = None
+    now: datetime | None = None
+    mappings: tuple[Path, ...] = ()
+    timezone: str = "UTC"
+    validate_output: bool = False
+    validate_structure: bool = False
+    watch: bool = False
+    interval: float = 2.0
+    progress: bool | None = None  # None: a bar when stderr is a terminal
+    files_per_task: int = 32
+    task_bytes: int = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    summary: dict[str, Any]
+    error: str = ""  # why the batch stopped early ("" when it did not)
+
+    @property
+    def exit_code(self) -> int:
+        if self.error:
+            return 3
+        messages = self.summary["messages"]
+        files = self.summary["files"]
+        return 1 if messages["rejected"] or files.get("unreadable") else 0
+
+
+def run_batch(options: BatchOptions, log: FilteringBoundLogger) -> BatchResult:
+    options.out.mkdir(parents=True, exist_ok=True)
+    with _locked(options.out), _stop_on_signals() as stop:
+        removed = sweep_temporaries(options.out)
+        if removed:
+            log.info("removed temporary files of an interrupted run", count=removed)
+        runner = _Runner(options, log, stop)
+        try:
+            return runner.run()
+        finally:
+            runner.close()
+
+
+class _Runner:
+    def __init__(self, options: BatchOptions, log: FilteringBoundLogger, stop: threading.Event):
+        self.options = options
+        self.log = log
+        self.stop = stop
+        self.store = Store(options.out, fsync=options.fsync)
+        self.run_counts = RunCounts()
+        self.stats = ScanStats()
+        self.error = ""
+        self._moves: list[tuple[Path, str, bool]] = []  # (path, source, rejected)
+        self._inflight: dict[Future[list[FileResult]], list[FileTask]] = {}
+        config = WorkerConfig(
+            out=str(options.out),
+            fsync=options.fsync,
+            mappings=tuple(str(m) for m in options.mappings),
+            timezone=options.timezone,
+            validate_output=options.validate_output,
+            validate_structure=options.validate_structure,
+        )
+        self.pool: Executor | None = None
+        self.inline: Worker | None = None
+        if options.workers > 1:
+            self.pool = ProcessPoolExecutor(
+                options.workers,
+                mp_context=get_context("fork"),
+                initializer=init_worker,
+                initargs=(config, os.getpid()),
+            )
+            self.pool.submit(run_tasks, []).result()  # fork now, before any thread starts
+        else:
+            self.inline = Worker(config)
+        # opened after the fork: the workers never hold the database
+        self.ledger = Ledger(options.out, durable=options.fsync, on_commit=self._committed)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        self.ledger.close()
+
+    # -- the run ------------------------------------------------------------------------
+    def run(self) -> BatchResult:
+        with Progress(self.log, bar=self.options.progress) as progress:
+            if progress.has_bar:
+                self._count_in_background(progress)
+            while True:
+                completed = self._pass(progress)
+                self._write_summary()
+                if not self.options.watch or self.stop.is_set() or self.error or not completed:
+                    break
+                self.stop.wait(self.options.interval)
+                if self.stop.is_set():
+                    break
+        summary = self._write_summary()
+        self.log.info(
+            "batch finished",
+            stopped=summary["this_run"]["stopped"],
+            **{f"messages_{k}": v for k, v in summary["messages"].items()},
+        )
+        return BatchResult(summary, self.error)
+
+    def _pass(self, progress: Progress) -> bool:
+        """One scan of IN; True when it went to the end."""
+        recorded = self._recorded()
+        batch: list[FileTask] = []
+        size = 0
+        per_task = 1 if self.inline is not None else self.options.files_per_task
+        for found in self._scan():
+            if self.stop.is_set() or self.error:
+                break
+            task = self._task(found, recorded)
+            if task is not None:
+                batch.append(task)
+                size += found.size
+                if len(batch) >= per_task or size >= self.options.task_bytes:
+                    self._submit(batch)
+                    batch, size = [], 0
+                    self._drain(2 * max(self.options.workers, 1) - 1)
+            progress.update(self.run_counts)
+        if batch and not (self.stop.is_set() or self.error):
+            self._submit(batch)
+        self._drain(0)
+        progress.update(self.run_counts)
+        self._flush()
+        completed = not (self.stop.is_set() or self.error)
+        if completed and self.options.now is None:
+            self.ledger.set_meta("session_now", None)  # the next pass gets a new time
+        return completed
+
+    def _recorded(self) -> str:
+        if self.options.now is not None:
+            return self.options.now.isoformat()
+        recorded = self.ledger.get_meta("session_now")
+        if recorded is None:
+            recorded = datetime.now(UTC).replace(microsecond=0).isoformat()
+            self.ledger.set_meta("session_now", recorded)
+        return recorded
+
+    def _scan(self) -> Iterator[Found]:
+        exclude = tuple(
+            p
+            for p in (self.options.out, self.options.move_processed, self.options.move_rejected)
+            if p is not None
+        )
+        return scan(
+            self.options.source,
+            now_ns=time.time_ns(),
+            min_age=self.options.min_age,
+            exclude=exclude,
+            stats=self.stats,
+        )
+
+    def _task(self, found: Found, recorded: str) -> FileTask | None:
+        state = self.ledger.file_state(found.source)
+        retry = self.options.retry_rejected
+        if state is not None and state.state == "done":
+            unchanged = state.size == found.size and state.mtime_ns == found.mtime_ns
+            if unchanged and not (retry and self.ledger.has_rejected(found.source)):
+                self.run_counts.files["unchanged"] += 1
+                if self._moving():
+                    self._move(found.path, found.source, self.ledger.has_rejected(found.source))
+                return None
+        skip = (
+            self.ledger.done_keys(found.source, retry_rejected=retry)
+            if state is not None
+            else frozenset()
+        )
+        return FileTask(str(found.path), found.source, recorded, skip)
+
+    # -- workers --------------------------------------------------------------------------
+    def _submit(self, tasks: list[FileTask]) -> None:
+        if self.pool is not None:
+            self._inflight[self.pool.submit(run_tasks, tasks)] = tasks
+            return
+        assert self.inline is not None
+        future: Future[list[FileResult]] = Future()
+        try:
+            future.set_result([self.inline.run(task) for task in tasks])
+        except Exception as exc:
+            future.set_exception(exc)
+        self._inflight[future] = tasks
+
+    def _drain(self, keep: int) -> None:
+        while len(self._inflight) > keep:
+            done, _ = wait(self._inflight, return_when=FIRST_COMPLETED)
+            for future in done:
+                tasks = self._inflight.pop(future)
+                exc = future.exception()
+                if exc is not None:
+                    self._fail(exc, tasks)
+                    continue
+                for task, result in zip(tasks, future.result(), strict=True):
+                    self._record(task, result)
+
+    def _record(self, task: FileTask, result: FileResult) -> None:
+        if result.state == OUT_ERROR:
+            self._fail(OSError(0, result.error), [task])
+        if self.error:
+            return
+        try:
+            self.ledger.record_file(
+                result.source,
+                result.size,
+                result.mtime_ns,
+                result.rows,
+                recorded=task.recorded,
+                state=result.state,
+                error=result.error,
+                replacing=bool(task.skip) or self.options.retry_rejected,
+            )
+        except sqlite3.Error as exc:
+            self.ledger.rollback()
+            self._fail(exc, [task])
+            return
+        if result.state != "done":
+            self.run_counts.files[result.state] += 1
+            self.log.warning("file not processed", file=result.source, reason=result.error)
+            return
+        self.run_counts.files["changed" if task.skip else "new"] += 1
+        for row in result.rows:
+            self.run_counts.messages[row.outcome] += 1
+        if self._moving():
+            rejected = any(row.outcome == "rejected" for row in result.rows) or (
+                bool(task.skip) and self.ledger.has_rejected(result.source)
+            )
+            self._moves.append((Path(task.path), result.source, rejected))
+
+    def _fail(self, exc: BaseException, tasks: list[FileTask]) -> None:
+        if not self.error:
+            if isinstance(exc, OSError | sqlite3.Error):
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                self.error = f"cannot write to {self.options.out}: {reason}"
+            else:  # a worker died (killed, out of memory): nothing is lost, re-run
+                reason = f"{type(exc).__name__}: {exc}"
+                self.error = f"a worker failed: {reason}"
+            self.log.error(
+                "batch stopped; fix the cause and run the same command again",
+                error=reason,
+                file=tasks[0].source if tasks else "",
+            )
+            self._moves.clear()
+            try:  # the rows recorded so far have their outputs: keep them
+                self.ledger.flush()
+            except sqlite3.Error:  # the ledger's own disk is full too: SQLite rolls back
+                self.ledger.rollback()
+
+    def _flush(self) -> None:
+        if self.error:
+            return
+        try:
+            self.ledger.flush()
+        except sqlite3.Error as exc:
+            self.ledger.rollback()
+            self._fail(exc, [])
+
+    # -- after commits ----------------------------------------------------------------------
+    def _committed(self, stale: list[str]) -> None:
+        for relative in stale:  # outputs of a retried message that it no longer has
+            with suppress(OSError):
+                (self.options.out / relative).unlink()
+        moves, self._moves = self._moves, []
+        for path, source, rejected in moves:
+            self._move(path, source, rejected)
+
+    def _moving(self) -> bool:
+        return self.options.move_processed is not None or self.options.move_rejected is not None
+
+    def _move(self, path: Path, source: str, rejected: bool) -> None:
+        folder = self.options.move_rejected if rejected else self.options.move_processed
+        if folder is None:
+            return
+        try:
+            where = move_no_overwrite(path, folder, source, fsync=self.options.fsync)
+        except OSError as exc:
+            self.log.warning("file not moved", file=source, reason=exc.strerror or str(exc))
+            return
+        self.run_counts.files["moved"] += 1
+        self.log.info("file moved", file=source, to=str(where))
+
+    # -- the end --------------------------------------------------------------------------
+    def _write_summary(self) -> dict[str, Any]:
+        stopped = self.error or ("stopped by a signal" if self.stop.is_set() else "")
+        summary = build_summary(
+            self.ledger,
+            self.run_counts,
+            left=self.stats.left,
+            scan_errors=self.stats.errors,
+            stopped=stopped,
+        )
+        try:
+            write_listings(self.ledger, self.store, summary)
+        except OSError as exc:
+            self.log.error("summary not written", error=exc.strerror or str(exc))
+        return summary
+
+    def _count_in_background(self, progress: Progress) -> None:
+        def count() -> None:
+            total = sum(1 for _ in self._scan_quiet())
+            progress.set_total(total)
+
+        threading.Thread(target=count, daemon=True).start()
+
+    def _scan_quiet(self) -> Iterator[Found]:
+        return scan(self.options.source, now_ns=time.time_ns(), min_age=self.options.min_age)
+
+
+@contextmanager
+def _locked(out: Path, timeout: float = 30.0) -> Iterator[None]:
+    """One batch per OUT.  Workers of a killed run inherit its lock until they are gone."""
+    fd = os.open(out / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise BatchError(f"another batch is running on {out}") from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """SIGINT/SIGTERM: finish what is in hand, record it, write the summary, stop."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
