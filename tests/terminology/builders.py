@@ -11,7 +11,8 @@ from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 
 from leukofhir.errors import Location
-from leukofhir.model import LOINC, UCUM, Coding, LabObservation, LabReport, Value
+from leukofhir.model import LOINC, UCUM, Cbc, Coding, LabObservation, LabReport, Value
+from leukofhir.terminology import build_cbc, load_terminology
 
 _COMPARATORS = ("<=", ">=", "<", ">")
 
@@ -84,3 +85,11 @@ AMC, MONO_PCT = "742-7", "5905-5"
 AEC, EOS_PCT = "711-2", "713-8"
 ABC, BASO_PCT = "704-7", "706-2"
 HGB, PLT = "718-7", "777-3"
+
+
+TERMINOLOGY = load_terminology()
+
+
+def cbc_of(*lines: LabObservation) -> Cbc:
+    """The CBC of one report holding ``lines``, with the packaged tables."""
+    return build_cbc(report(*lines), TERMINOLOGY)

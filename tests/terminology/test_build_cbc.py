@@ -9,7 +9,7 @@ import pytest
 
 from leukofhir.errors import ErrorCode, Location, Severity
 from leukofhir.model import LOINC, Analyte, Cbc, Coding, LabObservation, LabReport, Measure, Value
-from leukofhir.terminology import build_cbc, load_terminology
+from leukofhir.terminology import build_cbc
 from tests.terminology.builders import (
     ANC,
     BASO_PCT,
@@ -19,20 +19,16 @@ from tests.terminology.builders import (
     MONO_PCT,
     NEUT_PCT,
     PLT,
+    TERMINOLOGY,
     WBC,
     WBC_NRBC,
+    cbc_of,
     count,
     line,
     percent,
     report,
     wbc,
 )
-
-TERMINOLOGY = load_terminology()
-
-
-def cbc_of(*lines: LabObservation) -> Cbc:
-    return build_cbc(report(*lines), TERMINOLOGY)
 
 
 def accounted_once(cbc: Cbc) -> None:

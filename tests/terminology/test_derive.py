@@ -7,7 +7,6 @@ from decimal import Decimal
 import pytest
 
 from leukofhir.model import Analyte, Cbc, CbcValue, LabObservation, Measure
-from leukofhir.terminology import build_cbc, load_terminology
 from tests.terminology.builders import (
     ABC,
     AEC,
@@ -23,18 +22,12 @@ from tests.terminology.builders import (
     NEUT_PCT,
     SEG,
     SEG_PCT,
+    cbc_of,
     count,
     line,
     percent,
-    report,
     wbc,
 )
-
-TERMINOLOGY = load_terminology()
-
-
-def cbc_of(*lines: LabObservation) -> Cbc:
-    return build_cbc(report(*lines), TERMINOLOGY)
 
 
 def anc(cbc: Cbc) -> CbcValue | None:
