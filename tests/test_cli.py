@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from leukofhir.cli import main
-from tests.conftest import SAMPLES
+from tests.conftest import ROOT, SAMPLES
 
 NORMAL = SAMPLES / "01-normal-cbc-5-part-diff.hl7"
 GOOD_BAD_GOOD = SAMPLES / "20-good-bad-good.hl7"
@@ -85,14 +85,15 @@ def test_out_writes_one_file_per_result(capsys: pytest.CaptureFixture[str], tmp_
     assert "20-good-bad-good.hl7.m0002.outcome.json" in names
 
 
-def test_a_folder_is_read_recursively_without_dotfiles(
+def test_a_folder_is_read_recursively_without_dotfiles_and_readmes(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "a.hl7").write_bytes(NORMAL.read_bytes())
     (tmp_path / ".hidden.hl7").write_bytes(b"garbage")
+    (tmp_path / "README.md").write_text("# notes about these messages\n")
     code, out, _ = run(capsys, str(tmp_path), *NOW)
-    assert code == 0
+    assert code == 0  # neither the dotfile nor the README was read as a message
     assert len(out.splitlines()) >= 1
 
 
@@ -123,7 +124,7 @@ def test_logs_carry_no_patient_data(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_a_mapping_file_brings_local_codes_in(capsys: pytest.CaptureFixture[str]) -> None:
     sample = str(SAMPLES / "35-local-codes-only.hl7")
-    mapping = str(SAMPLES / "mappings" / "meridian-local-codes.csv")
+    mapping = str(ROOT / "mappings" / "meridian-local-codes.csv")
     code, out, _ = run(capsys, sample, *NOW)
     assert code == 0
     assert "--mapping can map them" in out

@@ -1,5 +1,5 @@
 """Golden outputs for every sample message, checked against the FHIR models and the
-hand-computed expectations in sample_messages/expected.json.
+hand-computed expectations in tests/sample_expectations.json.
 
 Regenerate the golden files after an intended change with ``UPDATE_GOLDEN=1 pytest``
 and read the diff before committing it.
@@ -18,16 +18,14 @@ from fhir.resources.R4B.operationoutcome import OperationOutcome
 from leukofhir.context import Context
 from leukofhir.emit.jsonio import dumps
 from leukofhir.pipeline import process
-from tests.conftest import GOLDEN, SAMPLES
+from tests.conftest import GOLDEN, ROOT, SAMPLES
 
-SAMPLE_FILES = sorted(
-    p
-    for p in SAMPLES.iterdir()
-    if p.suffix in {".hl7", ".json", ".ndjson"} and p.name != "expected.json"
-)
+SAMPLE_FILES = sorted(p for p in SAMPLES.iterdir() if p.suffix in {".hl7", ".json", ".ndjson"})
 EXPECTED = {
     item["file"]: item
-    for item in json.loads((SAMPLES / "expected.json").read_text(encoding="utf-8"))
+    for item in json.loads(
+        (ROOT / "tests" / "sample_expectations.json").read_text(encoding="utf-8")
+    )
 }
 
 

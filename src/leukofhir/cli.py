@@ -19,6 +19,7 @@ from typing import Any, BinaryIO
 from structlog.typing import FilteringBoundLogger
 
 from leukofhir import __version__
+from leukofhir.batch.scan import is_documentation
 from leukofhir.context import Context
 from leukofhir.emit.jsonio import dumps
 from leukofhir.errors import ConfigError
@@ -282,12 +283,17 @@ def build_context(args: argparse.Namespace) -> Context:
 
 
 def input_files(paths: Sequence[Path]) -> Iterator[Path]:
-    """Files in the order given; a folder's files sorted by path, dotfiles left out."""
+    """Files in the order given; a folder's files sorted by path, dotfiles and README/Markdown
+    files left out (a file named on the command line is always read)."""
     for path in paths:
         if path.is_dir():
             for child in sorted(path.rglob("*")):
                 relative = child.relative_to(path).parts
-                if child.is_file() and not any(part.startswith(".") for part in relative):
+                if (
+                    child.is_file()
+                    and not any(part.startswith(".") for part in relative)
+                    and not is_documentation(child.name)
+                ):
                     yield child
         else:
             yield path

@@ -25,9 +25,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Found", "ScanStats", "scan"]
+__all__ = ["Found", "ScanStats", "is_documentation", "scan"]
 
 PARTIAL_SUFFIXES = (".tmp", ".part", ".partial", ".filepart", ".crdownload", "~")
+
+
+def is_documentation(name: str) -> bool:
+    """A README or Markdown file beside the messages (as in sample_messages/): not input."""
+    return name.startswith("README") or name.endswith(".md")
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +123,8 @@ def _classify(
         stats.left["not a file"] += 1
     elif name.endswith(PARTIAL_SUFFIXES):
         stats.left["partial"] += 1
+    elif is_documentation(name):
+        stats.left["documentation"] += 1
     else:
         files.append((info.st_mtime_ns, name, info.st_size))
 
