@@ -79,7 +79,8 @@ class SummaryPrinter:
             if finding.considerations:
                 self.console.print(f"      consider: {'; '.join(finding.considerations)}")
         if not evaluation.findings:
-            self.console.print("  no finding", style="green")
+            partial = " among the rules that could be evaluated" if evaluation.not_evaluated else ""
+            self.console.print(f"  no finding{partial}", style="yellow" if partial else "green")
         for item in evaluation.not_evaluated:
             self.console.print(
                 Text(f"  not evaluated: {item.rule_id}: {item.reason}", style="yellow")
