@@ -52,7 +52,7 @@ def read_lab_message(er7: Er7Message, raw: bytes, default_timezone: str) -> LabM
     """Map one tokenised message; raises :class:`UnsupportedError`/:class:`StructureError`."""
     msh = er7.msh
     message_type, trigger = _check_header(msh)
-    reader = _Reader(default_timezone)
+    reader = _Reader(default_timezone, er7.separators)
     reports, patient = reader.walk(er7.segments)
     control_id = msh.get(10)
     if not control_id:
@@ -125,8 +125,12 @@ def _version_tuple(version: str) -> tuple[int, ...]:
 class _Reader:
     """Walks the segments once, keeping the open groups; collects warnings."""
 
-    def __init__(self, default_timezone: str) -> None:
+    def __init__(self, default_timezone: str, separators: Separators) -> None:
         self.zone = default_timezone
+        # the caches below key on the separators as one short string: hashing the
+        # Separators dataclass costs a Python call per look-up on the hot path
+        self.separators_key = _key_of(separators)
+        self.special = _special_characters(self.separators_key).search
         self.issues: list[Issue] = []
 
     def warn(self, code: ErrorCode, message: str, location: Location) -> None:
@@ -229,13 +233,13 @@ class _Reader:
         fields = obx.fields
         if len(fields) < 22:
             fields = fields + ("",) * (22 - len(fields))
-        special = _special_characters(obx.separators).search
+        special = self.special
 
         def field(number: int) -> str:
             raw = fields[number]
             return obx.get(number) if special(raw) else raw
 
-        codes, code_text = _coded(fields[3], obx.separators)
+        codes, code_text = _coded(fields[3], self.separators_key)
         value_type = field(2)
         return LabObservation(
             location=obx.location,
@@ -244,7 +248,7 @@ class _Reader:
             sub_id=field(4),
             value_type=value_type,
             value=self.value(obx, value_type),
-            unit=_unit(fields[6], obx.separators),
+            unit=_unit(fields[6], self.separators_key),
             reference_range=field(7),
             abnormal_flags=tuple(
                 flag for raw in obx.repetitions(8) if (flag := _first_component(raw, obx))
@@ -274,8 +278,7 @@ class _Reader:
             )
         if value_type == "SN":
             return _structured_numeric(obx)
-        special = _special_characters(obx.separators).search
-        return _plain_value(obx.get(5) if special(raw) else raw)
+        return _plain_value(obx.get(5) if self.special(raw) else raw)
 
     # --- times ----------------------------------------------------------------------------
 
@@ -314,9 +317,9 @@ def _codings(segment: Segment, field: int) -> tuple[Coding, ...]:
 
 
 @lru_cache(maxsize=4096)
-def _coded(raw: str, separators: Separators) -> tuple[tuple[Coding, ...], str]:
+def _coded(raw: str, separators_key: str) -> tuple[tuple[Coding, ...], str]:
     """OBX-3 as sent → its codings and its text (cached: the same codes come again and again)."""
-    components = components_of(raw, separators)
+    components = components_of(raw, _separators_of(separators_key))
     return _cwe_codings(components), _at(components, 2) or _at(components, 5)
 
 
@@ -338,10 +341,10 @@ def _cwe_codings(components: tuple[str, ...]) -> tuple[Coding, ...]:
 
 
 @lru_cache(maxsize=1024)
-def _unit(raw: str, separators: Separators) -> Coding | None:
+def _unit(raw: str, separators_key: str) -> Coding | None:
     """OBX-6 (CWE) as sent: the unit code, its text and its coding system (UCUM when it
     says so).  Cached on the field's text."""
-    components = components_of(raw, separators)
+    components = components_of(raw, _separators_of(separators_key))
     unit_code, unit_text, unit_system = _at(components, 1), _at(components, 2), _at(components, 3)
     if not unit_code and not unit_text:
         return None
@@ -353,9 +356,28 @@ def _unit(raw: str, separators: Separators) -> Coding | None:
     )
 
 
+def _key_of(separators: Separators) -> str:
+    return "".join(
+        (
+            separators.field,
+            separators.component,
+            separators.repetition,
+            separators.escape,
+            separators.subcomponent,
+            separators.truncation,
+        )
+    )
+
+
 @lru_cache(maxsize=64)
-def _special_characters(separators: Separators) -> re.Pattern[str]:
+def _separators_of(key: str) -> Separators:
+    return Separators(key[0], key[1], key[2], key[3], key[4], key[5:])
+
+
+@lru_cache(maxsize=64)
+def _special_characters(separators_key: str) -> re.Pattern[str]:
     """Finds any character that makes a field more than plain text."""
+    separators = _separators_of(separators_key)
     characters = (
         separators.component,
         separators.repetition,
