@@ -52,7 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="leukofhir", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="leukofhir",
+        description="CBC lab results (HL7 v2 ORU^R01/OUL^R22, FHIR R4) → leukopenia rule set →"
+        " FHIR R4 transaction Bundles.",
+    )
     parser.add_argument("--version", action="version", version=f"leukofhir {__version__}")
     parser.add_argument(
         "--log-format",
