@@ -369,10 +369,8 @@ def _write_ndjson(outcome: MessageOutcome) -> None:
 def _write_files(folder: Path, source: Path, outcome: MessageOutcome, *, indent: bool) -> None:
     stem = _UNSAFE.sub("_", source.name).strip("._") or "input"
     base = f"{stem}.m{outcome.index + 1:04d}"
-    for n, report in enumerate(outcome.reports, start=1):
-        (folder / f"{base}.r{n}.bundle.json").write_bytes(dumps(report.bundle, indent=indent))
-    if (operation_outcome := outcome.operation_outcome()) is not None:
-        (folder / f"{base}.outcome.json").write_bytes(dumps(operation_outcome, indent=indent))
+    for suffix, document in outcome.named_documents():
+        (folder / f"{base}{suffix}").write_bytes(dumps(document, indent=indent))
 
 
 def _log_outcome(log: FilteringBoundLogger, path: Path, outcome: MessageOutcome) -> None:

@@ -74,9 +74,14 @@ class MessageOutcome:
 
     def documents(self) -> list[Json]:
         """What the message produced, in output order: its Bundles, then its OperationOutcome."""
-        out = [report.bundle for report in self.reports]
+        return [document for _, document in self.named_documents()]
+
+    def named_documents(self) -> list[tuple[str, Json]]:
+        """:meth:`documents` with the file-name suffix each gets when written one per file
+        (``.r1.bundle.json`` …, ``.outcome.json``): replay ``--out`` and batch share it."""
+        out = [(f".r{n}.bundle.json", report.bundle) for n, report in enumerate(self.reports, 1)]
         if (outcome := self.operation_outcome()) is not None:
-            out.append(outcome)
+            out.append((".outcome.json", outcome))
         return out
 
 

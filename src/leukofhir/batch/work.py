@@ -149,12 +149,9 @@ class Worker:
         if outcome.disposition is Disposition.REJECTED:
             outputs.append(base + suffix)
             self.store.write(outputs[-1], raw)
-        for n, report in enumerate(outcome.reports, start=1):
-            outputs.append(f"{base}.r{n}.bundle.json")
-            self.store.write(outputs[-1], dumps(report.bundle) + b"\n")
-        if (operation_outcome := outcome.operation_outcome()) is not None:
-            outputs.append(f"{base}.outcome.json")
-            self.store.write(outputs[-1], dumps(operation_outcome) + b"\n")
+        for document_suffix, document in outcome.named_documents():
+            outputs.append(base + document_suffix)
+            self.store.write(outputs[-1], dumps(document) + b"\n")
         return MessageRow(
             offset=outcome.offset,
             index=outcome.index,
