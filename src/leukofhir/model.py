@@ -164,6 +164,11 @@ class CbcValue:
     def derived(self) -> bool:
         return bool(self.derived_from)
 
+    @property
+    def shown(self) -> str:
+        """The normalised value for people: ``<0.5 10*9/L`` ("" when there is none)."""
+        return f"{self.comparator}{self.number} {self.unit}" if self.number is not None else ""
+
 
 @dataclass(frozen=True, slots=True)
 class Cbc:

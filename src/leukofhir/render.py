@@ -103,6 +103,4 @@ def _row(value: CbcValue) -> tuple[str, str, str, str, str]:
 
 
 def _value(value: CbcValue) -> str:
-    if value.number is None:
-        return value.problem or "no value"
-    return f"{value.comparator}{value.number} {value.unit}"
+    return value.shown or value.problem or "no value"

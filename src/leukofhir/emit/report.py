@@ -186,6 +186,6 @@ def _evidence(value: CbcValue, threshold: str) -> str:
     name = "WBC" if value.analyte is Analyte.WBC else value.analyte.value.replace("-", " ")
     if value.measure is Measure.COUNT and value.analyte is not Analyte.WBC:
         name += " count"
-    shown = f"{value.comparator}{value.number} {value.unit}" if value.number is not None else "-"
+    shown = value.shown or "-"
     derived = " (derived)" if value.derived else ""
     return f"{name}{derived} {shown} {threshold}"
