@@ -7,7 +7,12 @@ from collections import Counter
 
 from leukofhir.emit.datatypes import Json, if_none_exist, reference, urn, uuid_value
 from leukofhir.emit.flag import build_flag, flag_identifier
-from leukofhir.emit.observation import build_derived, build_observation, line_key
+from leukofhir.emit.observation import (
+    OBSERVATION_STATUSES,
+    build_derived,
+    build_observation,
+    line_key,
+)
 from leukofhir.emit.patient import build_patient, patient_key
 from leukofhir.emit.provenance import build_provenance, rule_set_uri
 from leukofhir.emit.report import build_report, report_identifiers, report_status
@@ -22,17 +27,12 @@ from leukofhir.model import (
     LabReport,
 )
 
-# DiagnosticReport.status → the Observation.status a derived count gets
-DERIVED_STATUS = {
-    "partial": "preliminary",
-    "registered": "registered",
-    "final": "final",
-    "corrected": "corrected",
-    "amended": "amended",
-    "preliminary": "preliminary",
-    "cancelled": "cancelled",
-    "entered-in-error": "entered-in-error",
-}
+
+def derived_status(report_status: str) -> str:
+    """A derived count is as final as its report; a partial report's counts are preliminary."""
+    if report_status == "partial":
+        return "preliminary"
+    return report_status if report_status in OBSERVATION_STATUSES else "unknown"
 
 
 def value_key(value: CbcValue) -> str:
@@ -115,7 +115,7 @@ def build_bundle(
                     subject=subject,
                     sources=sources,
                     interpretation=interpretations.get(key),
-                    status=DERIVED_STATUS.get(status, "unknown"),
+                    status=derived_status(status),
                 ),
             )
 
