@@ -27,6 +27,7 @@ from leukofhir.ingest.dtm import DtmError, zone
 from leukofhir.logs import configure, get_logger
 from leukofhir.pipeline import Disposition, MessageOutcome, process, process_ndjson
 from leukofhir.rules import load_rule_set
+from leukofhir.serve.command import add_serve_parser
 from leukofhir.terminology import load_terminology
 
 FORMATS = ("ndjson", "json", "summary")
@@ -131,6 +132,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     replay.set_defaults(run=replay_command)
     _add_batch_parser(commands)
+    add_serve_parser(commands)
     return parser
 
 

@@ -51,7 +51,7 @@ _NUMBER = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)$")
 def read_lab_message(er7: Er7Message, raw: bytes, default_timezone: str) -> LabMessage:
     """Map one tokenised message; raises :class:`UnsupportedError`/:class:`StructureError`."""
     msh = er7.msh
-    message_type, trigger = _check_header(msh)
+    message_type, trigger = check_header(msh)
     reader = _Reader(default_timezone, er7.separators)
     reports, patient = reader.walk(er7.segments)
     control_id = msh.get(10)
@@ -80,7 +80,9 @@ def read_lab_message(er7: Er7Message, raw: bytes, default_timezone: str) -> LabM
     )
 
 
-def _check_header(msh: Segment) -> tuple[str, str]:
+def check_header(msh: Segment) -> tuple[str, str]:
+    """MSH-9 and MSH-12 checked: (type, trigger), or the error that refuses the message
+    (``StructureError``/``UnsupportedError``); the service uses it to answer CR."""
     message_type, trigger = msh.get(9, 1), msh.get(9, 2)
     where = msh.location.at(9)
     if not message_type:

@@ -1,0 +1,1 @@
+"""``leukofhir serve``: the live service (MLLP and HTTP listeners over one engine)."""

@@ -1,0 +1,72 @@
+"""The ``leukofhir serve`` command line: options → :class:`ServeConfig` → the service."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from leukofhir.errors import LeukofhirError
+from leukofhir.serve.config import load_config
+from leukofhir.serve.work import Processor, ProcessorConfig
+
+__all__ = ["add_serve_parser"]
+
+_OPTIONS: tuple[tuple[str, dict[str, object]], ...] = (
+    ("--out", {"type": Path, "metavar": "DIR", "help": "journal and outputs (leukofhir-out)"}),
+    ("--sink", {"choices": ("folder", "stdout"), "help": "where outputs go (folder)"}),
+    ("--mllp", {"metavar": "HOST:PORT", "help": "MLLP listener, or 'off' (127.0.0.1:2575)"}),
+    ("--http", {"metavar": "HOST:PORT", "help": "HTTP listener, or 'off' (127.0.0.1:8080)"}),
+    ("--workers", {"type": int, "metavar": "N", "help": "processes (cores; 0: in-process)"}),
+    ("--max-frame", {"type": int, "metavar": "BYTES", "help": "largest MLLP frame (1 MiB)"}),
+    ("--max-connections", {"type": int, "metavar": "N", "help": "MLLP connections (64)"}),
+    ("--idle-timeout", {"type": float, "metavar": "SECONDS", "help": "close idle (600; 0 never)"}),
+    ("--mllp-release", {"type": int, "choices": (1, 2), "help": "2: MLLP/2 commit ACK blocks"}),
+    ("--http-max-body", {"type": int, "metavar": "BYTES", "help": "largest request (1 MiB)"}),
+    ("--fsync", {"action": "store_const", "const": True, "help": "fsync every output file"}),
+    ("--journal-sync", {"choices": ("full", "normal"), "help": "full: survive power loss"}),
+    ("--mapping", {"type": Path, "action": "append", "dest": "mappings", "metavar": "FILE"}),
+    ("--timezone", {"metavar": "ZONE", "help": "zone of HL7 times without offset (UTC)"}),
+    ("--validate", {"action": "store_const", "const": True, "dest": "validate_output"}),
+    ("--validate-structure", {"action": "store_const", "const": True}),
+    ("--shutdown-timeout", {"type": float, "metavar": "SECONDS", "help": "(30)"}),
+)
+
+
+def add_serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="run the MLLP and HTTP listeners (localhost by default)",
+        description="Listen for HL7 v2 over MLLP and HL7 v2/FHIR over HTTP; journal every"
+        " message before answering it; write outputs to a folder (or stdout). Settings:"
+        " options, then environment variables LEUKOFHIR_<NAME> (e.g. LEUKOFHIR_TOKEN), then"
+        " --config FILE (TOML), then defaults. Stops cleanly on SIGTERM/SIGINT.",
+    )
+    serve.add_argument("--config", type=Path, metavar="FILE", help="settings file (TOML)")
+    serve.add_argument(
+        "--ready-file",
+        type=Path,
+        metavar="FILE",
+        help="write the bound ports as JSON here once listening",
+    )
+    for flag, spec in _OPTIONS:
+        serve.add_argument(flag, default=None, **spec)  # type: ignore[arg-type]
+    serve.set_defaults(run=serve_command)
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    from leukofhir.cli import UsageError
+    from leukofhir.serve.service import serve
+
+    options = {
+        flag.lstrip("-").replace("-", "_") if "dest" not in spec else str(spec["dest"]): None
+        for flag, spec in _OPTIONS
+    }
+    values = {name: getattr(args, name) for name in options}
+    try:
+        config = load_config(values, file=args.config)
+        Processor(  # the mappings and zone checked now, not in a worker
+            ProcessorConfig(tuple(str(m) for m in config.mappings), config.timezone)
+        )
+    except LeukofhirError as exc:
+        raise UsageError(str(exc)) from None
+    return serve(config, ready_file=args.ready_file)

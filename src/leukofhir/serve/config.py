@@ -1,0 +1,106 @@
+"""``leukofhir serve`` settings, from (first wins) command-line options, environment
+variables ``LEUKOFHIR_<NAME>`` and a TOML file (``--config``; keys as below, at the top
+level or under ``[serve]``), then the defaults.  Validated by pydantic: a bad value is
+refused at start with its name and where it came from."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from leukofhir.errors import ConfigError, ErrorCode, error
+
+__all__ = ["ServeConfig", "load_config", "parse_address"]
+
+ENV_PREFIX = "LEUKOFHIR_"
+
+
+class ServeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    out: Path = Path("leukofhir-out")  # journal and (folder sink) outputs
+    sink: Literal["folder", "stdout"] = "folder"
+    mllp: str = "127.0.0.1:2575"  # HOST:PORT, or "off"
+    http: str = "127.0.0.1:8080"  # HOST:PORT, or "off"
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=0, le=64)
+    max_frame: int = Field(1 << 20, ge=1024)
+    max_connections: int = Field(64, ge=1)
+    idle_timeout: float = Field(600.0, ge=0)
+    mllp_release: Literal[1, 2] = 1
+    http_max_body: int = Field(1 << 20, ge=1024)
+    token: str = ""  # HTTP bearer token (prefer the environment variable LEUKOFHIR_TOKEN)
+    fsync: bool = False  # fsync every output file (the journal is always synced)
+    journal_sync: Literal["full", "normal"] = "full"
+    mappings: tuple[Path, ...] = ()
+    timezone: str = "UTC"
+    validate_structure: bool = False
+    validate_output: bool = False
+    shutdown_timeout: float = Field(30.0, ge=0)
+
+    @field_validator("mllp", "http")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if value != "off":
+            parse_address(value)
+        return value
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:2575`` for IPv6) → (host, port); port 0 picks a free one."""
+    host, _, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:2575), nor 'off'")
+    return host, int(port)
+
+
+def load_config(
+    options: Mapping[str, Any],
+    *,
+    environ: Mapping[str, str] | None = None,
+    file: Path | None = None,
+) -> ServeConfig:
+    """Options given on the command line (None = not given) over the environment over the
+    file over the defaults."""
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    if file is not None:
+        for key, value in _read_file(file).items():
+            values[key], sources[key] = value, str(file)
+    environ = os.environ if environ is None else environ
+    for name in ServeConfig.model_fields:
+        variable = ENV_PREFIX + name.upper()
+        if variable in environ:
+            raw = environ[variable]
+            values[name] = raw.split(os.pathsep) if name == "mappings" else raw
+            sources[name] = f"${variable}"
+    for key, value in options.items():
+        if value is not None:
+            values[key], sources[key] = value, f"--{key.replace('_', '-')}"
+    try:
+        return ServeConfig(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])} ({sources.get(str(e['loc'][0]), 'default')}):"
+            f" {e['msg']}"
+            for e in exc.errors()
+        )
+        raise ConfigError(error(ErrorCode.DATA_TYPE, f"bad setting: {problems}")) from None
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(
+            error(ErrorCode.DATA_TYPE, f"cannot read the settings file {path}: {exc}")
+        ) from None
+    table = data.get("serve", data)
+    if not isinstance(table, dict):
+        raise ConfigError(error(ErrorCode.DATA_TYPE, f"{path}: [serve] is not a table"))
+    return {key.replace("-", "_"): value for key, value in table.items()}

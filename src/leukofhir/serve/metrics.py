@@ -1,0 +1,70 @@
+"""Prometheus metrics of one service (prometheus_client, its own registry): messages by
+outcome and channel, ACK codes, findings by kind and grade, and the latency from receipt
+to reply.  Labels never carry patient data."""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["CONTENT_TYPE", "Metrics"]
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        disable_created_metrics()  # the *_created series only add noise here
+        self.registry = CollectorRegistry()
+        self.messages = Counter(
+            "leukofhir_messages",
+            "Messages answered, by channel and outcome (duplicate: a re-send answered from"
+            " the journal; unstored: refused because the journal could not store it)",
+            ("channel", "outcome"),
+            registry=self.registry,
+        )
+        self.acks = Counter(
+            "leukofhir_acks", "Application replies by code", ("code",), registry=self.registry
+        )
+        self.findings = Counter(
+            "leukofhir_findings",
+            "Findings by rule and grade",
+            ("finding",),
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "leukofhir_reply_seconds",
+            "Time from a message's arrival to its reply",
+            ("channel",),
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
+        self.connections = Gauge(
+            "leukofhir_mllp_connections", "Open MLLP connections", registry=self.registry
+        )
+
+    def observe(
+        self,
+        *,
+        channel: str,
+        outcome: str,
+        code: str,
+        findings: tuple[str, ...],
+        seconds: float,
+    ) -> None:
+        self.messages.labels(channel, outcome).inc()
+        self.acks.labels(code).inc()
+        for finding in findings:
+            self.findings.labels(finding).inc()
+        self.latency.labels(channel).observe(seconds)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
