@@ -18,8 +18,10 @@ def _answer(description: str, content: dict[str, Any] | None = None) -> dict[str
 
 
 def openapi_document() -> dict[str, Any]:
+    unauthorised = {"401": _answer("bearer token missing or wrong", _OUTCOME)}
     refused = {
-        "401": _answer("bearer token missing or wrong", _OUTCOME),
+        "400": _answer("empty body", _OUTCOME),
+        **unauthorised,
         "413": _answer("body larger than the configured limit", _OUTCOME),
         "415": _answer("media type not accepted", _OUTCOME),
     }
@@ -87,7 +89,7 @@ def openapi_document() -> dict[str, Any]:
             "/metrics": {
                 "get": {
                     "summary": "Prometheus metrics",
-                    "responses": {"200": _answer("text exposition format")},
+                    "responses": {"200": _answer("text exposition format"), **unauthorised},
                 }
             },
             "/openapi.json": {
