@@ -6,13 +6,18 @@ exactly one output, however often it was sent."""
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 from leukofhir.batch.naming import safe_stem
 from leukofhir.serve.journal import Journal
-from tests.serve.load import Sender, Server, control_id, generate_messages
+from tests.conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from serve_load import Sender, Server, control_id, generate_messages
 
 DEADLINE = 240.0  # seconds: a stuck sender fails the test instead of hanging CI
 

@@ -12,7 +12,7 @@ from leukofhir.errors import ErrorCode, FramingError, Issue, LeukofhirError, err
 from leukofhir.ingest.er7 import parse_message
 from leukofhir.ingest.hl7v2 import check_header
 
-__all__ = ["ACK_TYPES", "Header", "content_hash", "read_header"]
+__all__ = ["ACK_TYPES", "Header", "content_hash", "msh_of", "read_header"]
 
 ACK_TYPES = frozenset({"AL", "NE", "ER", "SU"})  # HL7 table 0155
 PROCESSING_IDS = frozenset({"P", "T", "D"})  # HL7 table 0103
@@ -49,7 +49,7 @@ def read_header(data: bytes) -> Header:
     """The header of one HL7 v2 message; a message without a readable MSH gets an empty
     header (it is stored and rejected like any other bad input, never dropped)."""
     try:
-        msh = parse_message(data).msh
+        msh = parse_message(msh_of(data)).msh
     except FramingError:
         return NO_HEADER
     accept, application = msh.get(15).upper(), msh.get(16).upper()
@@ -73,6 +73,14 @@ def read_header(data: bytes) -> Header:
         application_ack=application if application in ACK_TYPES else "",
         refusal=refusal,
     )
+
+
+def msh_of(data: bytes) -> bytes:
+    """The message up to the end of its first segment (MSH): all a header or an ACK needs,
+    without reading the rest (a few µs instead of ~100 µs for a 19-OBX CBC)."""
+    start = len(data) - len(data.lstrip(b"\x0b\xef\xbb\xbf\r\n \t"))
+    ends = [i for i in (data.find(b"\r", start), data.find(b"\n", start)) if i >= 0]
+    return data[: min(ends)] if ends else data
 
 
 def content_hash(data: bytes) -> str:

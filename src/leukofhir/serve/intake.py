@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from leukofhir.batch.naming import message_key
 from leukofhir.errors import ErrorCode, Issue, error
 from leukofhir.logs import get_logger
 from leukofhir.serve.header import NO_HEADER, Header, content_hash, read_header
@@ -43,13 +42,14 @@ from leukofhir.serve.reply import (
     refusal_body,
     store_failure,
 )
-from leukofhir.serve.sink import Delivery, Sink
+from leukofhir.serve.sink import Sink
 from leukofhir.serve.work import (
     Job,
     Processed,
     Processor,
     ProcessorConfig,
     Result,
+    deliver,
     init_pool,
     run_jobs,
 )
@@ -98,6 +98,7 @@ class _Pending:
     reply: asyncio.Future[Reply]
     entry: Entry | None = None
     waiters: list[_Pending] = field(default_factory=list)
+    promised: bool = False  # something will say "stored" before the outcome is: sync it
 
 
 class Intake:
@@ -119,6 +120,7 @@ class Intake:
         self._workers = workers
         self._max_group = max_group
         self._clock = clock
+        self._worker_sink = sink if sink.parallel else None  # delivered where processed
         self._io = ThreadPoolExecutor(1, thread_name_prefix="leukofhir-io")
         self._pool: Executor | None = None
         self._inline: Processor | None = None
@@ -135,7 +137,7 @@ class Intake:
         if self._workers > 0:
             self._pool = self._new_pool()
         else:
-            self._inline = await self._in_io(Processor, self._config)
+            self._inline = await self._in_io(Processor, self._config, self._worker_sink)
         left = await self._in_io(self.journal.pending)
         for item in left:
             pending = self._pending(item.data, item.format, "recovery")
@@ -155,7 +157,7 @@ class Intake:
             self._workers,
             mp_context=multiprocessing.get_context("forkserver"),
             initializer=init_pool,
-            initargs=(self._config,),
+            initargs=(self._config, self._worker_sink),
         )
 
     async def warm_up(self) -> None:
@@ -188,10 +190,24 @@ class Intake:
         self._io.shutdown(wait=True)
 
     # -- the listeners' side ---------------------------------------------------------------
-    async def submit(self, data: bytes, *, format: str = "hl7v2", channel: str = "mllp") -> Ticket:
+    async def submit(
+        self,
+        data: bytes,
+        *,
+        format: str = "hl7v2",
+        channel: str = "mllp",
+        commit_ack: bool = False,
+    ) -> Ticket:
         """Store ``data`` (one HL7 v2 message, or a FHIR body); returns once the journal has
-        it (or failed to store it).  ``await ticket.reply`` for the application answer."""
+        it (or failed to store it).  ``await ticket.reply`` for the application answer.
+
+        ``commit_ack``: the caller will tell the sender "stored" before the outcome (MLLP
+        release 2); an enhanced-mode message (MSH-15/16) implies it.  Only then is the
+        receipt itself synced to disk; otherwise the one sync of the outcome's commit
+        covers both (the write-ahead log is sequential), and a receipt lost in a power cut
+        was never acknowledged."""
         pending = self._pending(data, format, channel)
+        pending.promised = commit_ack or pending.header.enhanced
         self._arrivals.put_nowait(pending)
         return await asyncio.shield(pending.stored)
 
@@ -219,7 +235,7 @@ class Intake:
         if entry is None:
             return ()
         data = await self._in_io(self.journal.data, entry.id)
-        processed = await self._run([Job(entry.id, "hl7v2", entry.received, data)])
+        processed = await self._run([Job(entry.id, "hl7v2", entry.received, data)])  # no sink
         return processed[0].results
 
     # -- store -----------------------------------------------------------------------------
@@ -229,7 +245,10 @@ class Intake:
             moment = self._clock().isoformat(timespec="seconds")
             try:
                 entries = await self._in_io(
-                    self.journal.receive, [p.arrival for p in group], moment
+                    self.journal.receive,
+                    [p.arrival for p in group],
+                    moment,
+                    any(p.promised for p in group),
                 )
             except Exception as exc:  # the journal is unavailable (disk full, locked, gone)
                 log.error("journal_unavailable", error=type(exc).__name__, messages=len(group))
@@ -318,18 +337,22 @@ class Intake:
     async def _finish(self, group: Sequence[_Pending], processed: Sequence[Processed]) -> None:
         moment = self._clock()
         replies = [self._reply(p, done, moment) for p, done in zip(group, processed, strict=True)]
+        failed = [p for p, done in zip(group, processed, strict=True) if done.failure]
         try:
-            await self._in_io(self._deliver_and_record, group, processed, replies)
+            await self._in_io(self._record, group, processed, replies)
         except Exception as exc:  # the sink or the journal failed: nothing is acknowledged
-            log.error("sink_unavailable", error=type(exc).__name__, messages=len(group))
-            issue = store_failure(
-                "the outputs could not be written" if isinstance(exc, OSError) else "journal"
-            )
-            for pending in group:
+            log.error("store_failed", error=type(exc).__name__, messages=len(group))
+            failed = list(group)
+        if failed:
+            if len(failed) < len(group):
+                log.error("sink_failed", messages=len(failed))
+            issue = store_failure("the outputs could not be written")
+            for pending in failed:
                 self._drop_inflight(pending)
                 self._refuse(pending, issue)
-            return
         for pending, reply in zip(group, replies, strict=True):
+            if pending.reply.done():
+                continue
             self._drop_inflight(pending)
             self._answer(pending, reply)
             duplicate = Reply(reply.code, reply.body, "duplicate")
@@ -349,31 +372,18 @@ class Intake:
             code = str(status)
         return Reply(code, body, outcome, results, findings)
 
-    def _deliver_and_record(
+    def _record(
         self, group: Sequence[_Pending], processed: Sequence[Processed], replies: Sequence[Reply]
     ) -> None:
+        """Outputs not yet delivered (a sink that is not parallel), then the journal's
+        ``done`` for every message whose outputs are in place, in one transaction."""
         completions = []
         for pending, done, reply in zip(group, processed, replies, strict=True):
-            names: list[str] = []
-            suffix = ".hl7" if pending.format == "hl7v2" else ".json"
-            for index, result in enumerate(done.results):
-                key = message_key(
-                    pending.header.sender or "fhir",
-                    index,
-                    f"{pending.header.control_id}\0{pending.arrival.sha256 or done.id}",
-                )
-                names.extend(
-                    self.sink.deliver(
-                        Delivery(
-                            key,
-                            result.disposition,
-                            result.control_id or pending.header.control_id,
-                            result.documents,
-                            pending.data,
-                            suffix,
-                        )
-                    )
-                )
+            if done.failure:
+                continue
+            outputs = done.outputs
+            if outputs is None:
+                outputs = deliver(self.sink, _job(pending), done.results)
             completions.append(
                 Completion(
                     done.id,
@@ -382,7 +392,7 @@ class Intake:
                     reply.body,
                     sum(r.reports for r in done.results),
                     reply.findings,
-                    tuple(names),
+                    outputs,
                 )
             )
         self.journal.complete(completions)
@@ -417,6 +427,19 @@ class Intake:
 
     async def _in_io(self, function: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._io, function, *args)
+
+
+def _job(pending: _Pending) -> Job:
+    assert pending.entry is not None
+    arrival = pending.arrival
+    return Job(
+        pending.entry.id,
+        pending.format,
+        pending.entry.received,
+        pending.data,
+        f"{arrival.sender}\0{arrival.control_id}",
+        arrival.sha256,
+    )
 
 
 async def _take(queue: asyncio.Queue[_Pending], most: int) -> list[_Pending]:

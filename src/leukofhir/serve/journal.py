@@ -9,10 +9,13 @@ the final ``\\r`` or sends ``\\n`` re-sends the *same* message).  ``state`` is `
 keeps the reply that was sent (the ACK, or the HTTP body for FHIR), which a re-send gets
 again without new output.
 
-Writes come in groups (one transaction, one fsync, for every message that arrived while
-the previous group was being written): the cost of durability is shared.  With
-``durable`` (the default) SQLite syncs each commit (``synchronous=FULL``): an
-acknowledged message survives a power cut, not only a crash of the process.
+Writes come in groups (one transaction for every message that arrived while the previous
+group was being written): the cost of durability is shared.  With ``durable`` (the
+default) the commit of outcomes is synced (``synchronous=FULL``), and so is a receipt when
+the caller asks (it is about to say "stored" before the outcome exists); other receipts are
+written without a sync of their own, and the next synced commit makes them durable too
+(the WAL is one sequential file).  An acknowledged message survives a power cut, not only
+a crash of the process.
 
 Not thread-safe: the service calls it from one I/O thread.
 """
@@ -108,15 +111,21 @@ class Journal:
         self.path = folder / JOURNAL_NAME
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+        self._durable = durable
+        self._synced: bool | None = None
+        self._sync(durable)
         self._db.execute("PRAGMA busy_timeout=2000")
         self._db.executescript(_SCHEMA)
         self._db.execute(
             "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
         )
 
-    def receive(self, arrivals: Sequence[Arrival], received: str) -> list[Entry]:
-        """Store every new arrival (one transaction); a re-sent one gets its first entry."""
+    def receive(
+        self, arrivals: Sequence[Arrival], received: str, durable: bool = True
+    ) -> list[Entry]:
+        """Store every new arrival (one transaction); a re-sent one gets its first entry.
+        ``durable``: sync this commit (when the journal is durable at all)."""
+        self._sync(durable)
         entries: list[Entry] = []
         with self._transaction():
             for arrival in arrivals:
@@ -149,7 +158,8 @@ class Journal:
         return Entry(int(cursor.lastrowid or 0), received, new=True, done=False, reused_id=reused)
 
     def complete(self, completions: Sequence[Completion]) -> None:
-        """Outcomes and replies of finished messages (one transaction)."""
+        """Outcomes and replies of finished messages (one transaction, synced)."""
+        self._sync(True)
         with self._transaction():
             self._db.executemany(
                 "UPDATE messages SET state = 'done', outcome = ?, ack = ?, reply = ?,"
@@ -196,6 +206,12 @@ class Journal:
 
     def close(self) -> None:
         self._db.close()
+
+    def _sync(self, wanted: bool) -> None:
+        synced = wanted and self._durable
+        if synced != self._synced:
+            self._db.execute(f"PRAGMA synchronous={'FULL' if synced else 'NORMAL'}")
+            self._synced = synced
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)

@@ -159,7 +159,9 @@ class MllpListener:
                 await self._one(message, writer)
 
     async def _one(self, message: bytes, writer: asyncio.StreamWriter) -> None:
-        ticket = await self.intake.submit(message, channel="mllp")
+        ticket = await self.intake.submit(
+            message, channel="mllp", commit_ack=self.settings.release == 2
+        )
         if self.settings.release == 2:
             writer.write(frame(COMMIT_ACK if ticket.stored else COMMIT_NAK))
         header = ticket.header

@@ -11,6 +11,7 @@ from leukofhir.emit.ack import build_ack
 from leukofhir.emit.jsonio import dumps
 from leukofhir.emit.outcome import build_operation_outcome
 from leukofhir.errors import ErrorCode, Issue, Severity, error, information
+from leukofhir.serve.header import msh_of
 from leukofhir.serve.work import Result
 
 __all__ = [
@@ -46,7 +47,11 @@ def application_ack(
     code = worst_ack(results)
     issues = [i for r in results for i in r.issues if i.severity is not Severity.INFORMATION]
     return code, build_ack(
-        message, code, _capped(issues), control_id=control_id, timestamp=hl7_timestamp(moment)
+        msh_of(message),
+        code,
+        _capped(issues),
+        control_id=control_id,
+        timestamp=hl7_timestamp(moment),
     )
 
 
@@ -56,7 +61,11 @@ def commit_ack(
     """The enhanced-mode accept acknowledgement: CA (stored), CE (could not be stored, send
     again later), CR (type, version or processing id not acceptable)."""
     return build_ack(
-        message, code, _capped(list(issues)), control_id=control_id, timestamp=hl7_timestamp(moment)
+        msh_of(message),
+        code,
+        _capped(list(issues)),
+        control_id=control_id,
+        timestamp=hl7_timestamp(moment),
     )
 
 
@@ -70,7 +79,9 @@ def store_failure(reason: str) -> Issue:
 
 def refusal_ack(message: bytes, issue: Issue, *, control_id: str, moment: datetime) -> bytes:
     """AR for a message the service could not keep or process now."""
-    return build_ack(message, "AR", [issue], control_id=control_id, timestamp=hl7_timestamp(moment))
+    return build_ack(
+        msh_of(message), "AR", [issue], control_id=control_id, timestamp=hl7_timestamp(moment)
+    )
 
 
 def refusal_body(issue: Issue, *, seed: str) -> bytes:

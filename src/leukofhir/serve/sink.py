@@ -34,6 +34,10 @@ class Delivery:
 
 
 class Sink(Protocol):
+    # True when ``deliver`` may run in several worker processes at once (the sink is then
+    # pickled into each worker, and files are written there, in parallel)
+    parallel: bool
+
     def deliver(self, delivery: Delivery) -> tuple[str, ...]:
         """Write the documents (raising ``OSError`` when it cannot); names of what was
         written, for the journal."""
@@ -43,6 +47,8 @@ class Sink(Protocol):
 
 
 class FolderSink:
+    parallel = True  # atomic renames of distinct names: safe from any process
+
     def __init__(self, root: Path, *, fsync: bool = False) -> None:
         root.mkdir(parents=True, exist_ok=True)
         sweep_temporaries(root)
@@ -64,6 +70,8 @@ class FolderSink:
 
 
 class StdoutSink:
+    parallel = False  # one stream, written in order by the service's I/O thread
+
     def __init__(self, stream: BinaryIO | None = None) -> None:
         self._stream = stream or sys.stdout.buffer
         self._lock = threading.Lock()

@@ -1,7 +1,9 @@
-"""The service's processing step, pure apart from building its context once: stored
-messages in, serialised results out.  It runs in worker processes (one per core) or, with
-``--workers 0``, in the service's I/O thread.  Nothing here touches a socket, the journal
-or the sink; results travel back as bytes and small values.
+"""The service's processing step: stored messages in, serialised results out, and (for a
+sink that allows it, such as the folder sink) the outputs delivered right here, so that
+writing files is spread over the worker processes like the processing is.  It runs in
+worker processes (one per core) or, with ``--workers 0``, in the service's I/O thread.
+Nothing here touches a socket or the journal; results travel back as bytes and small
+values, and a delivery that fails comes back as a failure, never as a dead worker.
 """
 
 from __future__ import annotations
@@ -14,15 +16,26 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
+from leukofhir.batch.naming import message_key
 from leukofhir.context import Context
 from leukofhir.emit.ack import acknowledgment_code
 from leukofhir.emit.jsonio import dumps
 from leukofhir.errors import Issue
 from leukofhir.pipeline import MessageOutcome, process
 from leukofhir.rules import load_rule_set
+from leukofhir.serve.sink import Delivery, Sink
 from leukofhir.terminology import load_terminology
 
-__all__ = ["Job", "Processed", "Processor", "ProcessorConfig", "Result", "init_pool", "run_jobs"]
+__all__ = [
+    "Job",
+    "Processed",
+    "Processor",
+    "ProcessorConfig",
+    "Result",
+    "deliver",
+    "init_pool",
+    "run_jobs",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +52,13 @@ class Job:
     format: str  # hl7v2 | fhir
     received: str  # ISO instant: the outputs' Provenance.recorded (a restart gives the same)
     data: bytes
+    source: str = ""  # sender and control id: with ``sha256``, names the outputs
+    sha256: str = ""
+
+    def key(self, index: int) -> str:
+        """The output key of the job's ``index``-th result: the same message (same sender,
+        control id and content) always gets the same names."""
+        return message_key(self.source, index, self.sha256 or str(self.id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,12 +78,15 @@ class Result:
 class Processed:
     id: int
     results: tuple[Result, ...]
+    outputs: tuple[str, ...] | None = None  # delivered here: what was written
+    failure: str = ""  # the delivery failed (disk full ...): nothing may be acknowledged
 
 
 class Processor:
-    """One context, many jobs."""
+    """One context, many jobs; with a ``sink``, each job's outputs delivered after it."""
 
-    def __init__(self, config: ProcessorConfig) -> None:
+    def __init__(self, config: ProcessorConfig, sink: Sink | None = None) -> None:
+        self.sink = sink
         self._base = Context(
             now=datetime.fromtimestamp(0).astimezone(),
             terminology=load_terminology([Path(m) for m in config.mappings]),
@@ -79,7 +102,31 @@ class Processor:
     def run_one(self, job: Job) -> Processed:
         context = replace(self._base, now=datetime.fromisoformat(job.received))
         outcomes = process(job.data, context, input_format=job.format)
-        return Processed(job.id, tuple(_result(outcome) for outcome in outcomes))
+        results = tuple(_result(outcome) for outcome in outcomes)
+        if self.sink is None:
+            return Processed(job.id, results)
+        try:
+            outputs = deliver(self.sink, job, results)
+        except OSError as exc:
+            return Processed(job.id, results, failure=exc.strerror or type(exc).__name__)
+        return Processed(job.id, results, outputs)
+
+
+def deliver(sink: Sink, job: Job, results: Sequence[Result]) -> tuple[str, ...]:
+    """Every result's documents (and a rejected message's own bytes) to ``sink``."""
+    suffix = ".hl7" if job.format == "hl7v2" else ".json"
+    names: list[str] = []
+    for index, result in enumerate(results):
+        delivery = Delivery(
+            job.key(index),
+            result.disposition,
+            result.control_id,
+            result.documents,
+            job.data,
+            suffix,
+        )
+        names.extend(sink.deliver(delivery))
+    return tuple(names)
 
 
 def _result(outcome: MessageOutcome) -> Result:
@@ -105,7 +152,7 @@ def _result(outcome: MessageOutcome) -> Result:
 _processor: Processor | None = None
 
 
-def init_pool(config: ProcessorConfig) -> None:
+def init_pool(config: ProcessorConfig, sink: Sink | None) -> None:
     """Pool initializer: die with the service, leave signals to it, build the processor."""
     global _processor
     try:  # Linux: SIGKILL this worker when the process that started it dies
@@ -117,7 +164,7 @@ def init_pool(config: ProcessorConfig) -> None:
         os._exit(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the service shuts down cleanly
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _processor = Processor(config)
+    _processor = Processor(config, sink)
 
 
 def run_jobs(jobs: Sequence[Job]) -> list[Processed]:

@@ -1,5 +1,6 @@
-"""Load and fault drivers shared by the load tests and the benchmark: the real service as a
-subprocess, and MLLP senders that disconnect mid-frame, lose ACKs and re-send."""
+"""Load and fault drivers shared by the service benchmark and its load tests: the real
+service as a subprocess, and MLLP senders that can disconnect mid-frame, lose ACKs and
+re-send."""
 
 from __future__ import annotations
 
@@ -17,14 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from leukofhir.ingest.mllp import MllpFramer, frame
-from tests.conftest import ROOT
 
+from generate import generate_messages
+
+ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from generate import generate_messages  # noqa: E402
-
-__all__ = ["Sender", "Server", "generate_messages"]
+__all__ = ["Sender", "Server", "control_id", "generate_messages", "msa"]
 
 
 class Server:

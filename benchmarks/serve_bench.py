@@ -1,0 +1,112 @@
+"""ACK latency and throughput of ``leukofhir serve`` (MLLP with 1 and 4 senders, HTTP).
+
+    python benchmarks/serve_bench.py                       # 4,000 messages per run, 3 runs
+    python benchmarks/serve_bench.py --count 10000 --repeat 5 --workers 2
+
+Each run starts the real service as a subprocess on loopback with a fresh OUT (journal
+synced on every commit, folder sink) and sends ``--count`` generated CBC messages
+(19 OBX each):
+
+* MLLP: N senders, each on its own connection, each waiting for the ACK before sending
+  the next message (what an integration engine does); latency = send → whole ACK read.
+* HTTP: N concurrent clients POSTing to ``/hl7v2`` (httpx, keep-alive); latency = request
+  → response.
+
+Reported: throughput (messages/s, wall clock from the first send to the last ACK) and
+the p50/p99 latency, the median of ``--repeat`` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import httpx
+
+from serve_load import Sender, Server, generate_messages
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+async def mllp_run(port: int, messages: list[bytes], senders: int) -> tuple[float, list[float]]:
+    group = [Sender(lambda: port, messages[i::senders], seed=i) for i in range(senders)]
+    started = time.perf_counter()
+    deadline = time.monotonic() + 600
+    await asyncio.gather(*(s.run(deadline) for s in group))
+    elapsed = time.perf_counter() - started
+    if sum(len(s.acks) for s in group) != len(messages):
+        raise RuntimeError("not every message was acknowledged")
+    return elapsed, [x for s in group for x in s.latencies]
+
+
+async def http_run(port: int, messages: list[bytes], clients: int) -> tuple[float, list[float]]:
+    latencies: list[float] = []
+    url = f"http://127.0.0.1:{port}/hl7v2"
+    headers = {"content-type": "x-application/hl7-v2+er7"}
+
+    async def client(part: list[bytes], http: httpx.AsyncClient) -> None:
+        for message in part:
+            begun = time.perf_counter()
+            response = await http.post(url, content=message, headers=headers)
+            latencies.append(time.perf_counter() - begun)
+            if response.status_code != 200 or b"MSA|AA|" not in response.content:
+                raise RuntimeError(f"HTTP {response.status_code}: {response.content[:200]!r}")
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as http:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(messages[i::clients], http) for i in range(clients)))
+        elapsed = time.perf_counter() - started
+    return elapsed, latencies
+
+
+def one(kind: str, clients: int, messages: list[bytes], workers: str) -> tuple[float, float, float]:
+    with tempfile.TemporaryDirectory(prefix="serve-bench-") as folder:
+        with Server(Path(folder) / "out", "--workers", workers) as server:
+            warm = messages[:50]  # start-up costs out of the measurement
+            run = mllp_run if kind == "mllp" else http_run
+            asyncio.run(run(server.ports[kind], warm, 1))
+            elapsed, latencies = asyncio.run(run(server.ports[kind], messages[50:], clients))
+            server.stop()
+    count = len(messages) - 50
+    return count / elapsed, percentile(latencies, 0.5), percentile(latencies, 0.99)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=4000, help="messages per run")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per case (median)")
+    parser.add_argument("--workers", default=str(os.cpu_count() or 1), help="service workers")
+    parser.add_argument("--cases", default="mllp:1,mllp:4,http:1,http:4", help="kind:clients,...")
+    args = parser.parse_args()
+    messages = generate_messages(args.count + 50, seed=5)
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores,"
+        f" Python {platform.python_version()}; service --workers {args.workers};"
+        f" {args.count} messages per run, median of {args.repeat}"
+    )
+    print(f"{'case':<10} {'msg/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
+    for case in args.cases.split(","):
+        kind, clients = case.split(":")
+        runs = [one(kind, int(clients), messages, args.workers) for _ in range(args.repeat)]
+        rate = statistics.median(r[0] for r in runs)
+        p50 = statistics.median(r[1] for r in runs) * 1000
+        p99 = statistics.median(r[2] for r in runs) * 1000
+        print(f"{case:<10} {rate:>8,.0f} {p50:>8.2f} {p99:>8.2f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

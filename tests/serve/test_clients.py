@@ -1,0 +1,458 @@
+"""Clients we did not write, against the real ``leukofhir serve`` (a subprocess on
+127.0.0.1, ports chosen by the OS): python-hl7's ``mllp_send`` command and its asyncio
+client (``hl7.mllp``), and ``mllp2http`` (package mllp-http) relaying MLLP to our HTTP API.
+
+Their quirks must not break us: ``mllp_send`` reads each ACK with one ``recv(4096)`` and
+strips the final ``\\r`` of every message; its ``--loose`` reader sends what precedes the
+first ``MSH|^~\\&|`` (a UTF-8 BOM, say) as a message of its own; ``mllp2http`` drops the
+connection on any non-2xx HTTP answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import hl7
+import httpx
+import pytest
+from hl7.mllp import open_hl7_connection
+from prometheus_client.parser import text_string_to_metric_families
+
+from leukofhir.serve.service import journal_counts
+from tests.conftest import ROOT, SAMPLES
+from tests.serve.helpers import field_of, outputs
+
+BIN = Path(sys.executable).parent
+MLLP_SEND = BIN / "mllp_send"
+MLLP2HTTP = BIN / "mllp2http"
+TIMEOUT = 20.0  # any one client run or wait
+BOM = b"\xef\xbb\xbf"
+EXPECTATIONS = {
+    entry["file"]: entry["messages"]
+    for entry in json.loads((ROOT / "tests" / "sample_expectations.json").read_text())
+}
+ACK_CODES = {"processed": {"AA"}, "skipped": {"AA"}, "rejected": {"AE", "AR"}}
+
+
+# -- the service and the relay as subprocesses ------------------------------------------------
+
+
+@dataclass
+class Service:
+    process: subprocess.Popen[bytes]
+    mllp: int
+    http: int
+    out: Path
+    log: Path
+
+    def stop(self) -> str:
+        """SIGTERM (unless it already stopped); the service must exit 0 within a few
+        seconds, without a traceback, its last log line ``stopped``."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(10)
+        finally:
+            _reap(self.process)
+        text = self.log.read_text(encoding="utf-8", errors="replace")
+        assert code == 0, text[-3000:]
+        assert "Traceback" not in text, text[-3000:]
+        events = [json.loads(line)["event"] for line in text.splitlines() if line.startswith("{")]
+        assert events[-1] == "stopped", events[-5:]
+        return text
+
+
+def _reap(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.kill()
+        process.wait(10)
+
+
+def _environment() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEUKOFHIR_")}
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH", "")) if p
+    )
+    return env
+
+
+def _wait_until(condition: object, what: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Poll ``condition()`` until true; fail (with the process's log) after TIMEOUT or if the
+    process exits."""
+    assert callable(condition)
+    deadline = time.monotonic() + TIMEOUT
+    while not condition():
+        if process.poll() is not None:
+            pytest.fail(
+                f"{what}: the process exited {process.returncode}: {log.read_text()[-3000:]}"
+            )
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {TIMEOUT} s: {log.read_text()[-3000:]}")
+        time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def service(folder: Path) -> Iterator[Service]:
+    folder.mkdir(parents=True, exist_ok=True)
+    out, ready, log = folder / "out", folder / "ready.json", folder / "service.log"
+    with log.open("wb") as stderr:
+        process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "leukofhir.cli", "--log-format", "json", "serve"),
+                *("--out", str(out), "--workers", "1", "--ready-file", str(ready)),
+                *("--mllp", "127.0.0.1:0", "--http", "127.0.0.1:0", "--shutdown-timeout", "5"),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env=_environment(),
+            cwd=folder,
+        )
+    try:
+        ports: dict[str, int] = {}
+
+        def listening() -> bool:
+            with contextlib.suppress(OSError, ValueError):
+                ports.update(json.loads(ready.read_text()))
+            return {"mllp", "http"} <= ports.keys()
+
+        _wait_until(listening, "ready file", process, log)
+        running = Service(process, ports["mllp"], ports["http"], out, log)
+        yield running
+        running.stop()
+    finally:
+        _reap(process)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def accepts(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+    return False
+
+
+@contextlib.contextmanager
+def relay(folder: Path, http_port: int) -> Iterator[int]:
+    """``mllp2http`` on a free loopback port, forwarding to our POST /hl7v2."""
+    port, log = free_port(), folder / "mllp2http.log"
+    with log.open("wb") as stderr:
+        process = subprocess.Popen(
+            [
+                str(MLLP2HTTP),
+                *("--host", "127.0.0.1", "--port", str(port), "--timeout", "10000"),
+                f"http://127.0.0.1:{http_port}/hl7v2",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    try:
+        _wait_until(lambda: accepts(port), "mllp2http listening", process, log)
+        yield port
+        text = log.read_text(errors="replace")
+        assert "error" not in text.lower(), text[-3000:]
+    finally:
+        process.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(10)
+        _reap(process)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    with service(tmp_path_factory.mktemp("serve")) as running:
+        yield running
+
+
+# -- reading what we send and what comes back ----------------------------------------------
+
+
+def split_messages(data: bytes) -> list[bytes]:
+    """The messages of a sample file (our own reading: segments start a message at MSH;
+    batch envelope segments are dropped), with ``\\r`` segment ends."""
+    lines = data.removeprefix(BOM).replace(b"\r\n", b"\r").replace(b"\n", b"\r").split(b"\r")
+    messages: list[list[bytes]] = []
+    for line in lines:
+        if line.startswith(b"MSH"):
+            messages.append([line])
+        elif line and line[:3] not in (b"FHS", b"BHS", b"BTS", b"FTS") and messages:
+            messages[-1].append(line)
+    return [b"\r".join(m) + b"\r" for m in messages]
+
+
+def control_ids(data: bytes) -> list[str]:
+    return [field_of(m, "MSH", 10) for m in split_messages(data)]
+
+
+def msa(ack: bytes) -> tuple[str, str]:
+    return field_of(ack, "MSA", 1), field_of(ack, "MSA", 2)
+
+
+def mllp_send(port: int, file: Path, *, loose: bool) -> list[bytes]:
+    """Run ``mllp_send``; the ACKs it printed, one per line.  Each line is what one
+    ``recv(4096)`` returned: it must be exactly one whole frame."""
+    done = subprocess.run(
+        [
+            str(MLLP_SEND),
+            *("--file", str(file), "--port", str(port)),
+            *(["--loose"] if loose else []),
+            "127.0.0.1",
+        ],
+        capture_output=True,
+        timeout=TIMEOUT,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    assert done.stdout.endswith(b"\n")
+    acks = []
+    for line in done.stdout[:-1].split(b"\n"):
+        assert line.startswith(b"\x0b"), line
+        assert line.endswith(b"\x1c\r"), line  # the whole ACK in one recv
+        assert line.count(b"\x0b") == 1, line  # and only one
+        acks.append(line[1:-2])
+    return acks
+
+
+def expected_codes(name: str) -> list[set[str]]:
+    return [ACK_CODES[m["outcome"]] for m in EXPECTATIONS[name]]
+
+
+def written_for(out: Path, control_id: str, disposition: str) -> list[str]:
+    return [n for n in outputs(out) if n.startswith(f"{disposition}/") and f"/{control_id}_" in n]
+
+
+def check_outputs(out: Path, name: str, ids: list[str]) -> None:
+    for control_id, expected in zip(ids, EXPECTATIONS[name], strict=True):
+        found = written_for(out, control_id, expected["outcome"])
+        assert found, (name, control_id, expected["outcome"])
+        if expected["outcome"] == "processed":
+            bundles = [n for n in found if n.endswith(".bundle.json")]
+            assert len(bundles) >= len(expected["reports"]), found
+            for bundle in bundles:
+                assert json.loads((out / bundle).read_bytes())["resourceType"] == "Bundle"
+        if expected["outcome"] == "rejected":
+            assert any(n.endswith(".hl7") for n in found), found
+
+
+def metric(port: int, name: str, **labels: str) -> float:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=TIMEOUT).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return 0.0
+
+
+# -- mllp_send ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "10-pancytopenia.hl7",  # four messages, one connection
+        "13-unit-spellings.hl7",  # nine messages, UTF-8 µ, escapes
+        "16-lf-line-endings.hl7",
+        "20-good-bad-good.hl7",  # AA, AE, AA on one connection
+        "28-crlf-line-endings.hl7",
+        "31-neutropenia-band-edges.hl7",  # seven messages
+    ],
+)
+def test_mllp_send_loose_gets_one_ack_per_message(server: Service, name: str) -> None:
+    data = (SAMPLES / name).read_bytes()
+    ids = control_ids(data)
+    assert ids == [m["control_id"] for m in EXPECTATIONS[name]]
+    acks = mllp_send(server.mllp, SAMPLES / name, loose=True)
+    assert [msa(a)[1] for a in acks] == ids
+    for ack, codes in zip(acks, expected_codes(name), strict=True):
+        assert msa(ack)[0] in codes, ack
+        assert field_of(ack, "MSH", 9).startswith("ACK^")
+    check_outputs(server.out, name, ids)
+
+
+def test_mllp_send_loose_on_a_bom_file(server: Service) -> None:
+    """``--loose`` sends the BOM before ``MSH|^~\\&|`` as a message of its own
+    (``MSH|^~\\&|<BOM>``): it gets an AE (no MSH-10 to echo), the real message its AA."""
+    name = "34-utf8-bom.hl7"
+    assert (SAMPLES / name).read_bytes().startswith(BOM)
+    (control_id,) = control_ids((SAMPLES / name).read_bytes())
+    acks = mllp_send(server.mllp, SAMPLES / name, loose=True)
+    assert [msa(a) for a in acks] == [("AE", ""), ("AA", control_id)]
+    assert "MSH^1^9" in acks[0].decode(errors="replace")  # the fragment has no MSH-9
+    check_outputs(server.out, name, [control_id])
+
+
+def test_mllp_send_with_framed_files_as_sent_bytes(server: Service, tmp_path: Path) -> None:
+    """Without ``--loose`` mllp_send sends each frame's bytes as they are in the file (less
+    the final ``\\r``): a BOM inside the frame, ``\\r\\n`` ends, several frames."""
+    cases = {
+        # file: (sample, how it is changed)
+        "bom.mllp": ("06-neutropenia-only.hl7", lambda m: BOM + m),
+        "crlf.mllp": ("09-leukocytosis.hl7", lambda m: m.replace(b"\r", b"\r\n")),
+        "many.mllp": ("32-lymphopenia-band-edges.hl7", lambda m: m),
+        "utf8.mllp": ("08-eosinophilia-basophilia.hl7", lambda m: m),
+        "adt.mllp": ("19-wrong-message-type-adt.hl7", lambda m: m),
+        "skipped.mllp": ("35-local-codes-only.hl7", lambda m: m),
+    }
+    for file, (name, change) in cases.items():
+        messages = split_messages((SAMPLES / name).read_bytes())
+        framed = b"".join(b"\x0b" + change(m) + b"\x1c\r" for m in messages)
+        (tmp_path / file).write_bytes(framed)
+        ids = control_ids(b"".join(messages))
+        acks = mllp_send(server.mllp, tmp_path / file, loose=False)
+        assert [msa(a)[1] for a in acks] == ids, file
+        for ack, codes in zip(acks, expected_codes(name), strict=True):
+            assert msa(ack)[0] in codes, (file, ack)
+        check_outputs(server.out, name, ids)
+    adt = mllp_send(server.mllp, tmp_path / "adt.mllp", loose=False)
+    assert msa(adt[0])[0] == "AR"
+
+
+def test_mllp_send_again_gets_the_same_acks_and_no_new_output(server: Service) -> None:
+    name = "33-other-threshold-edges.hl7"
+    first = mllp_send(server.mllp, SAMPLES / name, loose=True)
+    assert [msa(a) for a in first] == [
+        ("AA", i) for i in control_ids((SAMPLES / name).read_bytes())
+    ]
+    before = {n: (server.out / n).stat().st_mtime_ns for n in outputs(server.out)}
+    duplicates = metric(
+        server.http, "leukofhir_messages_total", channel="mllp", outcome="duplicate"
+    )
+    again = mllp_send(server.mllp, SAMPLES / name, loose=True)
+    assert again == first  # byte for byte, MSH-7 and MSH-10 included
+    assert {n: (server.out / n).stat().st_mtime_ns for n in outputs(server.out)} == before
+    assert metric(
+        server.http, "leukofhir_messages_total", channel="mllp", outcome="duplicate"
+    ) == duplicates + len(first)
+
+
+# -- python-hl7's asyncio client ------------------------------------------------------------
+
+
+def test_hl7_asyncio_client_many_messages_on_one_connection(server: Service) -> None:
+    one_by_one = [
+        "27-leukopenia-g3-g4-edges.hl7",
+        "05-leukopenia-g4-agranulocytosis.hl7",
+        "24-escapes-and-truncation-char.hl7",
+        "12-segmented-and-band-neutrophils.hl7",
+    ]
+    pipelined = ["14-preliminary-then-corrected.hl7", "25-nrbc-corrected-wbc.hl7"]
+
+    def texts(name: str) -> list[str]:
+        # as a python-hl7 user sends them: parsed, then str() (no final \r)
+        return [str(hl7.parse(m.decode())) for m in split_messages((SAMPLES / name).read_bytes())]
+
+    async def scenario() -> list[tuple[str, str]]:
+        got: list[tuple[str, str]] = []
+        reader, writer = await open_hl7_connection("127.0.0.1", server.mllp, encoding="utf-8")
+        try:
+            for name in one_by_one:
+                for text in texts(name):
+                    assert not text.endswith("\r")
+                    writer.writemessage(hl7.parse(text))
+                    await writer.drain()
+                    async with asyncio.timeout(TIMEOUT):
+                        ack = await reader.readmessage()
+                    got.append((str(ack.segment("MSA")[1]), str(ack.segment("MSA")[2])))
+            batch = [t for name in pipelined for t in texts(name)]
+            for text in batch:  # all written before the first ACK is read
+                writer.writemessage(text)
+            await writer.drain()
+            for _ in batch:
+                async with asyncio.timeout(TIMEOUT):
+                    ack = await reader.readmessage()
+                got.append((str(ack.segment("MSA")[1]), str(ack.segment("MSA")[2])))
+        finally:
+            writer.close()
+            await writer.wait_closed()
+        return got
+
+    got = asyncio.run(asyncio.wait_for(scenario(), 2 * TIMEOUT))
+    names = one_by_one + pipelined
+    expected = [("AA", m["control_id"]) for name in names for m in EXPECTATIONS[name]]
+    assert got == expected  # strict order, one ACK each
+    for name in names:
+        check_outputs(server.out, name, [m["control_id"] for m in EXPECTATIONS[name]])
+
+
+# -- mllp2http in front of POST /hl7v2 ----------------------------------------------------------
+
+
+def test_mllp2http_relays_our_acks_including_ae_and_ar(server: Service, tmp_path: Path) -> None:
+    http_before = sum(
+        metric(server.http, "leukofhir_messages_total", channel="http", outcome=o)
+        for o in ("processed", "rejected")
+    )
+    cases = [
+        ("07-lymphopenia.hl7", [{"AA"}, {"AA"}]),
+        ("19-wrong-message-type-adt.hl7", [{"AR"}]),
+        ("18-malformed-msh.hl7", None),  # sent framed below: --loose cannot split it
+    ]
+    sent = 0
+    with relay(tmp_path, server.http) as port:
+        for name, codes in cases[:2]:
+            ids = control_ids((SAMPLES / name).read_bytes())
+            acks = mllp_send(port, SAMPLES / name, loose=True)
+            assert [msa(a)[1] for a in acks] == ids, name
+            assert [{msa(a)[0]} for a in acks] == codes, name
+            check_outputs(server.out, name, ids)
+            sent += len(ids)
+        # a message whose MSH is unreadable: AE, and the relay keeps the connection
+        framed = tmp_path / "bad-then-good.mllp"
+        bad = (SAMPLES / "18-malformed-msh.hl7").read_bytes()
+        good = (SAMPLES / "29-monocytopenia.hl7").read_bytes()
+        framed.write_bytes(b"\x0b" + bad + b"\x1c\r" + b"\x0b" + good + b"\x1c\r")
+        acks = mllp_send(port, framed, loose=False)
+        assert [msa(a) for a in acks] == [("AE", ""), ("AA", control_ids(good)[0])]
+        sent += 2
+    http_after = sum(
+        metric(server.http, "leukofhir_messages_total", channel="http", outcome=o)
+        for o in ("processed", "rejected")
+    )
+    assert http_after - http_before == sent  # they came in over HTTP, not MLLP
+
+
+# -- shutdown --------------------------------------------------------------------------------
+
+
+def test_sigterm_with_a_client_connected_stops_cleanly(tmp_path: Path) -> None:
+    message = split_messages((SAMPLES / "03-leukopenia-g2-wbc-2p99.hl7").read_bytes())[0]
+    with service(tmp_path) as running:
+
+        async def scenario() -> bytes:
+            reader, writer = await open_hl7_connection("127.0.0.1", running.mllp)
+            try:
+                writer.writemessage(message.decode().rstrip("\r"))
+                await writer.drain()
+                async with asyncio.timeout(TIMEOUT):
+                    ack = await reader.readmessage()
+                assert str(ack.segment("MSA")[1]) == "AA"
+                running.process.send_signal(signal.SIGTERM)  # the connection is idle now
+                async with asyncio.timeout(TIMEOUT):
+                    rest = await reader.read()  # the service closes it
+            finally:
+                writer.close()
+                with contextlib.suppress(ConnectionError):
+                    await writer.wait_closed()
+            return rest
+
+        assert asyncio.run(asyncio.wait_for(scenario(), 2 * TIMEOUT)) == b""
+        log = running.stop()  # exit 0, no traceback
+        assert '"event": "stopping"' in log
+        assert journal_counts(running.out) == {"processed": 1}
