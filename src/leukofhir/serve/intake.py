@@ -59,6 +59,7 @@ __all__ = ["Intake", "Reply", "Ticket"]
 log = get_logger("leukofhir.serve")
 T = TypeVar("T")
 _RANK = {"processed": 0, "skipped": 1, "rejected": 2}
+_CHUNK = 16  # most jobs in one call to a worker
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +129,9 @@ class Intake:
         self._work: asyncio.Queue[_Pending] = asyncio.Queue()
         self._inflight: dict[int, _Pending] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self._finishing: set[asyncio.Task[None]] = set()
+        self._done: asyncio.Queue[tuple[_Pending, Processed]] = asyncio.Queue()
+        self._slots = asyncio.Semaphore(2 * max(1, workers))
+        self._processing: set[asyncio.Task[None]] = set()
 
     # -- life cycle -------------------------------------------------------------------
     async def start(self) -> int:
@@ -149,6 +152,7 @@ class Intake:
         self._tasks = [
             asyncio.create_task(self._store_loop(), name="leukofhir-store"),
             asyncio.create_task(self._process_loop(), name="leukofhir-process"),
+            asyncio.create_task(self._finish_loop(), name="leukofhir-finish"),
         ]
         return len(left)
 
@@ -178,8 +182,6 @@ class Intake:
         deadline = time.monotonic() + timeout
         while self.busy and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
-        if self._finishing:
-            await asyncio.wait(self._finishing, timeout=max(0.0, deadline - time.monotonic()))
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -235,7 +237,7 @@ class Intake:
         if entry is None:
             return ()
         data = await self._in_io(self.journal.data, entry.id)
-        processed = await self._run([Job(entry.id, "hl7v2", entry.received, data)])  # no sink
+        processed = await self._run([Job(entry.id, "hl7v2", entry.received, data, write=False)])
         return processed[0].results
 
     # -- store -----------------------------------------------------------------------------
@@ -297,41 +299,51 @@ class Intake:
 
     # -- process ---------------------------------------------------------------------------
     async def _process_loop(self) -> None:
+        """Jobs to the workers as soon as they are stored (at most two calls in flight per
+        worker), so that processing, commits and network overlap."""
         while True:
             group = await _take(self._work, self._max_group)
-            jobs = [Job(p.entry.id, p.format, p.entry.received, p.data) for p in group if p.entry]
-            try:
-                processed = await self._run(jobs)
-            except Exception as exc:  # a worker died (killed, out of memory)
-                log.error("processing_failed", error=type(exc).__name__, messages=len(group))
-                if isinstance(exc, BrokenProcessPool) and self._pool is not None:
-                    self._pool.shutdown(wait=False, cancel_futures=True)
-                    self._pool = self._new_pool()
-                issue = error(
-                    ErrorCode.INTERNAL_ERROR,
-                    "leukofhir could not process the message now (a worker failed); it was"
-                    " NOT accepted: send it again",
-                    fhir_type="transient",
-                )
-                for pending in group:
-                    self._drop_inflight(pending)
-                    self._refuse(pending, issue)
-                continue
-            task = asyncio.create_task(self._finish(group, processed))
-            self._finishing.add(task)
-            task.add_done_callback(self._finishing.discard)
+            size = min(_CHUNK, -(-len(group) // max(1, self._workers)))
+            for start in range(0, len(group), size):
+                await self._slots.acquire()
+                task = asyncio.create_task(self._process(group[start : start + size]))
+                self._processing.add(task)
+                task.add_done_callback(self._processing.discard)
+
+    async def _process(self, chunk: list[_Pending]) -> None:
+        try:
+            processed = await self._run([_job(p) for p in chunk])
+        except Exception as exc:  # a worker died (killed, out of memory)
+            log.error("processing_failed", error=type(exc).__name__, messages=len(chunk))
+            if isinstance(exc, BrokenProcessPool) and self._pool is not None:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = self._new_pool()
+            issue = error(
+                ErrorCode.INTERNAL_ERROR,
+                "leukofhir could not process the message now (a worker failed); it was"
+                " NOT accepted: send it again",
+                fhir_type="transient",
+            )
+            for pending in chunk:
+                self._drop_inflight(pending)
+                self._refuse(pending, issue)
+        else:
+            for pending, done in zip(chunk, processed, strict=True):
+                self._done.put_nowait((pending, done))
+        finally:
+            self._slots.release()
+
+    async def _finish_loop(self) -> None:
+        while True:
+            items = await _take(self._done, self._max_group)
+            await self._finish([p for p, _ in items], [done for _, done in items])
 
     async def _run(self, jobs: list[Job]) -> list[Processed]:
         if self._inline is not None:
             return await self._in_io(self._inline.run, jobs)
         assert self._pool is not None
         loop = asyncio.get_running_loop()
-        size = -(-len(jobs) // self._workers)
-        chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
-        parts = await asyncio.gather(
-            *(loop.run_in_executor(self._pool, run_jobs, chunk) for chunk in chunks)
-        )
-        return [p for part in parts for p in part]
+        return await loop.run_in_executor(self._pool, run_jobs, jobs)
 
     # -- finish ----------------------------------------------------------------------------
     async def _finish(self, group: Sequence[_Pending], processed: Sequence[Processed]) -> None:
@@ -442,7 +454,7 @@ def _job(pending: _Pending) -> Job:
     )
 
 
-async def _take(queue: asyncio.Queue[_Pending], most: int) -> list[_Pending]:
+async def _take(queue: asyncio.Queue[T], most: int) -> list[T]:
     """The next item, and every other one already waiting (up to ``most``)."""
     group = [await queue.get()]
     while len(group) < most and not queue.empty():

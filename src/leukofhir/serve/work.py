@@ -54,6 +54,7 @@ class Job:
     data: bytes
     source: str = ""  # sender and control id: with ``sha256``, names the outputs
     sha256: str = ""
+    write: bool = True  # False: only the results (a re-send asking for its Bundles)
 
     def key(self, index: int) -> str:
         """The output key of the job's ``index``-th result: the same message (same sender,
@@ -103,7 +104,7 @@ class Processor:
         context = replace(self._base, now=datetime.fromisoformat(job.received))
         outcomes = process(job.data, context, input_format=job.format)
         results = tuple(_result(outcome) for outcome in outcomes)
-        if self.sink is None:
+        if self.sink is None or not job.write:
             return Processed(job.id, results)
         try:
             outputs = deliver(self.sink, job, results)
