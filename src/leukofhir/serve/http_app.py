@@ -88,9 +88,10 @@ def build_app(
 ) -> Starlette:
     async def post_hl7v2(request: Request) -> Response:
         body = await _body(request, settings, HL7_TYPES)
-        ticket = await intake.submit(body, format="hl7v2", channel="http")
+        as_fhir = _accepts_fhir(request)
+        ticket = await intake.submit(body, format="hl7v2", channel="http", documents=as_fhir)
         reply = await ticket.reply
-        if _accepts_fhir(request):
+        if as_fhir:
             return await _as_fhir(intake, ticket, reply)
         status = 503 if reply.outcome == "unstored" else 200
         return _er7(reply.body, status)

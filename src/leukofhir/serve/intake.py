@@ -100,6 +100,7 @@ class _Pending:
     entry: Entry | None = None
     waiters: list[_Pending] = field(default_factory=list)
     promised: bool = False  # something will say "stored" before the outcome is: sync it
+    documents: bool = False  # the caller wants the output documents in the reply
 
 
 class Intake:
@@ -199,6 +200,7 @@ class Intake:
         format: str = "hl7v2",
         channel: str = "mllp",
         commit_ack: bool = False,
+        documents: bool = False,
     ) -> Ticket:
         """Store ``data`` (one HL7 v2 message, or a FHIR body); returns once the journal has
         it (or failed to store it).  ``await ticket.reply`` for the application answer.
@@ -207,9 +209,11 @@ class Intake:
         release 2); an enhanced-mode message (MSH-15/16) implies it.  Only then is the
         receipt itself synced to disk; otherwise the one sync of the outcome's commit
         covers both (the write-ahead log is sequential), and a receipt lost in a power cut
-        was never acknowledged."""
+        was never acknowledged.  ``documents``: the reply's results keep the output
+        documents (they are dropped once written otherwise)."""
         pending = self._pending(data, format, channel)
         pending.promised = commit_ack or pending.header.enhanced
+        pending.documents = documents or format != "hl7v2"
         self._arrivals.put_nowait(pending)
         return await asyncio.shield(pending.stored)
 
@@ -449,8 +453,10 @@ def _job(pending: _Pending) -> Job:
         pending.format,
         pending.entry.received,
         pending.data,
-        f"{arrival.sender}\0{arrival.control_id}",
+        arrival.sender,
+        arrival.control_id,
         arrival.sha256,
+        documents=pending.documents,
     )
 
 

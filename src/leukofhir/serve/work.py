@@ -52,14 +52,16 @@ class Job:
     format: str  # hl7v2 | fhir
     received: str  # ISO instant: the outputs' Provenance.recorded (a restart gives the same)
     data: bytes
-    source: str = ""  # sender and control id: with ``sha256``, names the outputs
+    sender: str = ""  # MSH-3|MSH-4; with the control id and ``sha256``, names the outputs
+    control_id: str = ""  # MSH-10 as read by the service (names a rejected message too)
     sha256: str = ""
     write: bool = True  # False: only the results (a re-send asking for its Bundles)
+    documents: bool = True  # False: once written, the documents need not travel back
 
     def key(self, index: int) -> str:
         """The output key of the job's ``index``-th result: the same message (same sender,
         control id and content) always gets the same names."""
-        return message_key(self.source, index, self.sha256 or str(self.id))
+        return message_key(f"{self.sender}\0{self.control_id}", index, self.sha256 or str(self.id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +112,8 @@ class Processor:
             outputs = deliver(self.sink, job, results)
         except OSError as exc:
             return Processed(job.id, results, failure=exc.strerror or type(exc).__name__)
+        if not job.documents:  # tens of kB per message not pickled back to the service
+            results = tuple(replace(r, documents=()) for r in results)
         return Processed(job.id, results, outputs)
 
 
@@ -121,7 +125,7 @@ def deliver(sink: Sink, job: Job, results: Sequence[Result]) -> tuple[str, ...]:
         delivery = Delivery(
             job.key(index),
             result.disposition,
-            result.control_id,
+            result.control_id or job.control_id,
             result.documents,
             job.data,
             suffix,
