@@ -19,7 +19,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -301,7 +301,7 @@ def test_mllp_send_loose_on_a_bom_file(server: Service) -> None:
 def test_mllp_send_with_framed_files_as_sent_bytes(server: Service, tmp_path: Path) -> None:
     """Without ``--loose`` mllp_send sends each frame's bytes as they are in the file (less
     the final ``\\r``): a BOM inside the frame, ``\\r\\n`` ends, several frames."""
-    cases = {
+    cases: dict[str, tuple[str, Callable[[bytes], bytes]]] = {
         # file: (sample, how it is changed)
         "bom.mllp": ("06-neutropenia-only.hl7", lambda m: BOM + m),
         "crlf.mllp": ("09-leukocytosis.hl7", lambda m: m.replace(b"\r", b"\r\n")),
@@ -462,7 +462,7 @@ def test_sigterm_with_a_client_connected_stops_cleanly(tmp_path: Path) -> None:
                 writer.close()
                 with contextlib.suppress(ConnectionError):
                     await writer.wait_closed()
-            return rest
+            return bytes(rest)
 
         assert asyncio.run(asyncio.wait_for(scenario(), 2 * TIMEOUT)) == b""
         log = running.stop()  # exit 0, no traceback
