@@ -34,16 +34,14 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def running(out: Path, *, workers: int = 0, **settings: object) -> AsyncIterator[Running]:
+async def running(out: Path, **settings: object) -> AsyncIterator[Running]:
+    """One service process as ``leukofhir serve --workers 1`` runs it: what a previous run
+    left is finished first, then the listener starts."""
     metrics = Metrics()
     intake = Intake(
-        Journal(out, durable=False),
-        FolderSink(out),
-        ProcessorConfig(),
-        workers=workers,
-        metrics=metrics,
+        Journal(out, durable=False), FolderSink(out), ProcessorConfig(), metrics=metrics
     )
-    await intake.start()
+    intake.recover()
     listener = MllpListener(intake, MllpSettings(port=0, **settings), metrics)  # type: ignore[arg-type]
     await listener.start()
     try:

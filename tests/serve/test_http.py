@@ -1,4 +1,4 @@
-"""The HTTP API in process (Starlette app over the real engine, ``workers=0``), driven by
+"""The HTTP API in process (Starlette app over the real engine, one process), driven by
 httpx through its ASGI transport: ACKs, FHIR answers, re-sends, limits, media types,
 authentication, metrics and the OpenAPI document."""
 
@@ -65,10 +65,9 @@ async def serving(
         Journal(tmp_path / "journal", durable=False),
         FolderSink(out),
         ProcessorConfig(),
-        workers=0,
         metrics=metrics,
     )
-    await intake.start()
+    intake.recover()
     app = build_app(intake, HttpSettings(max_body=max_body, token=token), metrics)
     try:
         async with httpx.AsyncClient(
@@ -748,3 +747,40 @@ def test_openapi_documents_every_status_the_api_answers(tmp_path: Path) -> None:
         assert missing == []
 
     run(tmp_path, scenario, max_body=4096, token=TOKEN)
+
+
+# -- content negotiation on POST /hl7v2 ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("accept", "media_type"),
+    [
+        (None, ER7),
+        ("*/*", ER7),
+        (ER7, ER7),
+        (FHIR, FHIR),
+        ("application/json", FHIR),
+        ("application/fhir+json; fhirVersion=4.0", FHIR),
+        (f"{FHIR}, */*;q=0.5", FHIR),
+        # a client that ranks the ACK first gets the ACK
+        (f"{ER7}, {FHIR};q=0.1", ER7),
+        (f"{FHIR};q=0.2, {ER7};q=0.9", ER7),
+        (f"{FHIR};q=0", ER7),  # q=0: not acceptable
+        # a generic client (axios, many LIS HTTP senders) accepting anything: the ACK
+        ("application/json, text/plain, */*", ER7),
+    ],
+)
+def test_hl7v2_answers_fhir_only_when_the_client_prefers_it(
+    tmp_path: Path, accept: str | None, media_type: str
+) -> None:
+    async def scenario(api: Api) -> None:
+        headers = {} if accept is None else {"accept": accept}
+        response = await api.hl7(M02, **headers)
+        assert response.status_code == 200
+        assert response.headers["content-type"].split(";")[0] == media_type
+        if media_type == ER7:
+            assert msa(response.content) == ("AA", control_id(M02))
+        else:
+            assert response.json()["resourceType"] == "Bundle"
+
+    run(tmp_path, scenario)

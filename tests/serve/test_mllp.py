@@ -8,7 +8,7 @@ import asyncio
 import errno
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -281,7 +281,7 @@ def test_journal_unavailable_ar_then_a_resend_succeeds(
             journal = service.intake.journal
             original = journal.receive
 
-            def broken(*_: Any) -> Any:
+            def broken(*_: Any, **__: Any) -> Any:
                 raise sqlite3.OperationalError("database or disk is full")
 
             monkeypatch.setattr(journal, "receive", broken)
@@ -310,7 +310,7 @@ def test_sink_failure_ar_keeps_the_message_and_a_resend_finishes_it(
             sink = service.intake.sink
             original = sink.deliver
 
-            def full(*_: Any) -> Any:
+            def full(*_: Any, **__: Any) -> Any:
                 raise OSError(errno.ENOSPC, "No space left on device")
 
             monkeypatch.setattr(sink, "deliver", full)
@@ -357,13 +357,13 @@ def test_messages_stored_but_unfinished_are_processed_at_start(tmp_path: Path) -
 def test_shutdown_finishes_and_acknowledges_the_message_in_hand(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    slow_run = Processor.run
+    slow_run = Processor.run_one
 
-    def slow(self: Processor, jobs: Sequence[Job]) -> list[Processed]:
+    def slow(self: Processor, job: Job) -> Processed:
         time.sleep(0.5)
-        return slow_run(self, jobs)
+        return slow_run(self, job)
 
-    monkeypatch.setattr(Processor, "run", slow)
+    monkeypatch.setattr(Processor, "run_one", slow)
 
     async def scenario(out: Path) -> None:
         async with running(out) as service:
@@ -383,11 +383,11 @@ def test_shutdown_finishes_and_acknowledges_the_message_in_hand(
     run(scenario, tmp_path)
 
 
-def test_pipelined_messages_with_worker_processes_keep_their_order(tmp_path: Path) -> None:
+def test_pipelined_messages_keep_their_order(tmp_path: Path) -> None:
     messages = [M02, M03, M09] * 7
 
     async def scenario(out: Path) -> None:
-        async with running(out, workers=2) as service:
+        async with running(out) as service:
             peer = await Peer.open(service.port)
             await peer.send(*messages)
             acks = await peer.receive(len(messages))

@@ -54,8 +54,10 @@ def add_serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
 
 
 def serve_command(args: argparse.Namespace) -> int:
+    import os
+    import shutil
+
     from leukofhir.cli import UsageError
-    from leukofhir.serve.service import serve
 
     options = {
         flag.lstrip("-").replace("-", "_") if "dest" not in spec else str(spec["dest"]): None
@@ -69,4 +71,11 @@ def serve_command(args: argparse.Namespace) -> int:
         )
     except LeukofhirError as exc:
         raise UsageError(str(exc)) from None
+    # every service process writes its metrics here; set before prometheus_client loads
+    metrics = config.out / ".metrics"
+    shutil.rmtree(metrics, ignore_errors=True)
+    metrics.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)
+    from leukofhir.serve.service import serve
+
     return serve(config, ready_file=args.ready_file)

@@ -89,7 +89,7 @@ def build_app(
     async def post_hl7v2(request: Request) -> Response:
         body = await _body(request, settings, HL7_TYPES)
         as_fhir = _accepts_fhir(request)
-        ticket = await intake.submit(body, format="hl7v2", channel="http", documents=as_fhir)
+        ticket = await intake.submit(body, format="hl7v2", channel="http")
         reply = await ticket.reply
         if as_fhir:
             return await _as_fhir(intake, ticket, reply)

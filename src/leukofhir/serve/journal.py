@@ -7,17 +7,17 @@ Table ``messages``: one row per distinct message, unique on (``sender``, ``contr
 the final ``\\r`` or sends ``\\n`` re-sends the *same* message).  ``state`` is ``received``
 (stored, not yet processed: a crash here is finished on restart) or ``done``; a done row
 keeps the reply that was sent (the ACK, or the HTTP body for FHIR), which a re-send gets
-again without new output.
+again without new output.  ``owner`` is the process id of the service process working on
+a received row: a re-send reaching another process waits for that one while it lives, and
+takes the message over when it died.
 
-Writes come in groups (one transaction for every message that arrived while the previous
-group was being written): the cost of durability is shared.  With ``durable`` (the
-default) the commit of outcomes is synced (``synchronous=FULL``), and so is a receipt when
-the caller asks (it is about to say "stored" before the outcome exists); other receipts are
-written without a sync of their own, and the next synced commit makes them durable too
-(the WAL is one sequential file).  An acknowledged message survives a power cut, not only
-a crash of the process.
+With ``durable`` (the default) the commit of an outcome is synced (``synchronous=FULL``),
+and so is a receipt when the caller asks (it is about to say "stored" before the outcome
+exists); other receipts are written without a sync of their own, and the next synced
+commit makes them durable too (the WAL is one sequential file).  An acknowledged message
+survives a power cut, not only a crash of the process.
 
-Not thread-safe: the service calls it from one I/O thread.
+Each service process opens its own connection; SQLite serialises the writers.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 __all__ = ["Arrival", "Completion", "Entry", "Journal", "Pending"]
 
@@ -47,6 +48,7 @@ CREATE TABLE IF NOT EXISTS messages (
     received TEXT NOT NULL,
     data BLOB NOT NULL,
     state TEXT NOT NULL,
+    owner INTEGER NOT NULL DEFAULT 0,
     outcome TEXT NOT NULL DEFAULT '',
     ack TEXT NOT NULL DEFAULT '',
     reply BLOB,
@@ -82,6 +84,7 @@ class Entry:
     reply: bytes | None = None
     ack: str = ""  # MSA-1 (or HTTP status) of ``reply``
     reused_id: bool = False  # a *different* message came earlier with the same id
+    owner: int = 0  # the process working on it (not done)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +95,7 @@ class Pending:
     received: str
     format: str
     data: bytes
+    owner: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,28 +125,26 @@ class Journal:
         )
 
     def receive(
-        self, arrivals: Sequence[Arrival], received: str, durable: bool = True
+        self, arrivals: Sequence[Arrival], received: str, *, durable: bool = True, owner: int = 0
     ) -> list[Entry]:
-        """Store every new arrival (one transaction); a re-sent one gets its first entry.
-        ``durable``: sync this commit (when the journal is durable at all)."""
+        """Store every new arrival (one transaction), owned by ``owner``; a re-sent one gets
+        its first entry.  ``durable``: sync this commit (when the journal is durable)."""
         self._sync(durable)
         entries: list[Entry] = []
         with self._transaction():
             for arrival in arrivals:
-                entries.append(self._receive_one(arrival, received))
+                entries.append(self._receive_one(arrival, received, owner))
         return entries
 
-    def _receive_one(self, arrival: Arrival, received: str) -> Entry:
+    def _receive_one(self, arrival: Arrival, received: str, owner: int) -> Entry:
         key = (arrival.sender, arrival.control_id, arrival.sha256)
         row = self._db.execute(
-            "SELECT id, received, state, reply, ack FROM messages"
+            "SELECT id, received, state, reply, ack, owner FROM messages"
             " WHERE sender = ? AND control_id = ? AND sha256 = ?",
             key,
         ).fetchone()
         if row is not None:
-            done = row[2] == "done"
-            reply = None if row[3] is None else bytes(row[3])
-            return Entry(int(row[0]), str(row[1]), new=False, done=done, reply=reply, ack=row[4])
+            return _entry(row)
         reused = bool(arrival.control_id) and (
             self._db.execute(
                 "SELECT 1 FROM messages WHERE sender = ? AND control_id = ? LIMIT 1",
@@ -152,10 +154,29 @@ class Journal:
         )
         cursor = self._db.execute(
             "INSERT INTO messages (sender, control_id, sha256, format, channel, received,"
-            " data, state) VALUES (?, ?, ?, ?, ?, ?, ?, 'received')",
-            (*key, arrival.format, arrival.channel, received, arrival.data),
+            " data, state, owner) VALUES (?, ?, ?, ?, ?, ?, ?, 'received', ?)",
+            (*key, arrival.format, arrival.channel, received, arrival.data, owner),
         )
-        return Entry(int(cursor.lastrowid or 0), received, new=True, done=False, reused_id=reused)
+        entry_id = int(cursor.lastrowid or 0)
+        return Entry(entry_id, received, new=True, done=False, reused_id=reused, owner=owner)
+
+    def entry(self, entry_id: int) -> Entry | None:
+        """An entry as it is now (a re-send waiting for another process looks here)."""
+        row = self._db.execute(
+            "SELECT id, received, state, reply, ack, owner FROM messages WHERE id = ?",
+            (entry_id,),
+        ).fetchone()
+        return None if row is None else _entry(row)
+
+    def claim(self, entry_id: int, owner: int, previous: int) -> bool:
+        """Take over a received entry from ``previous`` (a process that died)."""
+        self._sync(False)
+        with self._transaction():
+            cursor = self._db.execute(
+                "UPDATE messages SET owner = ? WHERE id = ? AND owner = ? AND state = 'received'",
+                (owner, entry_id, previous),
+            )
+        return cursor.rowcount == 1
 
     def complete(self, completions: Sequence[Completion]) -> None:
         """Outcomes and replies of finished messages (one transaction, synced)."""
@@ -178,14 +199,17 @@ class Journal:
                 ],
             )
 
-    def pending(self) -> list[Pending]:
-        """Stored but unfinished messages, oldest first (processed again on start)."""
+    def pending(self, owners: Sequence[int] | None = None) -> list[Pending]:
+        """Stored but unfinished messages, oldest first (processed again on start, or when
+        the process that owned them died): all of them, or those of ``owners``."""
+        query = "SELECT id, received, format, data, owner FROM messages WHERE state = 'received'"
+        args: tuple[int, ...] = ()
+        if owners is not None:
+            query += f" AND owner IN ({','.join('?' * len(owners))})"
+            args = tuple(owners)
         return [
-            Pending(int(i), str(r), str(f), bytes(d))
-            for i, r, f, d in self._db.execute(
-                "SELECT id, received, format, data FROM messages WHERE state = 'received'"
-                " ORDER BY id"
-            )
+            Pending(int(i), str(r), str(f), bytes(d), int(o))
+            for i, r, f, d, o in self._db.execute(query + " ORDER BY id", args)
         ]
 
     def data(self, entry: int) -> bytes:
@@ -215,6 +239,19 @@ class Journal:
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
+
+
+def _entry(row: Any) -> Entry:
+    entry_id, received, state, reply, ack, owner = row
+    return Entry(
+        int(entry_id),
+        str(received),
+        new=False,
+        done=state == "done",
+        reply=None if reply is None else bytes(reply),
+        ack=str(ack),
+        owner=int(owner),
+    )
 
 
 class _Transaction:

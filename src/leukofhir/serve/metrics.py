@@ -1,8 +1,15 @@
-"""Prometheus metrics of one service (prometheus_client, its own registry): messages by
-outcome and channel, ACK codes, findings by kind and grade, and the latency from receipt
-to reply.  Labels never carry patient data."""
+"""Prometheus metrics of the service (prometheus_client): messages by outcome and channel,
+ACK codes, findings by kind and grade, the latency from receipt to reply, open MLLP
+connections.  Labels never carry patient data.
+
+With several service processes, ``PROMETHEUS_MULTIPROC_DIR`` is set before this module is
+imported (``leukofhir serve`` does it): every process writes its values there and
+``/metrics``, answered by any of them, adds them all up (prometheus_client's multiprocess
+mode)."""
 
 from __future__ import annotations
+
+import os
 
 from prometheus_client import (
     CollectorRegistry,
@@ -11,10 +18,13 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
     generate_latest,
+    multiprocess,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-__all__ = ["CONTENT_TYPE", "Metrics"]
+__all__ = ["CONTENT_TYPE", "MULTIPROCESS_ENV", "Metrics", "mark_dead"]
+
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -48,7 +58,10 @@ class Metrics:
             registry=self.registry,
         )
         self.connections = Gauge(
-            "leukofhir_mllp_connections", "Open MLLP connections", registry=self.registry
+            "leukofhir_mllp_connections",
+            "Open MLLP connections",
+            registry=self.registry,
+            multiprocess_mode="livesum",
         )
 
     def observe(
@@ -67,4 +80,15 @@ class Metrics:
         self.latency.labels(channel).observe(seconds)
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        folder = os.environ.get(MULTIPROCESS_ENV)
+        if not folder:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=folder)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+
+
+def mark_dead(pid: int) -> None:
+    """A service process ended: its live gauges no longer count."""
+    if os.environ.get(MULTIPROCESS_ENV):
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]

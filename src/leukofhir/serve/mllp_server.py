@@ -67,14 +67,19 @@ class MllpListener:
         self._closing = False
         self.port = settings.port
 
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(
-            self._handle,
-            self.settings.host,
-            self.settings.port,
-            limit=_READ_SIZE,
-            reuse_address=True,
-        )
+    async def start(self, sock: socket.socket | None = None) -> None:
+        """Listen on ``sock`` (bound by the supervisor, shared by every service process)
+        or, without it, on the settings' host and port."""
+        if sock is not None:
+            self._server = await asyncio.start_server(self._handle, sock=sock, limit=_READ_SIZE)
+        else:
+            self._server = await asyncio.start_server(
+                self._handle,
+                self.settings.host,
+                self.settings.port,
+                limit=_READ_SIZE,
+                reuse_address=True,
+            )
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("listening", protocol="mllp", host=self.settings.host, port=self.port)
 
@@ -113,6 +118,8 @@ class MllpListener:
             log.info("disconnected", peer=peer, reason="service stopping")
         except (ConnectionError, OSError) as exc:
             log.info("disconnected", peer=peer, reason=type(exc).__name__)
+        except Exception as exc:  # a fault of ours: this connection ends, the service goes on
+            log.error("connection_failed", peer=peer, error=type(exc).__name__)
         finally:
             self._connections.discard(connection)
             if self.metrics is not None:

@@ -1,15 +1,28 @@
-"""``leukofhir serve``: journal, sink, engine and listeners wired together, and stopped in
-order on SIGTERM/SIGINT: stop accepting (MLLP and HTTP), finish and acknowledge what is in
-hand, then close the pool and the journal."""
+"""``leukofhir serve``: a supervisor and one service process per worker (pre-fork).
+
+The supervisor binds the listening sockets, finishes what a previous run left in the
+journal, then forks the service processes, which all accept on the same sockets (the
+kernel spreads the connections).  Each process runs an event loop with the MLLP listener,
+the HTTP API and its own :class:`~leukofhir.serve.intake.Intake`.  The supervisor restarts
+a process that dies (after finishing the messages it held), forwards SIGTERM/SIGINT for a
+graceful stop (stop accepting, answer what is in hand, close the journal), and takes its
+processes with it if it is killed (PR_SET_PDEATHSIG).  With one worker there is no
+supervisor: the single process does everything.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
+import math
+import os
 import signal
 import socket
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
@@ -19,14 +32,74 @@ from leukofhir.serve.config import ServeConfig, parse_address
 from leukofhir.serve.http_app import HttpSettings, build_app
 from leukofhir.serve.intake import Intake
 from leukofhir.serve.journal import Journal
-from leukofhir.serve.metrics import Metrics
+from leukofhir.serve.metrics import Metrics, mark_dead
 from leukofhir.serve.mllp_server import MllpListener, MllpSettings
 from leukofhir.serve.sink import FolderSink, Sink, StdoutSink
 from leukofhir.serve.work import ProcessorConfig
 
-__all__ = ["run_service", "serve"]
+__all__ = ["Listening", "journal_counts", "run_process", "serve"]
 
 log = get_logger("leukofhir.serve")
+
+
+@dataclass(frozen=True, slots=True)
+class Listening:
+    """The bound sockets of one service process.  Each process has its own, all on the
+    same port (SO_REUSEPORT): the kernel spreads new connections evenly over them, where
+    one shared socket would let the first process to wake accept a whole burst."""
+
+    mllp: socket.socket | None
+    http: socket.socket | None
+
+    @property
+    def ports(self) -> dict[str, int]:
+        return {
+            name: sock.getsockname()[1]
+            for name, sock in (("mllp", self.mllp), ("http", self.http))
+            if sock is not None
+        }
+
+
+def _listening(config: ServeConfig, processes: int) -> list[Listening]:
+    mllp = _bind_all(config.mllp, processes) if config.mllp != "off" else [None] * processes
+    http = _bind_all(config.http, processes) if config.http != "off" else [None] * processes
+    return [Listening(m, h) for m, h in zip(mllp, http, strict=True)]
+
+
+def serve(config: ServeConfig, *, ready_file: Path | None = None) -> int:
+    """Run until SIGTERM/SIGINT; 0 after a clean stop."""
+    processes = 1 if config.sink == "stdout" else max(1, config.workers)
+    listening = _listening(config, processes)
+    _recover(config)  # before anything is accepted (connections wait in the backlog)
+    if processes == 1:
+        return asyncio.run(run_process(config, listening[0], ready_file=ready_file))
+    return _Supervisor(config, listening, ready_file).run()
+
+
+def _recover(config: ServeConfig, owners: list[int] | None = None) -> int:
+    intake = _intake(config, None)
+    try:
+        return intake.recover(owners)
+    finally:
+        intake.journal.close()
+        intake.sink.close()
+
+
+def _intake(config: ServeConfig, metrics: Metrics | None) -> Intake:
+    sink: Sink = (
+        FolderSink(config.out, fsync=config.fsync) if config.sink == "folder" else StdoutSink()
+    )
+    return Intake(
+        Journal(config.out, durable=config.journal_sync == "full"),
+        sink,
+        ProcessorConfig(
+            mappings=tuple(str(m) for m in config.mappings),
+            timezone=config.timezone,
+            validate_structure=config.validate_structure,
+            validate_output=config.validate_output,
+        ),
+        metrics=metrics,
+    )
 
 
 class _Uvicorn(uvicorn.Server):
@@ -37,67 +110,45 @@ class _Uvicorn(uvicorn.Server):
         yield
 
 
-def serve(config: ServeConfig, *, ready_file: Path | None = None) -> int:
-    """Run until SIGTERM/SIGINT; 0 after a clean stop."""
-    return asyncio.run(run_service(config, ready_file=ready_file))
-
-
-async def run_service(
+async def run_process(
     config: ServeConfig,
+    listening: Listening,
     *,
+    processes: int = 1,
     ready_file: Path | None = None,
     stop: asyncio.Event | None = None,
 ) -> int:
+    """One service process: listeners and engine until ``stop`` (SIGTERM/SIGINT)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for number in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(number, stop.set)
-    journal = Journal(config.out, durable=config.journal_sync == "full")
-    sink: Sink = (
-        FolderSink(config.out, fsync=config.fsync) if config.sink == "folder" else StdoutSink()
-    )
     metrics = Metrics()
-    intake = Intake(
-        journal,
-        sink,
-        ProcessorConfig(
-            mappings=tuple(str(m) for m in config.mappings),
-            timezone=config.timezone,
-            validate_structure=config.validate_structure,
-            validate_output=config.validate_output,
-        ),
-        workers=config.workers,
-        metrics=metrics,
-    )
-    await intake.start()
-    await intake.warm_up()
-    ports: dict[str, int] = {}
+    intake = _intake(config, metrics)
     mllp: MllpListener | None = None
-    if config.mllp != "off":
+    if listening.mllp is not None:
         host, port = parse_address(config.mllp)
-        mllp = MllpListener(
-            intake,
-            MllpSettings(
-                host,
-                port,
-                config.max_frame,
-                config.max_connections,
-                config.idle_timeout,
-                config.mllp_release,
-            ),
-            metrics,
+        settings = MllpSettings(
+            host,
+            port,
+            config.max_frame,
+            math.ceil(config.max_connections / processes),
+            config.idle_timeout,
+            config.mllp_release,
         )
-        await mllp.start()
-        ports["mllp"] = mllp.port
+        mllp = MllpListener(intake, settings, metrics)
+        await mllp.start(listening.mllp)
     http: _Uvicorn | None = None
     http_task: asyncio.Task[None] | None = None
-    if config.http != "off":
+    if listening.http is not None:
         host, port = parse_address(config.http)
-        settings = HttpSettings(host, port, config.http_max_body, config.token)
-        app = build_app(intake, settings, metrics, stopping=stop.is_set)
-        listening = _bind(host, port)
-        ports["http"] = listening.getsockname()[1]
+        app = build_app(
+            intake,
+            HttpSettings(host, port, config.http_max_body, config.token),
+            metrics,
+            stopping=stop.is_set,
+        )
         http = _Uvicorn(
             uvicorn.Config(
                 app,
@@ -107,33 +158,131 @@ async def run_service(
                 timeout_graceful_shutdown=int(config.shutdown_timeout) or None,
             )
         )
-        http_task = asyncio.create_task(http.serve(sockets=[listening]))
-        log.info("listening", protocol="http", host=host, port=ports["http"])
+        http_task = asyncio.create_task(http.serve(sockets=[listening.http]))
     if ready_file is not None:
-        ready_file.write_text(json.dumps(ports), encoding="utf-8")
-    log.info("ready", **ports, workers=config.workers, out=str(config.out))
+        _write_ready(ready_file, listening)
+    log.info("ready", **listening.ports, pid=os.getpid(), out=str(config.out))
     await stop.wait()
-    log.info("stopping", in_progress=intake.busy)
+    log.info("stopping", pid=os.getpid(), in_progress=intake.busy)
     if mllp is not None:
         await mllp.close(config.shutdown_timeout)
     if http is not None and http_task is not None:
         http.should_exit = True
         await http_task
     await intake.close(config.shutdown_timeout)
-    log.info("stopped", messages=sum(journal_counts(config.out).values()))
+    log.info("stopped", pid=os.getpid())
     return 0
 
 
-def _bind(host: str, port: int) -> socket.socket:
+class _Supervisor:
+    def __init__(self, config: ServeConfig, listening: list[Listening], ready: Path | None) -> None:
+        self.config = config
+        self.listening = listening  # one per process slot, kept open across restarts
+        self.ready = ready
+        self.children: dict[int, int] = {}  # pid -> slot
+        self.stopping = False
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        for slot in range(len(self.listening)):
+            self._spawn(slot)
+        if self.ready is not None:
+            _write_ready(self.ready, self.listening[0])
+        log.info("supervising", processes=sorted(self.children), **self.listening[0].ports)
+        deadline = math.inf
+        forwarded = False
+        while self.children:
+            if self.stopping and not forwarded:
+                forwarded = True
+                deadline = time.monotonic() + self.config.shutdown_timeout + 5
+                self._signal_all(signal.SIGTERM)
+            if time.monotonic() > deadline:
+                log.error("stop_timeout", processes=sorted(self.children))
+                self._signal_all(signal.SIGKILL)
+                deadline = math.inf
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                time.sleep(0.1)
+                continue
+            slot = self.children.pop(pid)
+            mark_dead(pid)
+            if not self.stopping:
+                log.error("process_died", pid=pid, status=status)
+                recovered = _recover(self.config, [pid])
+                log.warning("process_replaced", pid=pid, recovered=recovered)
+                self._spawn(slot)
+        log.info("stopped")
+        return 0
+
+    def _stop(self, _signum: int, _frame: object) -> None:
+        self.stopping = True
+
+    def _signal_all(self, number: signal.Signals) -> None:
+        for pid in self.children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, number)
+
+    def _spawn(self, slot: int) -> None:
+        pid = os.fork()
+        if pid:
+            self.children[pid] = slot
+            return
+        code = 1
+        try:  # the child: die with the supervisor, handle its own signals
+            _die_with_parent()
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            for other, listening in enumerate(self.listening):  # only this slot's sockets
+                if other != slot:
+                    for sock in (listening.mllp, listening.http):
+                        if sock is not None:
+                            sock.close()
+            processes = len(self.listening)
+            code = asyncio.run(run_process(self.config, self.listening[slot], processes=processes))
+        finally:
+            os._exit(code)
+
+
+def _die_with_parent() -> None:
+    try:  # Linux: SIGKILL this process when the supervisor dies
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        return
+    if os.getppid() == 1:  # pragma: no cover - the supervisor died before prctl
+        os._exit(1)
+
+
+def _bind_all(address: str, count: int) -> list[socket.socket]:
+    """``count`` listening sockets on one port (the first one picks it when it is 0)."""
+    host, port = parse_address(address)
+    sockets: list[socket.socket] = []
+    for _ in range(count):
+        sock = _bind(host, port, shared=count > 1)
+        port = sock.getsockname()[1]
+        sockets.append(sock)
+    return sockets
+
+
+def _bind(host: str, port: int, *, shared: bool) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say TCP, and
     # without it a keep-alive response waits ~40 ms (Nagle against the peer's delayed ACK)
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if shared:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
-    sock.listen(128)
+    sock.listen(512)
     sock.setblocking(False)
     return sock
+
+
+def _write_ready(path: Path, listening: Listening) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(listening.ports), encoding="utf-8")
+    temporary.replace(path)
 
 
 def journal_counts(out: Path) -> dict[str, int]:

@@ -34,10 +34,6 @@ class Delivery:
 
 
 class Sink(Protocol):
-    # True when ``deliver`` may run in several worker processes at once (the sink is then
-    # pickled into each worker, and files are written there, in parallel)
-    parallel: bool
-
     def deliver(self, delivery: Delivery) -> tuple[str, ...]:
         """Write the documents (raising ``OSError`` when it cannot); names of what was
         written, for the journal."""
@@ -47,7 +43,7 @@ class Sink(Protocol):
 
 
 class FolderSink:
-    parallel = True  # atomic renames of distinct names: safe from any process
+    """Safe from several service processes at once: distinct names, atomic renames."""
 
     def __init__(self, root: Path, *, fsync: bool = False) -> None:
         root.mkdir(parents=True, exist_ok=True)
@@ -70,7 +66,8 @@ class FolderSink:
 
 
 class StdoutSink:
-    parallel = False  # one stream, written in order by the service's I/O thread
+    """One line per document; a lock keeps lines whole within a process, and a service
+    with several processes is limited to one when it writes to stdout."""
 
     def __init__(self, stream: BinaryIO | None = None) -> None:
         self._stream = stream or sys.stdout.buffer

@@ -1,16 +1,9 @@
-"""The service's processing step: stored messages in, serialised results out, and (for a
-sink that allows it, such as the folder sink) the outputs delivered right here, so that
-writing files is spread over the worker processes like the processing is.  It runs in
-worker processes (one per core) or, with ``--workers 0``, in the service's I/O thread.
-Nothing here touches a socket or the journal; results travel back as bytes and small
-values, and a delivery that fails comes back as a failure, never as a dead worker.
-"""
+"""The service's processing step: a stored message in, serialised results out (the core,
+with a context built once per process), and their delivery to a sink.  Nothing here
+touches a socket or the journal."""
 
 from __future__ import annotations
 
-import ctypes
-import os
-import signal
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -33,8 +26,6 @@ __all__ = [
     "ProcessorConfig",
     "Result",
     "deliver",
-    "init_pool",
-    "run_jobs",
 ]
 
 
@@ -55,8 +46,6 @@ class Job:
     sender: str = ""  # MSH-3|MSH-4; with the control id and ``sha256``, names the outputs
     control_id: str = ""  # MSH-10 as read by the service (names a rejected message too)
     sha256: str = ""
-    write: bool = True  # False: only the results (a re-send asking for its Bundles)
-    documents: bool = True  # False: once written, the documents need not travel back
 
     def key(self, index: int) -> str:
         """The output key of the job's ``index``-th result: the same message (same sender,
@@ -81,15 +70,12 @@ class Result:
 class Processed:
     id: int
     results: tuple[Result, ...]
-    outputs: tuple[str, ...] | None = None  # delivered here: what was written
-    failure: str = ""  # the delivery failed (disk full ...): nothing may be acknowledged
 
 
 class Processor:
-    """One context, many jobs; with a ``sink``, each job's outputs delivered after it."""
+    """One context, many jobs."""
 
-    def __init__(self, config: ProcessorConfig, sink: Sink | None = None) -> None:
-        self.sink = sink
+    def __init__(self, config: ProcessorConfig) -> None:
         self._base = Context(
             now=datetime.fromtimestamp(0).astimezone(),
             terminology=load_terminology([Path(m) for m in config.mappings]),
@@ -99,22 +85,10 @@ class Processor:
             validate_output=config.validate_output,
         )
 
-    def run(self, jobs: Sequence[Job]) -> list[Processed]:
-        return [self.run_one(job) for job in jobs]
-
     def run_one(self, job: Job) -> Processed:
         context = replace(self._base, now=datetime.fromisoformat(job.received))
         outcomes = process(job.data, context, input_format=job.format)
-        results = tuple(_result(outcome) for outcome in outcomes)
-        if self.sink is None or not job.write:
-            return Processed(job.id, results)
-        try:
-            outputs = deliver(self.sink, job, results)
-        except OSError as exc:
-            return Processed(job.id, results, failure=exc.strerror or type(exc).__name__)
-        if not job.documents:  # tens of kB per message not pickled back to the service
-            results = tuple(replace(r, documents=()) for r in results)
-        return Processed(job.id, results, outputs)
+        return Processed(job.id, tuple(_result(outcome) for outcome in outcomes))
 
 
 def deliver(sink: Sink, job: Job, results: Sequence[Result]) -> tuple[str, ...]:
@@ -150,29 +124,3 @@ def _result(outcome: MessageOutcome) -> Result:
             for f in report.evaluation.findings
         ),
     )
-
-
-# -- pool side ---------------------------------------------------------------------------
-
-_processor: Processor | None = None
-
-
-def init_pool(config: ProcessorConfig, sink: Sink | None) -> None:
-    """Pool initializer: die with the service, leave signals to it, build the processor."""
-    global _processor
-    try:  # Linux: SIGKILL this worker when the process that started it dies
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # pragma: no cover - not Linux
-        pass
-    if os.getppid() == 1:  # pragma: no cover - orphaned before prctl
-        os._exit(1)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the service shuts down cleanly
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _processor = Processor(config, sink)
-
-
-def run_jobs(jobs: Sequence[Job]) -> list[Processed]:
-    if _processor is None:  # pragma: no cover - the initializer always ran
-        raise RuntimeError("worker not initialised")
-    return _processor.run(jobs)
