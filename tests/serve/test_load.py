@@ -6,6 +6,8 @@ exactly one output, however often it was sent."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import sys
 import time
 from collections import Counter
@@ -90,4 +92,50 @@ def test_kill_9_under_load_then_restart_loses_no_acknowledged_message(tmp_path: 
     assert bundles_by_stem(out) == expected
     journal = Journal(out)
     assert journal.counts() == {"processed": 2_000}
+    journal.close()
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(stat[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def test_a_service_process_killed_under_load_is_replaced_and_nothing_is_lost(
+    tmp_path: Path,
+) -> None:
+    messages = generate_messages(1_200, seed=13)
+    out = tmp_path / "out"
+    with Server(out, "--workers", "2", "--http", "off") as server:
+        assert server.process is not None
+        senders = [
+            Sender(lambda: server.ports["mllp"], messages[i::4], seed=200 + i) for i in range(4)
+        ]
+
+        async def scenario() -> None:
+            running = asyncio.gather(*(s.run(time.monotonic() + DEADLINE) for s in senders))
+            async with asyncio.timeout(60):
+                while sum(len(s.acks) for s in senders) < 300:
+                    await asyncio.sleep(0.005)
+            assert server.process is not None
+            [victim, *_] = children_of(server.process.pid)
+            os.kill(victim, signal.SIGKILL)
+            await running
+
+        asyncio.run(scenario())
+        assert server.stop() == 0
+    log = server.stderr.read_text()
+    assert '"process_died"' in log
+    assert '"process_replaced"' in log
+    expected = Counter({safe_stem(control_id(m)): 1 for m in messages})
+    assert bundles_by_stem(out) == expected
+    journal = Journal(out)
+    assert journal.counts() == {"processed": 1_200}
     journal.close()
