@@ -177,8 +177,24 @@ async def _as_fhir(intake: Intake, ticket: Ticket, reply: Reply) -> Response:
 
 
 def _accepts_fhir(request: Request) -> bool:
-    accept = request.headers.get("accept", "")
-    return FHIR_JSON in accept or "application/json" in accept
+    """FHIR instead of the ACK only when the client prefers it (RFC 9110 q-values): a FHIR
+    JSON type ranked above every range that covers the ACK (``*/*`` included)."""
+    fhir = ack = 0.0
+    for part in request.headers.get("accept", "").split(","):
+        media_type, *parameters = (p.strip().lower() for p in part.split(";"))
+        quality = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if media_type in (FHIR_JSON, "application/json"):
+            fhir = max(fhir, quality)
+        elif media_type in HL7_TYPES or media_type in ("*/*", "x-application/*", "text/*"):
+            ack = max(ack, quality)
+    return fhir > ack
 
 
 def _authorised(request: Request, token: str) -> bool:
