@@ -52,6 +52,7 @@ log = get_logger("leukofhir.serve")
 _RANK = {"processed": 0, "skipped": 1, "rejected": 2}
 _POLL = 0.01  # seconds between looks at a message another process is working on
 _WAIT = 30.0  # longest wait for it before answering AR
+_KEEP_FAILED = store_failure("the outputs could not be kept")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +110,7 @@ class Intake:
         self._processor = Processor(config)
         self._clock = clock
         self._inflight: dict[int, _Pending] = {}
+        self._finished: list[tuple[_Pending, Completion, Reply]] = []
         self._watching: set[asyncio.Task[None]] = set()
 
     @property
@@ -218,30 +220,48 @@ class Intake:
 
     # -- the work ----------------------------------------------------------------------------
     def _work(self, pending: _Pending) -> None:
-        """Process, deliver, record, answer: the AA exists only after all of it."""
+        """Process and deliver; the journal's ``done`` (and so the AA) follows in
+        :meth:`_flush`, shared with the other messages finished in the same turn of the
+        loop: one synced commit for all of them."""
         assert pending.entry is not None
         job = _job(pending)
         processed = self._processor.run_one(job)
         reply = self._reply(pending, processed.results)
         try:
             outputs = deliver(self.sink, job, processed.results)
-            self.journal.complete(
-                [
-                    Completion(
-                        job.id,
-                        reply.outcome,
-                        reply.code,
-                        reply.body,
-                        sum(r.reports for r in processed.results),
-                        reply.findings,
-                        outputs,
-                    )
-                ]
-            )
-        except Exception as exc:  # the sink or the journal failed: nothing is acknowledged
-            log.error("store_failed", error=type(exc).__name__, control_id=job.control_id)
-            reply = self._failure_reply(pending, store_failure("the outputs could not be kept"))
-        self._inflight.pop(job.id, None)
+        except Exception as exc:  # the sink failed: nothing is acknowledged
+            log.error("sink_failed", error=type(exc).__name__, control_id=job.control_id)
+            self._settle(pending, self._failure_reply(pending, _KEEP_FAILED))
+            return
+        reports = sum(r.reports for r in processed.results)
+        completion = Completion(
+            job.id, reply.outcome, reply.code, reply.body, reports, reply.findings, outputs
+        )
+        self._finished.append((pending, completion, reply))
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # recovery at start: no loop, no one to share with
+            self._flush()
+            return
+        if len(self._finished) == 1:
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        finished, self._finished = self._finished, []
+        try:
+            self.journal.complete([completion for _, completion, _ in finished])
+        except Exception as exc:  # the journal failed: nothing is acknowledged
+            log.error("journal_failed", error=type(exc).__name__, messages=len(finished))
+            for pending, _, _ in finished:
+                self._settle(pending, self._failure_reply(pending, _KEEP_FAILED))
+            return
+        for pending, _, reply in finished:
+            self._settle(pending, reply)
+
+    def _settle(self, pending: _Pending, reply: Reply) -> None:
+        """Answer a message and whoever waits for it."""
+        assert pending.entry is not None
+        self._inflight.pop(pending.entry.id, None)
         self._answer(pending, reply)
         duplicate = Reply(reply.code, reply.body, "duplicate" if reply.code != "AR" else "unstored")
         for waiter in pending.waiters:
