@@ -57,7 +57,7 @@ class Api:
 
 @contextlib.asynccontextmanager
 async def serving(
-    tmp_path: Path, *, max_body: int = 1 << 20, token: str = ""
+    tmp_path: Path, *, max_body: int = 1 << 20, token: str = "", stopping: bool = False
 ) -> AsyncIterator[Api]:
     out = tmp_path / "out"
     metrics = Metrics()
@@ -68,7 +68,12 @@ async def serving(
         metrics=metrics,
     )
     intake.recover()
-    app = build_app(intake, HttpSettings(max_body=max_body, token=token), metrics)
+    app = build_app(
+        intake,
+        HttpSettings(max_body=max_body, token=token),
+        metrics,
+        stopping=lambda: stopping,
+    )
     try:
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://test", timeout=10.0
@@ -589,6 +594,15 @@ def test_without_a_token_configured_no_authorization_is_needed(tmp_path: Path) -
         assert health.json() == {"status": "ok", "in_progress": 0}
 
     run(tmp_path, scenario)
+
+
+def test_healthz_is_503_while_stopping(tmp_path: Path) -> None:
+    async def scenario(api: Api) -> None:
+        health = await api.client.get("/healthz")
+        assert health.status_code == 503
+        assert health.json()["status"] == "stopping"
+
+    run(tmp_path, scenario, stopping=True, token=TOKEN)  # and still without a token
 
 
 # -- /metrics ----------------------------------------------------------------------------------
