@@ -63,13 +63,14 @@ class MllpListener:
         self.settings = settings
         self.metrics = metrics
         self._server: asyncio.Server | None = None
+        self._channel: socket.socket | None = None  # connections handed by the supervisor
+        self._adopting: set[asyncio.Task[None]] = set()
         self._connections: set[_Connection] = set()
         self._closing = False
         self.port = settings.port
 
     async def start(self, sock: socket.socket | None = None) -> None:
-        """Listen on ``sock`` (bound by the supervisor, shared by every service process)
-        or, without it, on the settings' host and port."""
+        """Listen on ``sock`` (already bound) or, without it, on the settings' address."""
         if sock is not None:
             self._server = await asyncio.start_server(self._handle, sock=sock, limit=_READ_SIZE)
         else:
@@ -83,12 +84,55 @@ class MllpListener:
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("listening", protocol="mllp", host=self.settings.host, port=self.port)
 
+    def adopt_from(self, channel: socket.socket, port: int) -> None:
+        """Serve connections that the supervisor accepted and passes over ``channel`` (a
+        Unix socket, SCM_RIGHTS); one byte goes back each time one of them ends, so that
+        the supervisor gives the next connection to the least busy process."""
+        self._channel = channel
+        self.port = port
+        channel.setblocking(False)
+        asyncio.get_running_loop().add_reader(channel.fileno(), self._receive)
+        log.info("listening", protocol="mllp", port=port, via="supervisor")
+
+    def _receive(self) -> None:
+        assert self._channel is not None
+        try:
+            data, fds, _flags, _address = socket.recv_fds(self._channel, 64, 32)
+        except BlockingIOError:
+            return
+        except OSError:
+            data, fds = b"", []
+        if not data and not fds:  # the supervisor is gone: take nothing more
+            asyncio.get_running_loop().remove_reader(self._channel.fileno())
+            return
+        for fd in fds:
+            task = asyncio.create_task(self._adopt(socket.socket(fileno=fd)))
+            self._adopting.add(task)
+            task.add_done_callback(self._adopting.discard)
+
+    async def _adopt(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=_READ_SIZE, loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, self._handle, loop=loop)
+        try:
+            await loop.connect_accepted_socket(lambda: protocol, sock)
+        except OSError:
+            sock.close()
+            self._ended()
+
+    def _ended(self) -> None:
+        if self._channel is not None:
+            with contextlib.suppress(OSError):
+                self._channel.send(b"x")
+
     async def close(self, timeout: float = 30.0) -> None:
         """Stop accepting; idle connections are closed, busy ones finish the message in
         hand (and send its ACK) first."""
         self._closing = True
         if self._server is not None:
             self._server.close()
+        if self._channel is not None:
+            asyncio.get_running_loop().remove_reader(self._channel.fileno())
         for connection in list(self._connections):
             if connection.reading and connection.task is not None:
                 connection.task.cancel()
@@ -105,6 +149,7 @@ class MllpListener:
         if self._closing or len(self._connections) >= self.settings.max_connections:
             log.warning("connection_refused", peer=peer, reason="too many connections")
             writer.close()
+            self._ended()
             return
         connection = _Connection(peer, asyncio.current_task())
         self._connections.add(connection)
@@ -122,6 +167,7 @@ class MllpListener:
             log.error("connection_failed", peer=peer, error=type(exc).__name__)
         finally:
             self._connections.discard(connection)
+            self._ended()
             if self.metrics is not None:
                 self.metrics.connections.dec()
             writer.close()

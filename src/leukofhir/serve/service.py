@@ -1,13 +1,20 @@
 """``leukofhir serve``: a supervisor and one service process per worker (pre-fork).
 
 The supervisor binds the listening sockets, finishes what a previous run left in the
-journal, then forks the service processes, which all accept on the same sockets (the
-kernel spreads the connections).  Each process runs an event loop with the MLLP listener,
-the HTTP API and its own :class:`~leukofhir.serve.intake.Intake`.  The supervisor restarts
-a process that dies (after finishing the messages it held), forwards SIGTERM/SIGINT for a
-graceful stop (stop accepting, answer what is in hand, close the journal), and takes its
-processes with it if it is killed (PR_SET_PDEATHSIG).  With one worker there is no
-supervisor: the single process does everything.
+journal, then forks the service processes.  Each process runs an event loop with the MLLP
+listener, the HTTP API and its own :class:`~leukofhir.serve.intake.Intake`.
+
+MLLP connections are few and long-lived (an engine keeps one to four open for days), so
+the kernel's spreading of connections could well put them all on one process.  The
+supervisor therefore accepts them itself and hands each to the process with the fewest
+(SCM_RIGHTS over a Unix socket pair; a process sends one byte back when a connection
+ends).  HTTP connections are many and short: each process has its own listening socket on
+the same port (SO_REUSEPORT) and the kernel spreads them.
+
+The supervisor restarts a process that dies (after finishing the messages it held),
+forwards SIGTERM/SIGINT for a graceful stop (stop accepting, answer what is in hand, close
+the journal), and takes its processes with it if it is killed (PR_SET_PDEATHSIG).  With
+one worker there is no supervisor: the single process does everything.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import ctypes
 import json
 import math
 import os
+import selectors
 import signal
 import socket
 import time
@@ -44,36 +52,36 @@ log = get_logger("leukofhir.serve")
 
 @dataclass(frozen=True, slots=True)
 class Listening:
-    """The bound sockets of one service process.  Each process has its own, all on the
-    same port (SO_REUSEPORT): the kernel spreads new connections evenly over them, where
-    one shared socket would let the first process to wake accept a whole burst."""
+    """What one service process listens on: an MLLP socket of its own (one process) or a
+    channel of connections handed by the supervisor, and an HTTP socket."""
 
     mllp: socket.socket | None
     http: socket.socket | None
+    channel: socket.socket | None = None
+    mllp_port: int = 0
 
     @property
     def ports(self) -> dict[str, int]:
-        return {
-            name: sock.getsockname()[1]
-            for name, sock in (("mllp", self.mllp), ("http", self.http))
-            if sock is not None
-        }
-
-
-def _listening(config: ServeConfig, processes: int) -> list[Listening]:
-    mllp = _bind_all(config.mllp, processes) if config.mllp != "off" else [None] * processes
-    http = _bind_all(config.http, processes) if config.http != "off" else [None] * processes
-    return [Listening(m, h) for m, h in zip(mllp, http, strict=True)]
+        ports = {"mllp": self.mllp.getsockname()[1]} if self.mllp else {}
+        if self.mllp_port:
+            ports["mllp"] = self.mllp_port
+        if self.http is not None:
+            ports["http"] = self.http.getsockname()[1]
+        return ports
 
 
 def serve(config: ServeConfig, *, ready_file: Path | None = None) -> int:
     """Run until SIGTERM/SIGINT; 0 after a clean stop."""
     processes = 1 if config.sink == "stdout" else max(1, config.workers)
-    listening = _listening(config, processes)
+    mllp = _bind(*parse_address(config.mllp), shared=False) if config.mllp != "off" else None
+    http: list[socket.socket | None] = (
+        _bind_all(config.http, processes) if config.http != "off" else [None] * processes
+    )
     _recover(config)  # before anything is accepted (connections wait in the backlog)
     if processes == 1:
-        return asyncio.run(run_process(config, listening[0], ready_file=ready_file))
-    return _Supervisor(config, listening, ready_file).run()
+        listening = Listening(mllp, http[0])
+        return asyncio.run(run_process(config, listening, ready_file=ready_file))
+    return _Supervisor(config, mllp, http, ready_file).run()
 
 
 def _recover(config: ServeConfig, owners: list[int] | None = None) -> int:
@@ -127,18 +135,21 @@ async def run_process(
     metrics = Metrics()
     intake = _intake(config, metrics)
     mllp: MllpListener | None = None
-    if listening.mllp is not None:
+    if listening.mllp is not None or listening.channel is not None:
         host, port = parse_address(config.mllp)
         settings = MllpSettings(
             host,
             port,
             config.max_frame,
-            math.ceil(config.max_connections / processes),
+            config.max_connections,  # with a supervisor, it counts them all
             config.idle_timeout,
             config.mllp_release,
         )
         mllp = MllpListener(intake, settings, metrics)
-        await mllp.start(listening.mllp)
+        if listening.channel is not None:
+            mllp.adopt_from(listening.channel, listening.mllp_port)
+        else:
+            await mllp.start(listening.mllp)
     http: _Uvicorn | None = None
     http_task: asyncio.Task[None] | None = None
     if listening.http is not None:
@@ -175,71 +186,143 @@ async def run_process(
 
 
 class _Supervisor:
-    def __init__(self, config: ServeConfig, listening: list[Listening], ready: Path | None) -> None:
+    def __init__(
+        self,
+        config: ServeConfig,
+        mllp: socket.socket | None,
+        http: list[socket.socket | None],
+        ready: Path | None,
+    ) -> None:
         self.config = config
-        self.listening = listening  # one per process slot, kept open across restarts
+        self.mllp = mllp
+        self.http = http  # one per process slot, kept open across restarts
         self.ready = ready
         self.children: dict[int, int] = {}  # pid -> slot
+        self.channels: dict[int, socket.socket] = {}  # slot -> our end of its socket pair
+        self.connections = [0] * len(http)  # MLLP connections handed to each slot
+        self.selector = selectors.DefaultSelector()
         self.stopping = False
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
-        for slot in range(len(self.listening)):
+        for slot in range(len(self.http)):
             self._spawn(slot)
+        if self.mllp is not None:
+            self.selector.register(self.mllp, selectors.EVENT_READ, -1)
         if self.ready is not None:
-            _write_ready(self.ready, self.listening[0])
-        log.info("supervising", processes=sorted(self.children), **self.listening[0].ports)
+            _write_ready(self.ready, self._listening(0))
+        log.info("supervising", processes=sorted(self.children), **self._listening(0).ports)
         deadline = math.inf
-        forwarded = False
         while self.children:
-            if self.stopping and not forwarded:
-                forwarded = True
+            if self.stopping and deadline == math.inf:
                 deadline = time.monotonic() + self.config.shutdown_timeout + 5
+                self._stop_accepting()
                 self._signal_all(signal.SIGTERM)
             if time.monotonic() > deadline:
                 log.error("stop_timeout", processes=sorted(self.children))
                 self._signal_all(signal.SIGKILL)
-                deadline = math.inf
+            for key, _ in self.selector.select(timeout=0.1):
+                if key.data == -1:
+                    self._accept()
+                else:
+                    self._ended(int(key.data))
+            self._reap()
+        log.info("stopped")
+        return 0
+
+    def _accept(self) -> None:
+        """Each waiting MLLP connection to the process with the fewest."""
+        assert self.mllp is not None
+        for _ in range(64):
+            try:
+                connection, _address = self.mllp.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            with connection:
+                if sum(self.connections) >= self.config.max_connections:
+                    log.warning("connection_refused", reason="too many connections")
+                    continue
+                slot = min(self.channels, key=self.connections.__getitem__)
+                try:
+                    socket.send_fds(self.channels[slot], [b"c"], [connection.fileno()])
+                except OSError:  # the process is going: the client will connect again
+                    continue
+                self.connections[slot] += 1
+
+    def _ended(self, slot: int) -> None:
+        channel = self.channels[slot]
+        try:
+            data = channel.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if data:
+            self.connections[slot] = max(0, self.connections[slot] - len(data))
+            return
+        self.selector.unregister(channel)  # the process is gone
+        channel.close()
+        del self.channels[slot]
+        self.connections[slot] = 0
+
+    def _reap(self) -> None:
+        while self.children:
             pid, status = os.waitpid(-1, os.WNOHANG)
             if pid == 0:
-                time.sleep(0.1)
-                continue
+                return
             slot = self.children.pop(pid)
             mark_dead(pid)
+            if slot in self.channels:
+                self.selector.unregister(self.channels[slot])
+                self.channels.pop(slot).close()
+                self.connections[slot] = 0
             if not self.stopping:
                 log.error("process_died", pid=pid, status=status)
                 recovered = _recover(self.config, [pid])
                 log.warning("process_replaced", pid=pid, recovered=recovered)
                 self._spawn(slot)
-        log.info("stopped")
-        return 0
 
     def _stop(self, _signum: int, _frame: object) -> None:
         self.stopping = True
+
+    def _stop_accepting(self) -> None:
+        if self.mllp is not None:
+            self.selector.unregister(self.mllp)
+            self.mllp.close()
+            self.mllp = None
 
     def _signal_all(self, number: signal.Signals) -> None:
         for pid in self.children:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, number)
 
+    def _listening(self, slot: int, channel: socket.socket | None = None) -> Listening:
+        port = self.mllp.getsockname()[1] if self.mllp is not None else 0
+        return Listening(None, self.http[slot], channel if port else None, port)
+
     def _spawn(self, slot: int) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        listening = self._listening(slot, theirs)
         pid = os.fork()
         if pid:
+            theirs.close()
+            ours.setblocking(False)
             self.children[pid] = slot
+            self.channels[slot] = ours
+            self.selector.register(ours, selectors.EVENT_READ, slot)
             return
         code = 1
-        try:  # the child: die with the supervisor, handle its own signals
+        try:  # the child: die with the supervisor, handle its own signals, keep its sockets
             _die_with_parent()
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
-            for other, listening in enumerate(self.listening):  # only this slot's sockets
-                if other != slot:
-                    for sock in (listening.mllp, listening.http):
-                        if sock is not None:
-                            sock.close()
-            processes = len(self.listening)
-            code = asyncio.run(run_process(self.config, self.listening[slot], processes=processes))
+            self.selector.close()
+            ours.close()
+            for sock in (self.mllp, *self.channels.values(), *self.http):
+                if sock is not None and sock is not listening.http:
+                    sock.close()
+            code = asyncio.run(run_process(self.config, listening, processes=len(self.http)))
         finally:
             os._exit(code)
 
@@ -254,10 +337,10 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-def _bind_all(address: str, count: int) -> list[socket.socket]:
+def _bind_all(address: str, count: int) -> list[socket.socket | None]:
     """``count`` listening sockets on one port (the first one picks it when it is 0)."""
     host, port = parse_address(address)
-    sockets: list[socket.socket] = []
+    sockets: list[socket.socket | None] = []
     for _ in range(count):
         sock = _bind(host, port, shared=count > 1)
         port = sock.getsockname()[1]
