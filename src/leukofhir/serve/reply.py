@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from leukofhir.emit.ack import build_ack
@@ -27,6 +28,8 @@ __all__ = [
 ]
 
 MAX_ERR = 12  # ERR segments per ACK: keeps an ACK well under a 4 KiB single-read client
+MAX_ACK = 3072  # bytes: fewer ERR segments when their texts (which quote input) are long
+MAX_TEXT = 240  # characters of one ERR text
 _ACK_RANK = {"AA": 0, "AE": 1, "AR": 2}
 
 
@@ -46,13 +49,7 @@ def application_ack(
     many more are in the OperationOutcome."""
     code = worst_ack(results)
     issues = [i for r in results for i in r.issues if i.severity is not Severity.INFORMATION]
-    return code, build_ack(
-        msh_of(message),
-        code,
-        _capped(issues),
-        control_id=control_id,
-        timestamp=hl7_timestamp(moment),
-    )
+    return code, _fitted(message, code, issues, control_id=control_id, moment=moment)
 
 
 def commit_ack(
@@ -60,13 +57,7 @@ def commit_ack(
 ) -> bytes:
     """The enhanced-mode accept acknowledgement: CA (stored), CE (could not be stored, send
     again later), CR (type, version or processing id not acceptable)."""
-    return build_ack(
-        msh_of(message),
-        code,
-        _capped(list(issues)),
-        control_id=control_id,
-        timestamp=hl7_timestamp(moment),
-    )
+    return _fitted(message, code, list(issues), control_id=control_id, moment=moment)
 
 
 def store_failure(reason: str) -> Issue:
@@ -110,12 +101,35 @@ def fhir_reply(results: Sequence[Result], *, seed: str) -> tuple[int, bytes]:
     return 200, head[:-1] + b',"entry":[' + entries + b"]}\n"
 
 
-def _capped(issues: list[Issue]) -> list[Issue]:
-    if len(issues) <= MAX_ERR:
+def _fitted(
+    message: bytes, code: str, issues: list[Issue], *, control_id: str, moment: datetime
+) -> bytes:
+    """The ACK with as many ERR segments (up to :data:`MAX_ERR`, texts cut to
+    :data:`MAX_TEXT`) as fit in :data:`MAX_ACK` bytes; always the first one."""
+    msh = msh_of(message)
+    issues = [_shortened(i) for i in issues]
+    most = MAX_ERR
+    while True:
+        ack = build_ack(
+            msh, code, _capped(issues, most), control_id=control_id, timestamp=hl7_timestamp(moment)
+        )
+        if len(ack) <= MAX_ACK or most <= 2 or len(issues) <= 1:
+            return ack
+        most = min(most, len(issues)) - 1
+
+
+def _shortened(issue: Issue) -> Issue:
+    if len(issue.message) <= MAX_TEXT:
+        return issue
+    return replace(issue, message=issue.message[: MAX_TEXT - 3] + "...")
+
+
+def _capped(issues: list[Issue], most: int = MAX_ERR) -> list[Issue]:
+    if len(issues) <= most:
         return issues
-    more = len(issues) - (MAX_ERR - 1)
+    more = len(issues) - (most - 1)
     note = information(
         ErrorCode.ACCEPTED,
         f"{more} more issues are in the OperationOutcome written with the message's outputs",
     )
-    return [*issues[: MAX_ERR - 1], note]
+    return [*issues[: most - 1], note]
