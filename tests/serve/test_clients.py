@@ -342,6 +342,25 @@ def test_mllp_send_again_gets_the_same_acks_and_no_new_output(server: Service) -
     ) == duplicates + len(first)
 
 
+def test_mllp_send_gets_a_long_ack_whole(server: Service, tmp_path: Path) -> None:
+    """A message that earns many warnings quoting long values (every OBX with a 300-character
+    unit) still gets its ACK within mllp_send's single recv(4096)."""
+    lines = split_messages((SAMPLES / "01-normal-cbc-5-part-diff.hl7").read_bytes())[0].split(b"\r")
+    for index, line in enumerate(lines):
+        if line.startswith(b"OBX|"):
+            fields = line.split(b"|")
+            fields[6] = b"u" * 300 + b"/L"
+            lines[index] = b"|".join(fields)
+    message = b"\r".join(lines).replace(b"HL25011408301500017", b"LONGACK0001")
+    (tmp_path / "long.hl7").write_bytes(message)
+    (ack,) = mllp_send(server.mllp, tmp_path / "long.hl7", loose=True)  # whole, one recv
+    assert msa(ack)[1] == "LONGACK0001"
+    assert len(ack) < 4096 - 3
+    errs = [line for line in ack.split(b"\r") if line.startswith(b"ERR|")]
+    assert errs
+    assert b"OperationOutcome" in errs[-1]  # the rest is said to be there
+
+
 # -- python-hl7's asyncio client ------------------------------------------------------------
 
 
