@@ -221,6 +221,29 @@ def test_content_errors_ae_and_unsupported_ar_with_err_segments(tmp_path: Path) 
     run(scenario, tmp_path)
 
 
+def test_a_processing_id_other_than_p_t_d_is_refused_ar(tmp_path: Path) -> None:
+    lines = M02.split(b"\r")
+    msh = lines[0].split(b"|")
+    msh[10] = b"X"
+    training = b"\r".join([b"|".join(msh), *lines[1:]])
+
+    async def scenario(out: Path) -> None:
+        async with running(out) as service:
+            peer = await Peer.open(service.port)
+            await peer.send(training)
+            [ack] = await peer.receive()
+            await peer.close()
+        assert msa(ack) == ("AR", field_of(M02, "MSH", 10))
+        [err] = errs(ack)
+        assert "202^Unsupported processing id" in err
+        assert "MSH^1^11^1" in err
+        rejected = [n for n in outputs(out) if n.startswith("rejected/")]
+        assert len(rejected) == 2
+        assert {n.endswith(".hl7") for n in rejected} == {True, False}  # + .outcome.json
+
+    run(scenario, tmp_path)
+
+
 @pytest.mark.parametrize(
     ("accept", "application", "message", "expected"),
     [

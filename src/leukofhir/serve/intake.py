@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from leukofhir.errors import Issue
+from leukofhir.errors import ErrorCode, Issue
 from leukofhir.logs import get_logger
 from leukofhir.serve.header import NO_HEADER, Header, content_hash, read_header
 from leukofhir.serve.journal import Arrival, Completion, Entry, Journal, Pending
@@ -44,7 +44,7 @@ from leukofhir.serve.reply import (
     store_failure,
 )
 from leukofhir.serve.sink import Sink
-from leukofhir.serve.work import Job, Processor, ProcessorConfig, Result, deliver
+from leukofhir.serve.work import Job, Processor, ProcessorConfig, Result, deliver, refused
 
 __all__ = ["Intake", "Reply", "Ticket"]
 
@@ -225,7 +225,11 @@ class Intake:
         loop: one synced commit for all of them."""
         assert pending.entry is not None
         job = _job(pending)
-        processed = self._processor.run_one(job)
+        refusal = pending.header.refusal
+        if refusal is not None and refusal.code is ErrorCode.UNSUPPORTED_PROCESSING_ID:
+            processed = refused(job, refusal)  # the core does not judge MSH-11
+        else:
+            processed = self._processor.run_one(job)
         reply = self._reply(pending, processed.results)
         try:
             outputs = deliver(self.sink, job, processed.results)

@@ -13,6 +13,7 @@ from leukofhir.batch.naming import message_key
 from leukofhir.context import Context
 from leukofhir.emit.ack import acknowledgment_code
 from leukofhir.emit.jsonio import dumps
+from leukofhir.emit.outcome import build_operation_outcome
 from leukofhir.errors import Issue
 from leukofhir.pipeline import MessageOutcome, process
 from leukofhir.rules import load_rule_set
@@ -26,6 +27,7 @@ __all__ = [
     "ProcessorConfig",
     "Result",
     "deliver",
+    "refused",
 ]
 
 
@@ -89,6 +91,16 @@ class Processor:
         context = replace(self._base, now=datetime.fromisoformat(job.received))
         outcomes = process(job.data, context, input_format=job.format)
         return Processed(job.id, tuple(_result(outcome) for outcome in outcomes))
+
+
+def refused(job: Job, issue: Issue) -> Processed:
+    """A message refused before the core reads it (the service's own header check: a
+    processing id that is not P, T or D): rejected, with its OperationOutcome."""
+    outcome = build_operation_outcome([issue], seed=job.sha256, context=f"MSH-10 {job.control_id}")
+    documents = ((".outcome.json", dumps(outcome) + b"\n"),)
+    return Processed(
+        job.id, (Result("rejected", "AR", job.control_id, (issue,), documents, 0, ()),)
+    )
 
 
 def deliver(sink: Sink, job: Job, results: Sequence[Result]) -> tuple[str, ...]:
