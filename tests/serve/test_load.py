@@ -13,6 +13,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import httpx
+
 from leukofhir.batch.naming import safe_stem
 from leukofhir.serve.journal import Journal
 from tests.conftest import ROOT
@@ -139,3 +141,21 @@ def test_a_service_process_killed_under_load_is_replaced_and_nothing_is_lost(
     journal = Journal(out)
     assert journal.counts() == {"processed": 1_200}
     journal.close()
+
+
+def test_metrics_add_up_over_the_service_processes(tmp_path: Path) -> None:
+    messages = generate_messages(40, seed=14)
+    with Server(tmp_path / "out", "--workers", "2") as server:
+        senders = [Sender(lambda: server.ports["mllp"], messages[i::4], seed=i) for i in range(4)]
+        asyncio.run(run_senders(senders))
+        with httpx.Client(base_url=f"http://127.0.0.1:{server.ports['http']}") as http:
+            text = http.get("/metrics").text
+            assert http.get("/healthz").json()["status"] == "ok"
+        assert server.stop() == 0
+    counted = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith('leukofhir_messages_total{channel="mllp"')
+    )
+    assert counted == 40
+    assert "leukofhir_reply_seconds_bucket" in text
