@@ -196,15 +196,20 @@ class Intake:
             self._answer(pending, Reply(entry.ack, entry.reply or b"", "duplicate"))
         elif (first := self._inflight.get(entry.id)) is not None:
             first.waiters.append(pending)
-        elif entry.new or entry.owner in (self.owner, 0) or not _alive(entry.owner):
-            if not entry.new and entry.owner != self.owner:
-                self.journal.claim(entry.id, self.owner, entry.owner)
+        elif self._mine(entry):
             self._inflight[entry.id] = pending
             asyncio.get_running_loop().call_soon(self._work, pending)
         else:  # another live service process has it: its outcome will be in the journal
             task = asyncio.create_task(self._await_other(pending, entry))
             self._watching.add(task)
             task.add_done_callback(self._watching.discard)
+
+    def _mine(self, entry: Entry) -> bool:
+        """Is this process to work on ``entry``: new, its own (a failed attempt), or left by
+        a process that died (taken over; only one process wins the claim)?"""
+        if entry.new or entry.owner == self.owner:
+            return True
+        return not _alive(entry.owner) and self.journal.claim(entry.id, self.owner, entry.owner)
 
     async def _await_other(self, pending: _Pending, entry: Entry) -> None:
         deadline = time.monotonic() + _WAIT
@@ -214,7 +219,7 @@ class Intake:
             if now is None:
                 break
             if now.done or now.owner != entry.owner or not _alive(entry.owner):
-                self._route(pending, now)
+                self._route(pending, now)  # answered, or watched again, or taken over
                 return
         self._answer(pending, self._failure_reply(pending, store_failure("still in progress")))
 
