@@ -221,6 +221,20 @@ def test_content_errors_ae_and_unsupported_ar_with_err_segments(tmp_path: Path) 
     run(scenario, tmp_path)
 
 
+def test_several_messages_in_one_frame_are_refused_not_half_answered(tmp_path: Path) -> None:
+    async def scenario(out: Path) -> None:
+        async with running(out) as service:
+            peer = await Peer.open(service.port)
+            await peer.send(M02 + M03)  # one frame, two messages
+            [ack] = await peer.receive()
+            await peer.close()
+        assert msa(ack) == ("AR", field_of(M02, "MSH", 10))
+        assert "holds 2 HL7 messages" in errs(ack)[0]
+        assert not [n for n in outputs(out) if n.startswith("processed/")]
+
+    run(scenario, tmp_path)
+
+
 def test_a_processing_id_other_than_p_t_d_is_refused_ar(tmp_path: Path) -> None:
     lines = M02.split(b"\r")
     msh = lines[0].split(b"|")

@@ -34,6 +34,8 @@ def openapi_document() -> dict[str, Any]:
             " set → FHIR R4 transaction Bundles.  Every message is journaled before it is"
             " answered; a re-sent message gets the same answer without new output.",
         },
+        # a bearer token when the service is configured with one (none otherwise)
+        "security": [{}, {"bearer": []}],
         "paths": {
             "/hl7v2": {
                 "post": {

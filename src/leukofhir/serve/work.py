@@ -14,7 +14,7 @@ from leukofhir.context import Context
 from leukofhir.emit.ack import acknowledgment_code
 from leukofhir.emit.jsonio import dumps
 from leukofhir.emit.outcome import build_operation_outcome
-from leukofhir.errors import Issue
+from leukofhir.errors import ErrorCode, Issue, Location, error
 from leukofhir.pipeline import MessageOutcome, process
 from leukofhir.rules import load_rule_set
 from leukofhir.serve.sink import Delivery, Sink
@@ -89,13 +89,24 @@ class Processor:
 
     def run_one(self, job: Job) -> Processed:
         context = replace(self._base, now=datetime.fromisoformat(job.received))
-        outcomes = process(job.data, context, input_format=job.format)
-        return Processed(job.id, tuple(_result(outcome) for outcome in outcomes))
+        results = tuple(_result(o) for o in process(job.data, context, input_format=job.format))
+        if job.format == "hl7v2" and len(results) > 1:  # one ACK cannot answer several
+            return refused(job, _several(len(results)))
+        return Processed(job.id, results)
+
+
+def _several(count: int) -> Issue:
+    return error(
+        ErrorCode.UNSUPPORTED_MESSAGE_TYPE,
+        f"this frame (or request body) holds {count} HL7 messages; an ACK answers one: send"
+        " them one per frame. Nothing of it was processed",
+        Location("MSH"),
+    )
 
 
 def refused(job: Job, issue: Issue) -> Processed:
-    """A message refused before the core reads it (the service's own header check: a
-    processing id that is not P, T or D): rejected, with its OperationOutcome."""
+    """A message refused by the service's own checks (a processing id that is not P, T or
+    D; several messages in one frame): rejected, with its OperationOutcome."""
     outcome = build_operation_outcome([issue], seed=job.sha256, context=f"MSH-10 {job.control_id}")
     documents = ((".outcome.json", dumps(outcome) + b"\n"),)
     return Processed(
