@@ -21,6 +21,7 @@ from leukofhir.errors import (
     Issue,
     LeukofhirError,
     Location,
+    Severity,
     error,
     information,
 )
@@ -64,6 +65,20 @@ class MessageOutcome:
         """Names the message in outcomes and logs: its position and MSH-10 (no patient data)."""
         label = f"message {self.index + 1}"
         return f"{label}, MSH-10 {self.control_id}" if self.control_id else label
+
+    @property
+    def notes_only(self) -> bool:
+        """Processed, and every issue is a note (severity ``information``, type
+        ``informational``: "OBX[2] … are no CBC field leukofhir evaluates; not used"):
+        a store may keep the notes beside the Bundles instead of an OperationOutcome file."""
+        return (
+            self.disposition is Disposition.PROCESSED
+            and bool(self.issues)
+            and all(
+                i.severity is Severity.INFORMATION and i.issue_type == "informational"
+                for i in self.issues
+            )
+        )
 
     def operation_outcome(self) -> Json | None:
         """The OperationOutcome that travels after the Bundles (None when nothing to say)."""

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from leukofhir.batch.naming import safe_stem
 from leukofhir.serve.header import content_hash, read_header
 from leukofhir.serve.journal import Arrival, Journal
 from leukofhir.serve.work import Job, Processed, Processor
@@ -76,6 +77,29 @@ def test_one_ack_per_message_in_order_with_the_header_swapped(tmp_path: Path) ->
         assert len({field_of(a, "MSH", 10) for a in acks}) == 3  # a new MSH-10 each
         bundles = [name for name in outputs(out) if name.endswith(".r1.bundle.json")]
         assert len(bundles) == 3
+
+    run(scenario, tmp_path)
+
+
+def test_notes_go_to_the_journal_warnings_to_an_operation_outcome_file(tmp_path: Path) -> None:
+    unknown_unit = sample("21-unknown-wbc-unit.hl7")
+
+    async def scenario(out: Path) -> None:
+        async with running(out) as service:
+            peer = await Peer.open(service.port)
+            await peer.send(M09, unknown_unit)
+            await peer.receive(2)
+            await peer.close()
+        names = outputs(out)
+        stems = {field_of(m, "MSH", 10): m for m in (M09, unknown_unit)}
+        notes_only, warned = ([n for n in names if safe_stem(cid) in n] for cid in stems)
+        assert [n.rsplit(".", 3)[-3:] for n in notes_only] == [["r1", "bundle", "json"]]
+        assert any(n.endswith(".outcome.json") for n in warned)
+        db = sqlite3.connect(out / "journal.sqlite")
+        notes = dict(db.execute("SELECT control_id, notes FROM messages").fetchall())
+        db.close()
+        assert "not used" in notes[field_of(M09, "MSH", 10)]
+        assert notes[field_of(unknown_unit, "MSH", 10)] == "[]"
 
     run(scenario, tmp_path)
 

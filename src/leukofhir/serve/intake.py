@@ -44,7 +44,15 @@ from leukofhir.serve.reply import (
     store_failure,
 )
 from leukofhir.serve.sink import Sink
-from leukofhir.serve.work import Job, Processor, ProcessorConfig, Result, deliver, refused
+from leukofhir.serve.work import (
+    Job,
+    Processor,
+    ProcessorConfig,
+    Result,
+    deliver,
+    notes_of,
+    refused,
+)
 
 __all__ = ["Intake", "Reply", "Ticket"]
 
@@ -244,7 +252,14 @@ class Intake:
             return
         reports = sum(r.reports for r in processed.results)
         completion = Completion(
-            job.id, reply.outcome, reply.code, reply.body, reports, reply.findings, outputs
+            job.id,
+            reply.outcome,
+            reply.code,
+            reply.body,
+            reports,
+            reply.findings,
+            outputs,
+            notes_of(processed.results),
         )
         self._finished.append((pending, completion, reply))
         try:

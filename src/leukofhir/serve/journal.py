@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS messages (
     reports INTEGER NOT NULL DEFAULT 0,
     findings TEXT NOT NULL DEFAULT '[]',
     outputs TEXT NOT NULL DEFAULT '[]',
+    notes TEXT NOT NULL DEFAULT '[]',
     UNIQUE (sender, control_id, sha256)
 );
 CREATE INDEX IF NOT EXISTS messages_received ON messages (state) WHERE state = 'received';
@@ -107,6 +108,7 @@ class Completion:
     reports: int
     findings: tuple[str, ...]
     outputs: tuple[str, ...]
+    notes: tuple[str, ...] = ()  # information-only issues kept here instead of a file
 
 
 class Journal:
@@ -184,7 +186,7 @@ class Journal:
         with self._transaction():
             self._db.executemany(
                 "UPDATE messages SET state = 'done', outcome = ?, ack = ?, reply = ?,"
-                " reports = ?, findings = ?, outputs = ? WHERE id = ?",
+                " reports = ?, findings = ?, outputs = ?, notes = ? WHERE id = ?",
                 [
                     (
                         c.outcome,
@@ -193,6 +195,7 @@ class Journal:
                         c.reports,
                         json.dumps(c.findings),
                         json.dumps(c.outputs),
+                        json.dumps(c.notes),
                         c.id,
                     )
                     for c in completions

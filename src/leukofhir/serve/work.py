@@ -20,6 +20,8 @@ from leukofhir.rules import load_rule_set
 from leukofhir.serve.sink import Delivery, Sink
 from leukofhir.terminology import load_terminology
 
+OUTCOME_SUFFIX = ".outcome.json"
+
 __all__ = [
     "Job",
     "Processed",
@@ -27,6 +29,7 @@ __all__ = [
     "ProcessorConfig",
     "Result",
     "deliver",
+    "notes_of",
     "refused",
 ]
 
@@ -66,6 +69,7 @@ class Result:
     documents: tuple[tuple[str, bytes], ...]  # (file suffix, JSON bytes) in output order
     reports: int
     findings: tuple[str, ...]  # "leukopenia G2", "eosinophilia" ...
+    notes: bool = False  # the OperationOutcome holds notes only: kept in the journal instead
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +99,16 @@ class Processor:
         return Processed(job.id, results)
 
 
+def notes_of(results: Sequence[Result]) -> tuple[str, ...]:
+    """The notes the sink did not get (see :attr:`Result.notes`), as text."""
+    return tuple(
+        f"{issue.location}: {issue.message}" if str(issue.location) else issue.message
+        for result in results
+        if result.notes
+        for issue in result.issues
+    )
+
+
 def _several(count: int) -> Issue:
     return error(
         ErrorCode.UNSUPPORTED_MESSAGE_TYPE,
@@ -119,11 +133,14 @@ def deliver(sink: Sink, job: Job, results: Sequence[Result]) -> tuple[str, ...]:
     suffix = ".hl7" if job.format == "hl7v2" else ".json"
     names: list[str] = []
     for index, result in enumerate(results):
+        documents = result.documents
+        if result.notes:  # as in batch: notes go to the journal, not to a file
+            documents = tuple(d for d in documents if d[0] != OUTCOME_SUFFIX)
         delivery = Delivery(
             job.key(index),
             result.disposition,
             result.control_id or job.control_id,
-            result.documents,
+            documents,
             job.data,
             suffix,
         )
@@ -141,6 +158,7 @@ def _result(outcome: MessageOutcome) -> Result:
             (suffix, dumps(document) + b"\n") for suffix, document in outcome.named_documents()
         ),
         reports=len(outcome.reports),
+        notes=outcome.notes_only,
         findings=tuple(
             f"{f.rule_id} G{f.grade}" if f.grade is not None else f.rule_id
             for report in outcome.reports
