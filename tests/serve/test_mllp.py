@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import json
+import re
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
@@ -15,9 +17,11 @@ from typing import Any
 import pytest
 
 from leukofhir.batch.naming import safe_stem
+from leukofhir.ingest.framing import split_messages
 from leukofhir.serve.header import content_hash, read_header
 from leukofhir.serve.journal import Arrival, Journal
 from leukofhir.serve.work import Job, Processed, Processor
+from tests.conftest import SAMPLES
 from tests.serve.helpers import Peer, field_of, outputs, running, sample
 
 Scenario = Callable[[Path], Awaitable[None]]
@@ -456,3 +460,41 @@ def test_pipelined_messages_keep_their_order(tmp_path: Path) -> None:
         assert [msa(a) for a in acks] == [("AA", field_of(m, "MSH", 10)) for m in messages]
 
     run(scenario, tmp_path)
+
+
+def test_service_logs_carry_no_patient_data(
+    tmp_path: Path, logs: pytest.CaptureFixture[str]
+) -> None:
+    """Every sample through the listener; no PID name, identifier, date or address in the
+    log lines, which are all JSON."""
+    messages = [
+        raw.data
+        for path in sorted(SAMPLES.glob("*.hl7"))
+        for raw in split_messages(path.read_bytes())
+    ]
+    pid_values = set()
+    for message in messages:
+        for line in message.replace(b"\n", b"\r").split(b"\r"):
+            if line.startswith(b"PID|"):
+                fields = line.decode("utf-8", "replace").split("|")
+                for index in (3, 5, 7, 11, 13, 19):
+                    if index < len(fields):
+                        parts = fields[index].replace("~", "^").split("^")
+                        pid_values.update(part for part in parts if len(part) >= 4)
+    assert len(pid_values) > 20
+
+    async def scenario(out: Path) -> None:
+        async with running(out) as service:
+            peer = await Peer.open(service.port)
+            await peer.send(*messages)
+            await peer.receive(len(messages))
+            await peer.close()
+
+    run(scenario, tmp_path)
+    err = logs.readouterr().err
+    lines = err.splitlines()
+    assert len([line for line in lines if '"event": "message"' in line]) == len(messages)
+    for line in lines:
+        json.loads(line)
+    words = set(re.split(r"[^A-Za-z0-9]+", err))
+    assert not sorted(value for value in pid_values if value in words)
