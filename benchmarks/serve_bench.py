@@ -73,13 +73,15 @@ async def http_run(port: int, messages: list[bytes], clients: int) -> tuple[floa
 
 
 def one(kind: str, clients: int, messages: list[bytes], workers: str) -> tuple[float, float, float]:
-    with tempfile.TemporaryDirectory(prefix="serve-bench-") as folder:
-        with Server(Path(folder) / "out", "--workers", workers) as server:
-            warm = messages[:50]  # start-up costs out of the measurement
-            run = mllp_run if kind == "mllp" else http_run
-            asyncio.run(run(server.ports[kind], warm, 1))
-            elapsed, latencies = asyncio.run(run(server.ports[kind], messages[50:], clients))
-            server.stop()
+    with (
+        tempfile.TemporaryDirectory(prefix="serve-bench-") as folder,
+        Server(Path(folder) / "out", "--workers", workers) as server,
+    ):
+        warm = messages[:50]  # start-up costs out of the measurement
+        run = mllp_run if kind == "mllp" else http_run
+        asyncio.run(run(server.ports[kind], warm, 1))
+        elapsed, latencies = asyncio.run(run(server.ports[kind], messages[50:], clients))
+        server.stop()
     count = len(messages) - 50
     return count / elapsed, percentile(latencies, 0.5), percentile(latencies, 0.99)
 
