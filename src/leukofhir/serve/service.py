@@ -122,7 +122,6 @@ async def run_process(
     config: ServeConfig,
     listening: Listening,
     *,
-    processes: int = 1,
     ready_file: Path | None = None,
     stop: asyncio.Event | None = None,
 ) -> int:
@@ -322,7 +321,7 @@ class _Supervisor:
             for sock in (self.mllp, *self.channels.values(), *self.http):
                 if sock is not None and sock is not listening.http:
                     sock.close()
-            code = asyncio.run(run_process(self.config, listening, processes=len(self.http)))
+            code = asyncio.run(run_process(self.config, listening))
         finally:
             os._exit(code)
 
