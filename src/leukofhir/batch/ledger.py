@@ -9,8 +9,11 @@ Tables::
                            state ``done`` (every message recorded), ``unreadable`` or
                            ``vanished`` (tried again on the next pass)
     messages(source, offset, idx, sha256, control_id, outcome, reports, findings,
-             reason, outputs, recorded)
-                           one row per message; unique on (source, offset, sha256)
+             reason, outputs, recorded, notes)
+                           one row per message; unique on (source, offset, sha256);
+                           ``notes``: a JSON list of the texts of a processed message's
+                           information-only issues, written here instead of a file
+                           (:mod:`leukofhir.batch.work`); added by schema version 2
 
 Invariant: a message's row is committed only after all of its outputs are in place, and a
 file's ``done`` row in the same transaction as its messages' rows.  A crash therefore
@@ -32,7 +35,7 @@ from pathlib import Path
 
 __all__ = ["FileState", "Ledger", "MessageRow"]
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 LEDGER_NAME = "ledger.sqlite"
 
 _SCHEMA = """
@@ -58,6 +61,7 @@ CREATE TABLE IF NOT EXISTS messages (
     reason TEXT NOT NULL,
     outputs TEXT NOT NULL,
     recorded TEXT NOT NULL,
+    notes TEXT NOT NULL DEFAULT '[]',
     UNIQUE (source, offset, sha256)
 );
 CREATE INDEX IF NOT EXISTS messages_outcome ON messages (outcome);
@@ -77,6 +81,7 @@ class MessageRow:
     findings: tuple[str, ...]  # "leukopenia G2", "eosinophilia" ...
     reason: str  # rejected/skipped: the main issue's text
     outputs: tuple[str, ...]  # relative names under OUT
+    notes: tuple[str, ...] = ()  # processed: information-only issues (no outcome file)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,9 +108,7 @@ class Ledger:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         self._db.executescript(_SCHEMA)
-        self._db.execute(
-            "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
-        )
+        self._migrate()
         self._commit_rows = commit_rows
         self._commit_seconds = commit_seconds
         self._pending = 0
@@ -113,6 +116,15 @@ class Ledger:
         self._in_transaction = False
         self._on_commit = on_commit
         self._stale: list[str] = []  # outputs of replaced rows, removed after the commit
+
+    def _migrate(self) -> None:
+        """Bring a ledger of an older version up to this one (in place, idempotent)."""
+        columns = {str(row[1]) for row in self._db.execute("PRAGMA table_info(messages)")}
+        if "notes" not in columns:  # version 1: notes were .outcome.json files
+            self._db.execute("ALTER TABLE messages ADD COLUMN notes TEXT NOT NULL DEFAULT '[]'")
+        self._db.execute(
+            "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
+        )
 
     # -- meta ---------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
@@ -186,6 +198,14 @@ class Ledger:
             )
         ]
 
+    def noted(self) -> tuple[int, int]:
+        """(messages with notes in the ledger, notes in all)."""
+        row = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(json_array_length(notes)), 0) FROM messages"
+            " WHERE notes != '[]'"
+        ).fetchone()
+        return int(row[0]), int(row[1])
+
     def total_reports(self) -> int:
         row = self._db.execute("SELECT COALESCE(SUM(reports), 0) FROM messages").fetchone()
         return int(row[0])
@@ -232,14 +252,15 @@ class Ledger:
                 r.reason,
                 json.dumps(r.outputs),
                 recorded,
+                json.dumps(r.notes, ensure_ascii=False),
             )
             for r in rows
         ]
         # a retried rejected message replaces its row (same source, offset and bytes)
         self._db.executemany(
             "INSERT OR REPLACE INTO messages (source, offset, idx, sha256, control_id,"
-            " outcome, reports, findings, reason, outputs, recorded)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " outcome, reports, findings, reason, outputs, recorded, notes)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             batch,
         )
         self._db.execute(

@@ -12,6 +12,13 @@ HL7 v2 messages are identified by (byte offset, SHA-256 of the message's bytes).
 input (detected by :func:`leukofhir.ingest.fhir.looks_like_fhir`) is processed as one
 document; its units are identified by (offset, ``<SHA-256 of the file>#<unit index>``) and
 a rejected unit keeps the whole input document beside its OperationOutcome.
+
+Notes.  A processed message whose issues are all notes (severity ``information``, type
+``informational``: "OBX[2] … are no CBC field leukofhir evaluates; not used", "also sent at
+…; not used by the rules") gets no ``.outcome.json`` file: its notes go to the ledger
+(``messages.notes``) and are counted in the summary.  Any other issue (a warning, an
+incomplete report, an error) keeps the OperationOutcome file, with every issue in it,
+notes included.  Skipped and rejected messages always keep theirs.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from leukofhir.batch.naming import message_key, output_base
 from leukofhir.batch.store import Store
 from leukofhir.context import Context
 from leukofhir.emit.jsonio import dumps
-from leukofhir.errors import Severity
+from leukofhir.errors import Issue, Severity
 from leukofhir.ingest.fhir import looks_like_fhir
 from leukofhir.ingest.framing import split_messages
 from leukofhir.pipeline import Disposition, MessageOutcome, process, process_message
@@ -149,7 +156,10 @@ class Worker:
         if outcome.disposition is Disposition.REJECTED:
             outputs.append(base + suffix)
             self.store.write(outputs[-1], raw)
+        notes = _notes_only(outcome)
         for document_suffix, document in outcome.named_documents():
+            if notes and document["resourceType"] == "OperationOutcome":
+                continue  # in the ledger instead
             outputs.append(base + document_suffix)
             self.store.write(outputs[-1], dumps(document) + b"\n")
         return MessageRow(
@@ -166,6 +176,7 @@ class Worker:
             ),
             reason=_reason(outcome),
             outputs=tuple(outputs),
+            notes=notes,
         )
 
 
@@ -173,14 +184,27 @@ def _done_marker(offset: int, index: int, sha: str) -> MessageRow:
     return MessageRow(offset, index, sha, "", "", 0, (), "", ())
 
 
+def _notes_only(outcome: MessageOutcome) -> tuple[str, ...]:
+    """The texts of a processed message's issues when every one is a note; else ()."""
+    if outcome.disposition is not Disposition.PROCESSED or not all(
+        i.severity is Severity.INFORMATION and i.issue_type == "informational"
+        for i in outcome.issues
+    ):
+        return ()
+    return tuple(_issue_text(i) for i in outcome.issues)
+
+
+def _issue_text(issue: Issue) -> str:
+    where = str(issue.location)
+    text = f"{where}: {issue.message}" if where else issue.message
+    return text[:_REASON_MAX]
+
+
 def _reason(outcome: MessageOutcome) -> str:
     if outcome.disposition is Disposition.PROCESSED or not outcome.issues:
         return ""
     serious = [i for i in outcome.issues if i.severity in (Severity.ERROR, Severity.FATAL)]
-    issue = (serious or list(outcome.issues))[0]
-    where = str(issue.location)
-    text = f"{where}: {issue.message}" if where else issue.message
-    return text[:_REASON_MAX]
+    return _issue_text((serious or list(outcome.issues))[0])
 
 
 # -- pool side ---------------------------------------------------------------------------
