@@ -14,9 +14,14 @@ Tables::
                            ``notes``: a JSON list of the texts of a processed message's
                            information-only issues, written here instead of a file
                            (:mod:`leukofhir.batch.work`); added by schema version 2
+    stale(output)          outputs of rows replaced or removed, to delete once committed
 
 Invariant: a message's row is committed only after all of its outputs are in place, and a
-file's ``done`` row in the same transaction as its messages' rows.  A crash therefore
+file's ``done`` row in the same transaction as its messages' rows.  A file that changed
+replaces its rows: the rows of messages no longer in it are deleted, and the outputs no row
+keeps any more (theirs, and those a retried message no longer has) are listed in ``stale``
+in the same transaction, deleted after the commit, then struck off; a crash in between
+leaves the list, and the next commit (or the next run) finishes it.  A crash therefore
 leaves outputs the ledger does not know yet (re-made byte for byte by the re-run) but never
 a row without its outputs.  Rows are committed in batches (every ``commit_rows`` rows or
 ``commit_seconds``), which bounds the work a crash can cost.
@@ -65,6 +70,7 @@ CREATE TABLE IF NOT EXISTS messages (
     UNIQUE (source, offset, sha256)
 );
 CREATE INDEX IF NOT EXISTS messages_outcome ON messages (outcome);
+CREATE TABLE IF NOT EXISTS stale (output TEXT PRIMARY KEY);
 """
 
 
@@ -115,7 +121,6 @@ class Ledger:
         self._since = time.monotonic()
         self._in_transaction = False
         self._on_commit = on_commit
-        self._stale: list[str] = []  # outputs of replaced rows, removed after the commit
 
     def _migrate(self) -> None:
         """Bring a ledger of an older version up to this one (in place, idempotent)."""
@@ -233,12 +238,18 @@ class Ledger:
         state: str = "done",
         error: str = "",
         replacing: bool = False,
+        present: frozenset[tuple[int, str]] | None = None,
     ) -> None:
-        """A file's messages and its state, in the current (batched) transaction."""
+        """A file's messages and its state, in the current (batched) transaction.
+
+        ``replacing``: the file was seen before, so ``rows`` may replace older rows.  With
+        ``present`` (the (offset, sha256) of the messages still in the file that needed no
+        work) the file is known whole: its older rows that are neither in ``rows`` nor in
+        ``present`` are of messages that left it, and are deleted with their outputs."""
         self._begin()
         rows = list(rows)
-        if replacing:  # the file was seen before: rows may replace older ones
-            self._collect_stale(source, rows)
+        if replacing:
+            self._replace(source, rows, present)
         batch = [
             (
                 source,
@@ -276,15 +287,18 @@ class Ledger:
             self.flush()
 
     def flush(self) -> None:
-        """Commit what is pending, then tell ``on_commit`` which old outputs are stale."""
+        """Commit what is pending, then tell ``on_commit`` which old outputs are stale (it
+        deletes them) and strike them off."""
         if self._in_transaction:
             self._db.execute("COMMIT")
             self._in_transaction = False
         self._pending = 0
         self._since = time.monotonic()
-        stale, self._stale = self._stale, []
+        stale = [str(o) for (o,) in self._db.execute("SELECT output FROM stale")]
         if self._on_commit is not None:
             self._on_commit(stale)
+        if stale:
+            self._db.execute("DELETE FROM stale")
 
     def rollback(self) -> None:
         """Drop what is pending (after an error that stops the batch)."""
@@ -292,19 +306,30 @@ class Ledger:
             with suppress(sqlite3.Error):  # SQLite may have rolled back already (disk full)
                 self._db.execute("ROLLBACK")
             self._in_transaction = False
-        self._stale = []
 
-    def _collect_stale(self, source: str, rows: list[MessageRow]) -> None:
-        """Outputs of rows about to be replaced (a retried rejected message) that the new
-        row does not keep."""
-        for row in rows:
-            old = self._db.execute(
-                "SELECT outputs FROM messages WHERE source = ? AND offset = ? AND sha256 = ?",
-                (source, row.offset, row.sha256),
-            ).fetchone()
-            if old is not None:
-                kept = set(row.outputs)
-                self._stale.extend(o for o in json.loads(old[0]) if o not in kept)
+    def _replace(
+        self, source: str, rows: list[MessageRow], present: frozenset[tuple[int, str]] | None
+    ) -> None:
+        """Before ``rows`` of a file seen before are written: the outputs that older rows
+        had and no row keeps go to ``stale``; rows of messages gone from the file go."""
+        new = {(r.offset, r.sha256): r for r in rows}
+        kept_outputs = {o for r in rows for o in r.outputs}
+        stale: list[str] = []
+        gone: list[tuple[int, str]] = []
+        for offset, sha, outputs in self._db.execute(
+            "SELECT offset, sha256, outputs FROM messages WHERE source = ?", (source,)
+        ).fetchall():
+            key = (int(offset), str(sha))
+            if key in new:  # replaced (a retried rejected message): what it no longer has
+                stale.extend(o for o in json.loads(outputs) if o not in kept_outputs)
+            elif present is not None and key not in present:  # the message left the file
+                gone.append(key)
+                stale.extend(o for o in json.loads(outputs) if o not in kept_outputs)
+        self._db.executemany(
+            "DELETE FROM messages WHERE source = ? AND offset = ? AND sha256 = ?",
+            [(source, offset, sha) for offset, sha in gone],
+        )
+        self._db.executemany("INSERT OR IGNORE INTO stale VALUES (?)", [(o,) for o in stale])
 
     def close(self) -> None:
         self._db.close()

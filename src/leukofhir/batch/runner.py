@@ -159,6 +159,7 @@ class _Runner:
 
     # -- the run ------------------------------------------------------------------------
     def run(self) -> BatchResult:
+        self._flush()  # finishes the stale outputs a killed run left listed
         with Progress(self.log, bar=self.options.progress) as progress:
             if progress.has_bar:
                 self._count_in_background(progress)
@@ -295,6 +296,7 @@ class _Runner:
                 state=result.state,
                 error=result.error,
                 replacing=bool(task.skip) or self.options.retry_rejected,
+                present=frozenset(result.present) if result.state == "done" else None,
             )
         except sqlite3.Error as exc:
             self.ledger.rollback()

@@ -78,6 +78,7 @@ class FileResult:
     rows: tuple[MessageRow, ...]
     state: str = "done"  # done | unreadable | vanished | out-error
     error: str = ""
+    present: tuple[tuple[int, str], ...] = ()  # (offset, sha256) still there, already done
 
 
 class Worker:
@@ -112,39 +113,52 @@ class Worker:
         except OSError as exc:
             return FileResult(task.source, 0, 0, (), "unreadable", exc.strerror or str(exc))
         context = self.context(task.recorded)
+        present: list[tuple[int, str]] = []
         try:
             rows = (
-                self._fhir(task, data, context)
+                self._fhir(task, data, context, present)
                 if looks_like_fhir(data)
-                else self._hl7v2(task, data, context)
+                else self._hl7v2(task, data, context, present)
             )
         except OSError as exc:  # writing to OUT failed (full, read-only ...): stops the batch
             return FileResult(task.source, 0, 0, (), OUT_ERROR, exc.strerror or str(exc))
-        return FileResult(task.source, info.st_size, info.st_mtime_ns, tuple(rows))
+        return FileResult(
+            task.source, info.st_size, info.st_mtime_ns, tuple(rows), present=tuple(present)
+        )
 
-    def _hl7v2(self, task: FileTask, data: bytes, context: Context) -> list[MessageRow]:
+    def _hl7v2(
+        self, task: FileTask, data: bytes, context: Context, present: list[tuple[int, str]]
+    ) -> list[MessageRow]:
         rows: list[MessageRow] = []
+        found = False
         for raw in split_messages(data):
+            found = True
             sha = hashlib.sha256(raw.data).hexdigest()
             if (raw.offset, sha) not in task.skip:
                 outcome = process_message(raw, context)
                 rows.append(self._finish(task.source, outcome, raw.data, sha, ".hl7"))
             else:
-                rows.append(_done_marker(raw.offset, raw.index, sha))
-        if not rows:  # nothing but blanks: the core's own "no message" rejection
+                present.append((raw.offset, sha))
+        if not found:  # nothing but blanks: the core's own "no message" rejection
             sha = hashlib.sha256(data).hexdigest()
             if (0, sha) not in task.skip:
                 for outcome in process(data, context):
                     rows.append(self._finish(task.source, outcome, data, sha, ".hl7"))
-        return [row for row in rows if row.outcome]
+            else:
+                present.append((0, sha))
+        return rows
 
-    def _fhir(self, task: FileTask, data: bytes, context: Context) -> list[MessageRow]:
+    def _fhir(
+        self, task: FileTask, data: bytes, context: Context, present: list[tuple[int, str]]
+    ) -> list[MessageRow]:
         whole = hashlib.sha256(data).hexdigest()
         rows = []
         for outcome in process(data, context):
             sha = f"{whole}#{outcome.index}"
             if (outcome.offset, sha) not in task.skip:
                 rows.append(self._finish(task.source, outcome, data, sha, ".json"))
+            else:
+                present.append((outcome.offset, sha))
         return rows
 
     def _finish(
@@ -178,10 +192,6 @@ class Worker:
             outputs=tuple(outputs),
             notes=notes,
         )
-
-
-def _done_marker(offset: int, index: int, sha: str) -> MessageRow:
-    return MessageRow(offset, index, sha, "", "", 0, (), "", ())
 
 
 def _notes_only(outcome: MessageOutcome) -> tuple[str, ...]:
