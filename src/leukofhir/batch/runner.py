@@ -86,6 +86,7 @@ class BatchOptions:
     watch: bool = False
     interval: float = 2.0
     progress: bool | None = None  # None: a bar when stderr is a terminal
+    progress_every: float = 10.0  # seconds between progress log lines (without a bar)
     files_per_task: int = 32
     task_bytes: int = 1 << 20
     sort_limit: int = SORT_LIMIT  # entries of one folder sorted in memory; more spill to OUT
@@ -160,7 +161,9 @@ class _Runner:
     # -- the run ------------------------------------------------------------------------
     def run(self) -> BatchResult:
         self._flush()  # finishes the stale outputs a killed run left listed
-        with Progress(self.log, bar=self.options.progress) as progress:
+        with Progress(
+            self.log, bar=self.options.progress, every=self.options.progress_every
+        ) as progress:
             if progress.has_bar:
                 self._count_in_background(progress)
             while True:

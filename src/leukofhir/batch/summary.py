@@ -150,6 +150,7 @@ class Progress:
 
     def __enter__(self) -> Progress:
         if self._bar:
+            from rich.console import Console
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
@@ -168,6 +169,7 @@ class Progress:
                 TextColumn("{task.fields[rate]} msg/s"),
                 TimeElapsedColumn(),
                 TimeRemainingColumn(),
+                console=Console(stderr=True),  # stdout carries only the summary
                 transient=False,
             )
             self._progress.__enter__()
