@@ -9,9 +9,11 @@ For each layout (messages per file) the messages are written once to a temporary
 then ``leukofhir batch IN --out OUT --now ... --workers N`` runs as a subprocess into a
 fresh OUT.  Reported per run: wall time (start-up, scan, processing, writing, ledger,
 summary: everything), messages per second, CPU time (user + system, batch and workers),
-and the peak resident memory of the batch
-process and its workers together (sampled from /proc every 0.1 s).  ``--workers 1``
-runs without a pool (the parent does the work); ``--workers 2`` forks two workers.
+the CPU time the rest of the machine used meanwhile (others' load on a shared machine:
+with 2 cores, each second of it is taken from a 2-worker run), and the peak resident
+memory of the batch process and its workers together (sampled from /proc every 0.1 s).
+``--workers 1`` runs without a pool (the parent does the work); ``--workers 2`` forks two
+workers.  With ``--repeat N`` the configurations are interleaved and medians reported.
 """
 
 from __future__ import annotations
@@ -72,8 +74,16 @@ def _rss_kib(pid: int) -> int:
 class Run:
     seconds: float  # wall time
     cpu: float  # user + system seconds of the batch and its workers
+    other: float  # CPU seconds the rest of the machine used meanwhile (others' load)
     rss_kib: int  # peak resident memory of the batch and its workers together
     code: int  # exit code
+
+
+def _busy_seconds() -> float:
+    """CPU seconds the whole machine has been busy (every process, kernel threads too)."""
+    with open("/proc/stat") as stat:
+        ticks = [int(v) for v in stat.readline().split()[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # minus idle, iowait
 
 
 def run(source: Path, out: Path, workers: int, extra: list[str]) -> Run:
@@ -85,6 +95,7 @@ def run(source: Path, out: Path, workers: int, extra: list[str]) -> Run:
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     start = time.perf_counter()
+    busy = _busy_seconds()
     process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     peak = 0
     while True:  # (rusage's ru_maxrss would count this script's memory)
@@ -94,9 +105,11 @@ def run(source: Path, out: Path, workers: int, extra: list[str]) -> Run:
         peak = max(peak, _rss_kib(process.pid))
         time.sleep(0.1)
     elapsed = time.perf_counter() - start
+    busy = _busy_seconds() - busy
     process.returncode = os.waitstatus_to_exitcode(status)
     # the workers are waited for by the batch, so their times are in its rusage
-    return Run(elapsed, usage.ru_utime + usage.ru_stime, peak, process.returncode)
+    cpu = usage.ru_utime + usage.ru_stime
+    return Run(elapsed, cpu, max(busy - cpu, 0.0), peak, process.returncode)
 
 
 def main() -> None:
@@ -130,7 +143,8 @@ def main() -> None:
                     print(
                         f"{layout:>4} msg/file ({files} files)  workers {workers}:"
                         f" {r.seconds:7.2f} s  {args.count / r.seconds:8,.0f} msg/s"
-                        f"  cpu {r.cpu:7.2f} s  peak RSS {r.rss_kib / 1024:6.1f} MiB"
+                        f"  cpu {r.cpu:7.2f} s (others {r.other:6.2f} s)"
+                        f"  peak RSS {r.rss_kib / 1024:6.1f} MiB"
                         f"  exit {r.code}",
                         flush=True,
                     )
@@ -139,9 +153,11 @@ def main() -> None:
             for workers, done in runs.items():
                 rates[workers] = args.count / statistics.median(r.seconds for r in done)
                 rss = statistics.median(r.rss_kib for r in done) / 1024
+                others = statistics.median(r.other for r in done)
                 print(
                     f"{layout:>4} msg/file  workers {workers}: median of {len(done)}"
                     f" {rates[workers]:8,.0f} msg/s  peak RSS {rss:6.1f} MiB"
+                    f"  (others' CPU {others:.1f} s)"
                 )
             if 1 in rates and 2 in rates:
                 print(f"{layout:>4} msg/file  speed-up 2 workers / 1: {rates[2] / rates[1]:.2f}x")
