@@ -46,9 +46,21 @@ def _rows(out: Path) -> dict[str, tuple[str, list[str], list[str]]]:
         db.close()
 
 
+def _with_chemistry(message: bytes, lines: int) -> bytes:
+    """``message`` with ``lines`` more OBX that are no CBC field (a long note)."""
+    extra = b"".join(
+        b"OBX|%d|NM|2345-7^Glucose^LN||5.%d|mmol/L|3.9-5.6||||F\r" % (100 + n, n % 10)
+        for n in range(lines)
+    )
+    return message + extra
+
+
 def test_notes_go_to_the_ledger_warnings_keep_their_file(tmp_path: Path) -> None:
     source = tmp_path / "in"
     make_inputs(source, 1)  # generated: "OBX[2] … are no CBC field …; not used" only
+    long = source / "long.hl7"
+    long.write_bytes(_with_chemistry((source / "gen-7-000000.hl7").read_bytes(), 60))
+    age(long, 5)
     for n, name in enumerate(
         ("21-unknown-wbc-unit.hl7", "17-chemistry-no-cbc.hl7", "18-malformed-msh.hl7")
     ):
@@ -65,14 +77,23 @@ def test_notes_go_to_the_ledger_warnings_keep_their_file(tmp_path: Path) -> None
     assert all("not used" in note for note in notes)
     assert not list(out.glob("processed/*/gen*.outcome.json"))
 
+    context = Context(
+        now=NOW, terminology=load_terminology(), rule_set=load_rule_set(), default_timezone="UTC"
+    )
+    (whole,) = process(long.read_bytes(), context)
+    expected_notes = [f"{i.location}: {i.message}" for i in whole.issues]
+    assert max(len(note) for note in expected_notes) > 400  # kept whole, never cut
+    assert rows["long.hl7"] == (
+        "processed",
+        [o for o in rows["long.hl7"][1] if o.endswith(".bundle.json")],
+        expected_notes,
+    )
+
     outcome, outputs, notes = rows["21-unknown-wbc-unit.hl7"]
     assert outcome == "processed"
     assert notes == []
     assert outputs[-1].endswith(".outcome.json")
     written = json.loads((out / outputs[-1]).read_bytes())
-    context = Context(
-        now=NOW, terminology=load_terminology(), rule_set=load_rule_set(), default_timezone="UTC"
-    )
     (expected,) = process((SAMPLES / "21-unknown-wbc-unit.hl7").read_bytes(), context)
     assert any(i.severity is Severity.WARNING for i in expected.issues)
     assert written == json.loads(json.dumps(expected.operation_outcome()))  # every issue
@@ -88,9 +109,9 @@ def test_notes_go_to_the_ledger_warnings_keep_their_file(tmp_path: Path) -> None
         assert all((out / o).is_file() for o in outputs)
 
     noted = result.summary["notes"]
-    assert noted["messages"] == 1
-    assert noted["issues"] == len(rows["gen-7-000000.hl7"][2])
-    assert "notes: 1 processed messages" in render_summary(result.summary)
+    assert noted["messages"] == 2
+    assert noted["issues"] == len(rows["gen-7-000000.hl7"][2]) + len(expected_notes)
+    assert "notes: 2 processed messages" in render_summary(result.summary)
 
 
 def test_a_version_1_ledger_is_migrated(tmp_path: Path) -> None:

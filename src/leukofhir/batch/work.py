@@ -201,20 +201,19 @@ def _notes_only(outcome: MessageOutcome) -> tuple[str, ...]:
         for i in outcome.issues
     ):
         return ()
-    return tuple(_issue_text(i) for i in outcome.issues)
+    return tuple(_issue_text(i) for i in outcome.issues)  # whole: notes are never cut
 
 
 def _issue_text(issue: Issue) -> str:
     where = str(issue.location)
-    text = f"{where}: {issue.message}" if where else issue.message
-    return text[:_REASON_MAX]
+    return f"{where}: {issue.message}" if where else issue.message
 
 
 def _reason(outcome: MessageOutcome) -> str:
     if outcome.disposition is Disposition.PROCESSED or not outcome.issues:
         return ""
     serious = [i for i in outcome.issues if i.severity in (Severity.ERROR, Severity.FATAL)]
-    return _issue_text((serious or list(outcome.issues))[0])
+    return _issue_text((serious or list(outcome.issues))[0])[:_REASON_MAX]
 
 
 # -- pool side ---------------------------------------------------------------------------
