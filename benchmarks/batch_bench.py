@@ -2,13 +2,18 @@
 
     python benchmarks/batch_bench.py                    # 100,000 messages (takes minutes)
     python benchmarks/batch_bench.py --count 10000 --layouts 1,100 --workers 1,2
+    python benchmarks/batch_bench.py --repeat 5 --layouts 1     # medians of 5 runs
+    python benchmarks/batch_bench.py -- --fsync                 # options for leukofhir batch
 
 For each layout (messages per file) the messages are written once to a temporary folder,
 then ``leukofhir batch IN --out OUT --now ... --workers N`` runs as a subprocess into a
 fresh OUT.  Reported per run: wall time (start-up, scan, processing, writing, ledger,
-summary: everything), messages per second, and the peak resident memory of the batch
-process and its workers together (sampled from /proc every 0.1 s).  ``--workers 1``
-runs without a pool (the parent does the work); ``--workers 2`` forks two workers.
+summary: everything), messages per second, CPU time (user + system, batch and workers),
+the CPU time the rest of the machine used meanwhile (others' load on a shared machine:
+with 2 cores, each second of it is taken from a 2-worker run), and the peak resident
+memory of the batch process and its workers together (sampled from /proc every 0.1 s).
+``--workers 1`` runs without a pool (the parent does the work); ``--workers 2`` forks two
+workers.  With ``--repeat N`` the configurations are interleaved and medians reported.
 """
 
 from __future__ import annotations
@@ -17,10 +22,12 @@ import argparse
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -63,22 +70,46 @@ def _rss_kib(pid: int) -> int:
     return total
 
 
-def run(source: Path, out: Path, workers: int) -> tuple[float, int, int]:
-    """(seconds, peak RSS in KiB of the batch and its workers together, exit code)."""
+@dataclass(frozen=True)
+class Run:
+    seconds: float  # wall time
+    cpu: float  # user + system seconds of the batch and its workers
+    other: float  # CPU seconds the rest of the machine used meanwhile (others' load)
+    rss_kib: int  # peak resident memory of the batch and its workers together
+    code: int  # exit code
+
+
+def _busy_seconds() -> float:
+    """CPU seconds the whole machine has been busy (every process, kernel threads too)."""
+    with open("/proc/stat") as stat:
+        ticks = [int(v) for v in stat.readline().split()[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # minus idle, iowait
+
+
+def run(source: Path, out: Path, workers: int, extra: list[str]) -> Run:
+    """One ``leukofhir batch`` into a fresh OUT, timed."""
     argv = [
         sys.executable, "-m", "leukofhir.cli", "--log-format", "json", "batch", str(source),
         "--out", str(out), "--workers", str(workers), "--now", "2026-01-01T00:00:00Z",
-        "--progress", "log",
+        "--progress", "log", *extra,
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     start = time.perf_counter()
+    busy = _busy_seconds()
     process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     peak = 0
-    while process.poll() is None:  # (rusage's ru_maxrss would count this script's memory)
+    while True:  # (rusage's ru_maxrss would count this script's memory)
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            break
         peak = max(peak, _rss_kib(process.pid))
         time.sleep(0.1)
     elapsed = time.perf_counter() - start
-    return elapsed, peak, process.returncode
+    busy = _busy_seconds() - busy
+    process.returncode = os.waitstatus_to_exitcode(status)
+    # the workers are waited for by the batch, so their times are in its rusage
+    cpu = usage.ru_utime + usage.ru_stime
+    return Run(elapsed, cpu, max(busy - cpu, 0.0), peak, process.returncode)
 
 
 def main() -> None:
@@ -87,7 +118,9 @@ def main() -> None:
     parser.add_argument("--layouts", default="1,100", help="messages per file, comma-separated")
     parser.add_argument("--workers", default="1,2", help="worker counts, comma-separated")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=1, help="runs per configuration (median)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folders")
+    parser.add_argument("extra", nargs="*", help="more options for leukofhir batch (after --)")
     args = parser.parse_args()
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores,"
           f" Python {platform.python_version()}, {args.count} messages")  # fmt: skip
@@ -100,17 +133,32 @@ def main() -> None:
         for layout in layouts:
             source = base / f"in-{layout}"
             files = counts[layout]
-            rates: dict[int, float] = {}
-            for workers in (int(x) for x in args.workers.split(",")):
-                out = base / f"out-{layout}-{workers}"
-                seconds, rss, code = run(source, out, workers)
-                rates[workers] = args.count / seconds
+            runs: dict[int, list[Run]] = {}
+            workers_list = [int(x) for x in args.workers.split(",")]
+            for _ in range(args.repeat):  # interleaved, so that a noisy moment hits both
+                for workers in workers_list:
+                    out = base / f"out-{layout}-{workers}"
+                    r = run(source, out, workers, args.extra)
+                    runs.setdefault(workers, []).append(r)
+                    print(
+                        f"{layout:>4} msg/file ({files} files)  workers {workers}:"
+                        f" {r.seconds:7.2f} s  {args.count / r.seconds:8,.0f} msg/s"
+                        f"  cpu {r.cpu:7.2f} s (others {r.other:6.2f} s)"
+                        f"  peak RSS {r.rss_kib / 1024:6.1f} MiB"
+                        f"  exit {r.code}",
+                        flush=True,
+                    )
+                    shutil.rmtree(out)
+            rates = {}
+            for workers, done in runs.items():
+                rates[workers] = args.count / statistics.median(r.seconds for r in done)
+                rss = statistics.median(r.rss_kib for r in done) / 1024
+                others = statistics.median(r.other for r in done)
                 print(
-                    f"{layout:>4} msg/file ({files} files)  workers {workers}:"
-                    f" {seconds:7.2f} s  {rates[workers]:8,.0f} msg/s"
-                    f"  peak RSS {rss / 1024:6.1f} MiB  exit {code}"
+                    f"{layout:>4} msg/file  workers {workers}: median of {len(done)}"
+                    f" {rates[workers]:8,.0f} msg/s  peak RSS {rss:6.1f} MiB"
+                    f"  (others' CPU {others:.1f} s)"
                 )
-                shutil.rmtree(out)
             if 1 in rates and 2 in rates:
                 print(f"{layout:>4} msg/file  speed-up 2 workers / 1: {rates[2] / rates[1]:.2f}x")
     finally:

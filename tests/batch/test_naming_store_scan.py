@@ -112,3 +112,48 @@ def test_scan_survives_a_directory_loop(tmp_path: Path) -> None:
     found = [f.source for f in scan(tmp_path, now_ns=(OLD + 100) * 10**9, stats=stats)]
     assert found == ["a/m.hl7"]
     assert stats.left["loop"] == 2
+
+
+def test_scan_of_a_big_folder_spills_and_keeps_the_order(tmp_path: Path) -> None:
+    """More entries than ``sort_limit``: sorted runs go to temporary files, the order is
+    exactly (mtime, name) per folder, then sub-folders by name, as without a limit."""
+    root = tmp_path / "in"
+    root.mkdir()
+    expected_top = []
+    for i in range(300):
+        name = f"m{(i * 7919) % 1000:03d}.hl7"
+        (root / name).write_bytes(b"x")
+        seconds = (i * 31) % 17  # many files share an mtime: the name decides
+        age(root / name, seconds)
+        expected_top.append((seconds, name))
+    for d in range(40):
+        sub = root / f"sub{(d * 13) % 40:02d}"
+        sub.mkdir()
+        (sub / "m.hl7").write_bytes(b"x")
+        age(sub / "m.hl7")
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    now = (OLD + 100) * 10**9
+    stats = ScanStats()
+    small = [f.source for f in scan(root, now_ns=now, sort_limit=7, spill_dir=spill, stats=stats)]
+    assert stats.spilled >= 300 // 7 + 40 // 7
+    assert small == [name for _, name in sorted(expected_top)] + [
+        f"sub{d:02d}/m.hl7" for d in range(40)
+    ]
+    assert small == [f.source for f in scan(root, now_ns=now)]
+    assert list(spill.iterdir()) == []  # the runs were anonymous files, gone
+
+
+def test_scan_stops_on_a_full_spill_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    for name in "abcd":
+        (tmp_path / name).write_bytes(b"x")
+        age(tmp_path / name)
+
+    def full(*args: object, **kwargs: object) -> object:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", full)
+    with pytest.raises(OSError, match="No space"):
+        list(scan(tmp_path, now_ns=(OLD + 100) * 10**9, sort_limit=2))

@@ -189,3 +189,28 @@ def test_moves_are_atomic_and_never_overwrite(tmp_path: Path) -> None:
         "gen-7-000002.hl7",
     ]
     assert (failed / "bad.hl7").read_bytes() == b"not hl7"
+
+
+def test_a_spilled_scan_gives_the_same_out_and_a_full_spill_disk_stops_cleanly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    make_inputs(tmp_path / "in", 20, per_file=1)
+    small = run_batch(_options(tmp_path, sort_limit=3), LOG)
+    assert small.exit_code == 0
+    assert run_batch(_options(tmp_path, out=tmp_path / "whole"), LOG).exit_code == 0
+    assert snapshot(tmp_path / "out") == snapshot(tmp_path / "whole")
+    assert ledger_rows(tmp_path / "out") == ledger_rows(tmp_path / "whole")
+
+    def full(*args: object, **kwargs: object) -> object:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", full)
+    stopped = run_batch(_options(tmp_path, out=tmp_path / "full", sort_limit=3), LOG)
+    assert stopped.exit_code == 3
+    assert "No space left on device" in stopped.error
+    monkeypatch.undo()
+    resumed = run_batch(_options(tmp_path, out=tmp_path / "full", sort_limit=3), LOG)
+    assert resumed.exit_code == 0
+    assert snapshot(tmp_path / "full") == snapshot(tmp_path / "whole")

@@ -9,11 +9,19 @@ Tables::
                            state ``done`` (every message recorded), ``unreadable`` or
                            ``vanished`` (tried again on the next pass)
     messages(source, offset, idx, sha256, control_id, outcome, reports, findings,
-             reason, outputs, recorded)
-                           one row per message; unique on (source, offset, sha256)
+             reason, outputs, recorded, notes)
+                           one row per message; unique on (source, offset, sha256);
+                           ``notes``: a JSON list of the texts of a processed message's
+                           information-only issues, written here instead of a file
+                           (:mod:`leukofhir.batch.work`); added by schema version 2
+    stale(output)          outputs of rows replaced or removed, to delete once committed
 
 Invariant: a message's row is committed only after all of its outputs are in place, and a
-file's ``done`` row in the same transaction as its messages' rows.  A crash therefore
+file's ``done`` row in the same transaction as its messages' rows.  A file that changed
+replaces its rows: the rows of messages no longer in it are deleted, and the outputs no row
+keeps any more (theirs, and those a retried message no longer has) are listed in ``stale``
+in the same transaction, deleted after the commit, then struck off; a crash in between
+leaves the list, and the next commit (or the next run) finishes it.  A crash therefore
 leaves outputs the ledger does not know yet (re-made byte for byte by the re-run) but never
 a row without its outputs.  Rows are committed in batches (every ``commit_rows`` rows or
 ``commit_seconds``), which bounds the work a crash can cost.
@@ -32,7 +40,7 @@ from pathlib import Path
 
 __all__ = ["FileState", "Ledger", "MessageRow"]
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 LEDGER_NAME = "ledger.sqlite"
 
 _SCHEMA = """
@@ -58,9 +66,11 @@ CREATE TABLE IF NOT EXISTS messages (
     reason TEXT NOT NULL,
     outputs TEXT NOT NULL,
     recorded TEXT NOT NULL,
+    notes TEXT NOT NULL DEFAULT '[]',
     UNIQUE (source, offset, sha256)
 );
 CREATE INDEX IF NOT EXISTS messages_outcome ON messages (outcome);
+CREATE TABLE IF NOT EXISTS stale (output TEXT PRIMARY KEY);
 """
 
 
@@ -77,6 +87,7 @@ class MessageRow:
     findings: tuple[str, ...]  # "leukopenia G2", "eosinophilia" ...
     reason: str  # rejected/skipped: the main issue's text
     outputs: tuple[str, ...]  # relative names under OUT
+    notes: tuple[str, ...] = ()  # processed: information-only issues (no outcome file)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,16 +114,22 @@ class Ledger:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         self._db.executescript(_SCHEMA)
-        self._db.execute(
-            "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
-        )
+        self._migrate()
         self._commit_rows = commit_rows
         self._commit_seconds = commit_seconds
         self._pending = 0
         self._since = time.monotonic()
         self._in_transaction = False
         self._on_commit = on_commit
-        self._stale: list[str] = []  # outputs of replaced rows, removed after the commit
+
+    def _migrate(self) -> None:
+        """Bring a ledger of an older version up to this one (in place, idempotent)."""
+        columns = {str(row[1]) for row in self._db.execute("PRAGMA table_info(messages)")}
+        if "notes" not in columns:  # version 1: notes were .outcome.json files
+            self._db.execute("ALTER TABLE messages ADD COLUMN notes TEXT NOT NULL DEFAULT '[]'")
+        self._db.execute(
+            "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
+        )
 
     # -- meta ---------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
@@ -186,6 +203,14 @@ class Ledger:
             )
         ]
 
+    def noted(self) -> tuple[int, int]:
+        """(messages with notes in the ledger, notes in all)."""
+        row = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(json_array_length(notes)), 0) FROM messages"
+            " WHERE notes != '[]'"
+        ).fetchone()
+        return int(row[0]), int(row[1])
+
     def total_reports(self) -> int:
         row = self._db.execute("SELECT COALESCE(SUM(reports), 0) FROM messages").fetchone()
         return int(row[0])
@@ -213,12 +238,18 @@ class Ledger:
         state: str = "done",
         error: str = "",
         replacing: bool = False,
+        present: frozenset[tuple[int, str]] | None = None,
     ) -> None:
-        """A file's messages and its state, in the current (batched) transaction."""
+        """A file's messages and its state, in the current (batched) transaction.
+
+        ``replacing``: the file was seen before, so ``rows`` may replace older rows.  With
+        ``present`` (the (offset, sha256) of the messages still in the file that needed no
+        work) the file is known whole: its older rows that are neither in ``rows`` nor in
+        ``present`` are of messages that left it, and are deleted with their outputs."""
         self._begin()
         rows = list(rows)
-        if replacing:  # the file was seen before: rows may replace older ones
-            self._collect_stale(source, rows)
+        if replacing:
+            self._replace(source, rows, present)
         batch = [
             (
                 source,
@@ -232,14 +263,15 @@ class Ledger:
                 r.reason,
                 json.dumps(r.outputs),
                 recorded,
+                json.dumps(r.notes, ensure_ascii=False),
             )
             for r in rows
         ]
         # a retried rejected message replaces its row (same source, offset and bytes)
         self._db.executemany(
             "INSERT OR REPLACE INTO messages (source, offset, idx, sha256, control_id,"
-            " outcome, reports, findings, reason, outputs, recorded)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " outcome, reports, findings, reason, outputs, recorded, notes)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             batch,
         )
         self._db.execute(
@@ -255,15 +287,18 @@ class Ledger:
             self.flush()
 
     def flush(self) -> None:
-        """Commit what is pending, then tell ``on_commit`` which old outputs are stale."""
+        """Commit what is pending, then tell ``on_commit`` which old outputs are stale (it
+        deletes them) and strike them off."""
         if self._in_transaction:
             self._db.execute("COMMIT")
             self._in_transaction = False
         self._pending = 0
         self._since = time.monotonic()
-        stale, self._stale = self._stale, []
+        stale = [str(o) for (o,) in self._db.execute("SELECT output FROM stale")]
         if self._on_commit is not None:
             self._on_commit(stale)
+        if stale:
+            self._db.execute("DELETE FROM stale")
 
     def rollback(self) -> None:
         """Drop what is pending (after an error that stops the batch)."""
@@ -271,19 +306,30 @@ class Ledger:
             with suppress(sqlite3.Error):  # SQLite may have rolled back already (disk full)
                 self._db.execute("ROLLBACK")
             self._in_transaction = False
-        self._stale = []
 
-    def _collect_stale(self, source: str, rows: list[MessageRow]) -> None:
-        """Outputs of rows about to be replaced (a retried rejected message) that the new
-        row does not keep."""
-        for row in rows:
-            old = self._db.execute(
-                "SELECT outputs FROM messages WHERE source = ? AND offset = ? AND sha256 = ?",
-                (source, row.offset, row.sha256),
-            ).fetchone()
-            if old is not None:
-                kept = set(row.outputs)
-                self._stale.extend(o for o in json.loads(old[0]) if o not in kept)
+    def _replace(
+        self, source: str, rows: list[MessageRow], present: frozenset[tuple[int, str]] | None
+    ) -> None:
+        """Before ``rows`` of a file seen before are written: the outputs that older rows
+        had and no row keeps go to ``stale``; rows of messages gone from the file go."""
+        new = {(r.offset, r.sha256): r for r in rows}
+        kept_outputs = {o for r in rows for o in r.outputs}
+        stale: list[str] = []
+        gone: list[tuple[int, str]] = []
+        for offset, sha, outputs in self._db.execute(
+            "SELECT offset, sha256, outputs FROM messages WHERE source = ?", (source,)
+        ).fetchall():
+            key = (int(offset), str(sha))
+            if key in new:  # replaced (a retried rejected message): what it no longer has
+                stale.extend(o for o in json.loads(outputs) if o not in kept_outputs)
+            elif present is not None and key not in present:  # the message left the file
+                gone.append(key)
+                stale.extend(o for o in json.loads(outputs) if o not in kept_outputs)
+        self._db.executemany(
+            "DELETE FROM messages WHERE source = ? AND offset = ? AND sha256 = ?",
+            [(source, offset, sha) for offset, sha in gone],
+        )
+        self._db.executemany("INSERT OR IGNORE INTO stale VALUES (?)", [(o,) for o in stale])
 
     def close(self) -> None:
         self._db.close()

@@ -41,7 +41,7 @@ from typing import Any
 from structlog.typing import FilteringBoundLogger
 
 from leukofhir.batch.ledger import Ledger
-from leukofhir.batch.scan import Found, ScanStats, scan
+from leukofhir.batch.scan import SORT_LIMIT, Found, ScanStats, scan
 from leukofhir.batch.store import Store, move_no_overwrite, sweep_temporaries
 from leukofhir.batch.summary import (
     Progress,
@@ -86,8 +86,10 @@ class BatchOptions:
     watch: bool = False
     interval: float = 2.0
     progress: bool | None = None  # None: a bar when stderr is a terminal
+    progress_every: float = 10.0  # seconds between progress log lines (without a bar)
     files_per_task: int = 32
     task_bytes: int = 1 << 20
+    sort_limit: int = SORT_LIMIT  # entries of one folder sorted in memory; more spill to OUT
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +160,10 @@ class _Runner:
 
     # -- the run ------------------------------------------------------------------------
     def run(self) -> BatchResult:
-        with Progress(self.log, bar=self.options.progress) as progress:
+        self._flush()  # finishes the stale outputs a killed run left listed
+        with Progress(
+            self.log, bar=self.options.progress, every=self.options.progress_every
+        ) as progress:
             if progress.has_bar:
                 self._count_in_background(progress)
             while True:
@@ -183,7 +188,7 @@ class _Runner:
         batch: list[FileTask] = []
         size = 0
         per_task = 1 if self.inline is not None else self.options.files_per_task
-        for found in self._scan():
+        for found in self._scan_or_fail():
             if self.stop.is_set() or self.error:
                 break
             task = self._task(found, recorded)
@@ -214,6 +219,13 @@ class _Runner:
             self.ledger.set_meta("session_now", recorded)
         return recorded
 
+    def _scan_or_fail(self) -> Iterator[Found]:
+        """The scan; a failure to spill its sort to OUT (a full disk) stops the batch."""
+        try:
+            yield from self._scan()
+        except OSError as exc:
+            self._fail(exc, [])
+
     def _scan(self) -> Iterator[Found]:
         exclude = tuple(
             p
@@ -226,6 +238,8 @@ class _Runner:
             min_age=self.options.min_age,
             exclude=exclude,
             stats=self.stats,
+            sort_limit=self.options.sort_limit,
+            spill_dir=self.options.out,
         )
 
     def _task(self, found: Found, recorded: str) -> FileTask | None:
@@ -285,6 +299,7 @@ class _Runner:
                 state=result.state,
                 error=result.error,
                 replacing=bool(task.skip) or self.options.retry_rejected,
+                present=frozenset(result.present) if result.state == "done" else None,
             )
         except sqlite3.Error as exc:
             self.ledger.rollback()
@@ -373,13 +388,19 @@ class _Runner:
 
     def _count_in_background(self, progress: Progress) -> None:
         def count() -> None:
-            total = sum(1 for _ in self._scan_quiet())
-            progress.set_total(total)
+            with suppress(OSError):  # no total (no ETA) if the count cannot spill
+                progress.set_total(sum(1 for _ in self._scan_quiet()))
 
         threading.Thread(target=count, daemon=True).start()
 
     def _scan_quiet(self) -> Iterator[Found]:
-        return scan(self.options.source, now_ns=time.time_ns(), min_age=self.options.min_age)
+        return scan(
+            self.options.source,
+            now_ns=time.time_ns(),
+            min_age=self.options.min_age,
+            sort_limit=self.options.sort_limit,
+            spill_dir=self.options.out,
+        )
 
 
 @contextmanager

@@ -43,6 +43,7 @@ def build_summary(
     elapsed = time.monotonic() - run.started
     totals = ledger.counts()
     findings = ledger.findings()
+    noted, notes = ledger.noted()
     by_kind: Counter[str] = Counter()
     for name, count in findings.items():
         by_kind[name.split(" ")[0]] += count
@@ -57,6 +58,11 @@ def build_summary(
         "findings": {
             "by_kind": dict(sorted(by_kind.items())),
             "by_kind_and_grade": dict(sorted(findings.items())),
+        },
+        "notes": {  # information-only issues of processed messages: no file, see the ledger
+            "messages": noted,
+            "issues": notes,
+            "where": "ledger.sqlite: messages.notes",
         },
         "rejected_top_reasons": [
             {"reason": reason, "count": count} for reason, count in ledger.top_reasons()
@@ -85,6 +91,11 @@ def render_summary(summary: dict[str, Any]) -> str:
     ]
     if summary["findings"]["by_kind_and_grade"]:
         lines.append("findings: " + _pairs(summary["findings"]["by_kind_and_grade"]))
+    if summary["notes"]["messages"]:
+        lines.append(
+            f"notes: {summary['notes']['messages']} processed messages carry information-only"
+            f" issues ({summary['notes']['issues']}), kept in {summary['notes']['where']}"
+        )
     for item in summary["rejected_top_reasons"][:5]:
         lines.append(f"  rejected ×{item['count']}: {item['reason']}")
     if run["left_for_later_or_ignored"]:
@@ -139,6 +150,7 @@ class Progress:
 
     def __enter__(self) -> Progress:
         if self._bar:
+            from rich.console import Console
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
@@ -157,6 +169,7 @@ class Progress:
                 TextColumn("{task.fields[rate]} msg/s"),
                 TimeElapsedColumn(),
                 TimeRemainingColumn(),
+                console=Console(stderr=True),  # stdout carries only the summary
                 transient=False,
             )
             self._progress.__enter__()

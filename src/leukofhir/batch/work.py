@@ -12,6 +12,13 @@ HL7 v2 messages are identified by (byte offset, SHA-256 of the message's bytes).
 input (detected by :func:`leukofhir.ingest.fhir.looks_like_fhir`) is processed as one
 document; its units are identified by (offset, ``<SHA-256 of the file>#<unit index>``) and
 a rejected unit keeps the whole input document beside its OperationOutcome.
+
+Notes.  A processed message whose issues are all notes (severity ``information``, type
+``informational``: "OBX[2] … are no CBC field leukofhir evaluates; not used", "also sent at
+…; not used by the rules") gets no ``.outcome.json`` file: its notes go to the ledger
+(``messages.notes``) and are counted in the summary.  Any other issue (a warning, an
+incomplete report, an error) keeps the OperationOutcome file, with every issue in it,
+notes included.  Skipped and rejected messages always keep theirs.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from leukofhir.batch.naming import message_key, output_base
 from leukofhir.batch.store import Store
 from leukofhir.context import Context
 from leukofhir.emit.jsonio import dumps
-from leukofhir.errors import Severity
+from leukofhir.errors import Issue, Severity
 from leukofhir.ingest.fhir import looks_like_fhir
 from leukofhir.ingest.framing import split_messages
 from leukofhir.pipeline import Disposition, MessageOutcome, process, process_message
@@ -71,6 +78,7 @@ class FileResult:
     rows: tuple[MessageRow, ...]
     state: str = "done"  # done | unreadable | vanished | out-error
     error: str = ""
+    present: tuple[tuple[int, str], ...] = ()  # (offset, sha256) still there, already done
 
 
 class Worker:
@@ -105,39 +113,52 @@ class Worker:
         except OSError as exc:
             return FileResult(task.source, 0, 0, (), "unreadable", exc.strerror or str(exc))
         context = self.context(task.recorded)
+        present: list[tuple[int, str]] = []
         try:
             rows = (
-                self._fhir(task, data, context)
+                self._fhir(task, data, context, present)
                 if looks_like_fhir(data)
-                else self._hl7v2(task, data, context)
+                else self._hl7v2(task, data, context, present)
             )
         except OSError as exc:  # writing to OUT failed (full, read-only ...): stops the batch
             return FileResult(task.source, 0, 0, (), OUT_ERROR, exc.strerror or str(exc))
-        return FileResult(task.source, info.st_size, info.st_mtime_ns, tuple(rows))
+        return FileResult(
+            task.source, info.st_size, info.st_mtime_ns, tuple(rows), present=tuple(present)
+        )
 
-    def _hl7v2(self, task: FileTask, data: bytes, context: Context) -> list[MessageRow]:
+    def _hl7v2(
+        self, task: FileTask, data: bytes, context: Context, present: list[tuple[int, str]]
+    ) -> list[MessageRow]:
         rows: list[MessageRow] = []
+        found = False
         for raw in split_messages(data):
+            found = True
             sha = hashlib.sha256(raw.data).hexdigest()
             if (raw.offset, sha) not in task.skip:
                 outcome = process_message(raw, context)
                 rows.append(self._finish(task.source, outcome, raw.data, sha, ".hl7"))
             else:
-                rows.append(_done_marker(raw.offset, raw.index, sha))
-        if not rows:  # nothing but blanks: the core's own "no message" rejection
+                present.append((raw.offset, sha))
+        if not found:  # nothing but blanks: the core's own "no message" rejection
             sha = hashlib.sha256(data).hexdigest()
             if (0, sha) not in task.skip:
                 for outcome in process(data, context):
                     rows.append(self._finish(task.source, outcome, data, sha, ".hl7"))
-        return [row for row in rows if row.outcome]
+            else:
+                present.append((0, sha))
+        return rows
 
-    def _fhir(self, task: FileTask, data: bytes, context: Context) -> list[MessageRow]:
+    def _fhir(
+        self, task: FileTask, data: bytes, context: Context, present: list[tuple[int, str]]
+    ) -> list[MessageRow]:
         whole = hashlib.sha256(data).hexdigest()
         rows = []
         for outcome in process(data, context):
             sha = f"{whole}#{outcome.index}"
             if (outcome.offset, sha) not in task.skip:
                 rows.append(self._finish(task.source, outcome, data, sha, ".json"))
+            else:
+                present.append((outcome.offset, sha))
         return rows
 
     def _finish(
@@ -149,7 +170,10 @@ class Worker:
         if outcome.disposition is Disposition.REJECTED:
             outputs.append(base + suffix)
             self.store.write(outputs[-1], raw)
+        notes = _notes_only(outcome)
         for document_suffix, document in outcome.named_documents():
+            if notes and document["resourceType"] == "OperationOutcome":
+                continue  # in the ledger instead
             outputs.append(base + document_suffix)
             self.store.write(outputs[-1], dumps(document) + b"\n")
         return MessageRow(
@@ -166,21 +190,30 @@ class Worker:
             ),
             reason=_reason(outcome),
             outputs=tuple(outputs),
+            notes=notes,
         )
 
 
-def _done_marker(offset: int, index: int, sha: str) -> MessageRow:
-    return MessageRow(offset, index, sha, "", "", 0, (), "", ())
+def _notes_only(outcome: MessageOutcome) -> tuple[str, ...]:
+    """The texts of a processed message's issues when every one is a note; else ()."""
+    if outcome.disposition is not Disposition.PROCESSED or not all(
+        i.severity is Severity.INFORMATION and i.issue_type == "informational"
+        for i in outcome.issues
+    ):
+        return ()
+    return tuple(_issue_text(i) for i in outcome.issues)  # whole: notes are never cut
+
+
+def _issue_text(issue: Issue) -> str:
+    where = str(issue.location)
+    return f"{where}: {issue.message}" if where else issue.message
 
 
 def _reason(outcome: MessageOutcome) -> str:
     if outcome.disposition is Disposition.PROCESSED or not outcome.issues:
         return ""
     serious = [i for i in outcome.issues if i.severity in (Severity.ERROR, Severity.FATAL)]
-    issue = (serious or list(outcome.issues))[0]
-    where = str(issue.location)
-    text = f"{where}: {issue.message}" if where else issue.message
-    return text[:_REASON_MAX]
+    return _issue_text((serious or list(outcome.issues))[0])[:_REASON_MAX]
 
 
 # -- pool side ---------------------------------------------------------------------------
