@@ -144,13 +144,18 @@ class Issue:
     def issue_type(self) -> str:
         return self.fhir_type or self.code.fhir_issue_type
 
+    @property
+    def text(self) -> str:
+        """``OBX[3]-5: message`` (the message alone when the issue has no location)."""
+        where = str(self.location)
+        return f"{where}: {self.message}" if where else self.message
+
 
 class LeukofhirError(Exception):
     """Base of every error this package raises on purpose."""
 
     def __init__(self, issue: Issue) -> None:
-        where = str(issue.location)
-        super().__init__(f"{where}: {issue.message}" if where else issue.message)
+        super().__init__(issue.text)
         self.issue = issue
 
 

@@ -37,7 +37,7 @@ from leukofhir.batch.naming import message_key, output_base
 from leukofhir.batch.store import Store
 from leukofhir.context import Context
 from leukofhir.emit.jsonio import dumps
-from leukofhir.errors import Issue, Severity
+from leukofhir.errors import Severity
 from leukofhir.ingest.fhir import looks_like_fhir
 from leukofhir.ingest.framing import split_messages
 from leukofhir.pipeline import Disposition, MessageOutcome, process, process_message
@@ -196,24 +196,14 @@ class Worker:
 
 def _notes_only(outcome: MessageOutcome) -> tuple[str, ...]:
     """The texts of a processed message's issues when every one is a note; else ()."""
-    if outcome.disposition is not Disposition.PROCESSED or not all(
-        i.severity is Severity.INFORMATION and i.issue_type == "informational"
-        for i in outcome.issues
-    ):
-        return ()
-    return tuple(_issue_text(i) for i in outcome.issues)  # whole: notes are never cut
-
-
-def _issue_text(issue: Issue) -> str:
-    where = str(issue.location)
-    return f"{where}: {issue.message}" if where else issue.message
+    return tuple(i.text for i in outcome.issues) if outcome.notes_only else ()  # never cut
 
 
 def _reason(outcome: MessageOutcome) -> str:
     if outcome.disposition is Disposition.PROCESSED or not outcome.issues:
         return ""
     serious = [i for i in outcome.issues if i.severity in (Severity.ERROR, Severity.FATAL)]
-    return _issue_text((serious or list(outcome.issues))[0])[:_REASON_MAX]
+    return (serious or list(outcome.issues))[0].text[:_REASON_MAX]
 
 
 # -- pool side ---------------------------------------------------------------------------

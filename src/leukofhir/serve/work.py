@@ -101,12 +101,7 @@ class Processor:
 
 def notes_of(results: Sequence[Result]) -> tuple[str, ...]:
     """The notes the sink did not get (see :attr:`Result.notes`), as text."""
-    return tuple(
-        f"{issue.location}: {issue.message}" if str(issue.location) else issue.message
-        for result in results
-        if result.notes
-        for issue in result.issues
-    )
+    return tuple(issue.text for result in results if result.notes for issue in result.issues)
 
 
 def _several(count: int) -> Issue:
