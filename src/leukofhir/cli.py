@@ -20,23 +20,17 @@ from structlog.typing import FilteringBoundLogger
 
 from leukofhir import __version__
 from leukofhir.batch.scan import is_documentation
-from leukofhir.context import Context
+from leukofhir.context import Context, Settings
 from leukofhir.emit.jsonio import dumps
-from leukofhir.errors import ConfigError
+from leukofhir.errors import ConfigError, UsageError
 from leukofhir.ingest.dtm import DtmError, zone
 from leukofhir.logs import configure, get_logger
 from leukofhir.pipeline import Disposition, MessageOutcome, process, process_ndjson
-from leukofhir.rules import load_rule_set
 from leukofhir.serve.command import add_serve_parser
-from leukofhir.terminology import load_terminology
 
 FORMATS = ("ndjson", "json", "summary")
 STREAMED_SUFFIXES = (".ndjson", ".jsonl")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-class UsageError(Exception):
-    """Bad command line: exit code 2."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -274,18 +268,16 @@ def build_context(args: argparse.Namespace) -> Context:
     for mapping in args.mapping:
         if not mapping.is_file():
             raise UsageError(f"--mapping: no such file: {mapping}")
-    try:
-        terminology = load_terminology(args.mapping)
-    except ConfigError as exc:
-        raise UsageError(str(exc)) from exc
-    return Context(
-        now=now,
-        terminology=terminology,
-        rule_set=load_rule_set(),
-        default_timezone=args.timezone,
+    settings = Settings(
+        mappings=tuple(str(m) for m in args.mapping),
+        timezone=args.timezone,
         validate_structure=args.validate_structure,
         validate_output=args.validate,
     )
+    try:
+        return settings.context(now)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def input_files(paths: Sequence[Path]) -> Iterator[Path]:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
-from leukofhir.rules import RuleSet
-from leukofhir.terminology import Terminology
+from leukofhir.rules import RuleSet, load_rule_set
+from leukofhir.terminology import Terminology, load_terminology
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,3 +25,25 @@ class Context:
     default_timezone: str = "UTC"
     validate_structure: bool = False  # hl7apy structure check, reported as warnings
     validate_output: bool = False  # every Bundle through the fhir.resources models
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What a :class:`Context` is built from, small enough to hand to a worker process
+    (mapping files by path, not their tables): batch workers and service processes build
+    theirs from it."""
+
+    mappings: tuple[str, ...] = ()
+    timezone: str = "UTC"
+    validate_structure: bool = False
+    validate_output: bool = False
+
+    def context(self, now: datetime) -> Context:
+        return Context(
+            now=now,
+            terminology=load_terminology([Path(m) for m in self.mappings]),
+            rule_set=load_rule_set(),
+            default_timezone=self.timezone,
+            validate_structure=self.validate_structure,
+            validate_output=self.validate_output,
+        )

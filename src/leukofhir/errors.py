@@ -175,6 +175,10 @@ class StructureError(InputError):
     """A segment or field the message cannot do without is missing or malformed."""
 
 
+class UsageError(Exception):
+    """A bad command line or setting: the command says why and exits with 2."""
+
+
 class ConfigError(LeukofhirError):
     """A user-supplied mapping or profile file is unusable."""
 

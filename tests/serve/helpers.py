@@ -9,13 +9,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from leukofhir.context import Settings
 from leukofhir.ingest.mllp import MllpFramer, frame
 from leukofhir.serve.intake import Intake
 from leukofhir.serve.journal import Journal
 from leukofhir.serve.metrics import Metrics
 from leukofhir.serve.mllp_server import MllpListener, MllpSettings
 from leukofhir.serve.sink import FolderSink
-from leukofhir.serve.work import ProcessorConfig
 from tests.conftest import SAMPLES
 
 TIMEOUT = 10.0
@@ -38,9 +38,7 @@ async def running(out: Path, **settings: object) -> AsyncIterator[Running]:
     """One service process as ``leukofhir serve --workers 1`` runs it: what a previous run
     left is finished first, then the listener starts."""
     metrics = Metrics()
-    intake = Intake(
-        Journal(out, durable=False), FolderSink(out), ProcessorConfig(), metrics=metrics
-    )
+    intake = Intake(Journal(out, durable=False), FolderSink(out), Settings(), metrics=metrics)
     intake.recover()
     listener = MllpListener(intake, MllpSettings(port=0, **settings), metrics)  # type: ignore[arg-type]
     await listener.start()

@@ -18,13 +18,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 from starlette.routing import Route
 
+from leukofhir.context import Settings
 from leukofhir.serve.http_app import HttpSettings, build_app
 from leukofhir.serve.intake import Intake
 from leukofhir.serve.journal import Journal
 from leukofhir.serve.metrics import Metrics
 from leukofhir.serve.openapi import openapi_document
 from leukofhir.serve.sink import FolderSink
-from leukofhir.serve.work import ProcessorConfig
 from tests.serve.helpers import field_of, outputs, sample
 
 ER7 = "x-application/hl7-v2+er7"
@@ -64,7 +64,7 @@ async def serving(
     intake = Intake(
         Journal(tmp_path / "journal", durable=False),
         FolderSink(out),
-        ProcessorConfig(),
+        Settings(),
         metrics=metrics,
     )
     intake.recover()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from leukofhir.cli import main
 from leukofhir.errors import ConfigError, ErrorCode, warning
 from leukofhir.serve.config import load_config, parse_address
 from leukofhir.serve.header import NO_HEADER, content_hash, msh_of, read_header
@@ -168,3 +169,22 @@ def test_config_precedence_and_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unknown_key"):
         load_config({}, environ={}, file=bad)
     assert parse_address("[::1]:2575") == ("::1", 2575)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["--timezone", "Mars/Olympus"],
+        ["--mapping", "/nonexistent/mapping.csv"],
+        ["--mllp", "everywhere"],
+        ["--workers", "-1"],
+    ],
+)
+def test_serve_refuses_bad_settings_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], options: list[str]
+) -> None:
+    code = main(["serve", "--out", str(tmp_path), *options])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("leukofhir: ")
+    assert "Traceback" not in err

@@ -58,6 +58,7 @@ from leukofhir.batch.work import (
     init_worker,
     run_tasks,
 )
+from leukofhir.context import Settings
 
 __all__ = ["BatchError", "BatchOptions", "BatchResult", "run_batch"]
 
@@ -133,10 +134,12 @@ class _Runner:
         config = WorkerConfig(
             out=str(options.out),
             fsync=options.fsync,
-            mappings=tuple(str(m) for m in options.mappings),
-            timezone=options.timezone,
-            validate_output=options.validate_output,
-            validate_structure=options.validate_structure,
+            settings=Settings(
+                mappings=tuple(str(m) for m in options.mappings),
+                timezone=options.timezone,
+                validate_output=options.validate_output,
+                validate_structure=options.validate_structure,
+            ),
         )
         self.pool: Executor | None = None
         self.inline: Worker | None = None

@@ -28,21 +28,19 @@ import hashlib
 import os
 import signal
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
 from leukofhir.batch.ledger import MessageRow
 from leukofhir.batch.naming import message_key, output_base
 from leukofhir.batch.store import Store
-from leukofhir.context import Context
+from leukofhir.context import Context, Settings
 from leukofhir.emit.jsonio import dumps
 from leukofhir.errors import Severity
 from leukofhir.ingest.fhir import looks_like_fhir
 from leukofhir.ingest.framing import split_messages
 from leukofhir.pipeline import Disposition, MessageOutcome, process, process_message
-from leukofhir.rules import load_rule_set
-from leukofhir.terminology import load_terminology
 
 __all__ = ["FileResult", "FileTask", "Worker", "WorkerConfig", "init_worker", "run_tasks"]
 
@@ -56,10 +54,7 @@ class WorkerConfig:
 
     out: str
     fsync: bool = False
-    mappings: tuple[str, ...] = ()
-    timezone: str = "UTC"
-    validate_output: bool = False
-    validate_structure: bool = False
+    settings: Settings = field(default_factory=Settings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,14 +81,7 @@ class Worker:
 
     def __init__(self, config: WorkerConfig) -> None:
         self.store = Store(Path(config.out), fsync=config.fsync)
-        self._base = Context(
-            now=datetime.fromtimestamp(0).astimezone(),
-            terminology=load_terminology([Path(m) for m in config.mappings]),
-            rule_set=load_rule_set(),
-            default_timezone=config.timezone,
-            validate_structure=config.validate_structure,
-            validate_output=config.validate_output,
-        )
+        self._base = config.settings.context(datetime.fromtimestamp(0).astimezone())
         self._contexts: dict[str, Context] = {}
 
     def context(self, recorded: str) -> Context:

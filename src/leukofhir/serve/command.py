@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from datetime import UTC, datetime
 from pathlib import Path
 
-from leukofhir.errors import LeukofhirError
+from leukofhir.context import Settings
+from leukofhir.errors import LeukofhirError, UsageError
 from leukofhir.serve.config import load_config
-from leukofhir.serve.work import Processor, ProcessorConfig
 
 __all__ = ["add_serve_parser"]
 
@@ -57,8 +58,6 @@ def serve_command(args: argparse.Namespace) -> int:
     import os
     import shutil
 
-    from leukofhir.cli import UsageError
-
     options = {
         flag.lstrip("-").replace("-", "_") if "dest" not in spec else str(spec["dest"]): None
         for flag, spec in _OPTIONS
@@ -66,9 +65,8 @@ def serve_command(args: argparse.Namespace) -> int:
     values = {name: getattr(args, name) for name in options}
     try:
         config = load_config(values, file=args.config)
-        Processor(  # the mappings and zone checked now, not in a worker
-            ProcessorConfig(tuple(str(m) for m in config.mappings), config.timezone)
-        )
+        # the mapping files read now, so that a bad one stops the start with its reason
+        Settings(tuple(str(m) for m in config.mappings)).context(datetime.now(UTC))
     except LeukofhirError as exc:
         raise UsageError(str(exc)) from None
     # every service process writes its metrics here; set before prometheus_client loads

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from leukofhir.errors import ConfigError, ErrorCode, error
+from leukofhir.ingest.dtm import DtmError, zone
 
 __all__ = ["ServeConfig", "load_config", "parse_address"]
 
@@ -41,6 +42,15 @@ class ServeConfig(BaseModel):
     validate_structure: bool = False
     validate_output: bool = False
     shutdown_timeout: float = Field(30.0, ge=0)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            zone(value)
+        except DtmError as exc:
+            raise ValueError(str(exc)) from None
+        return value
 
     @field_validator("mllp", "http")
     @classmethod

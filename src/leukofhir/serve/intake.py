@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from leukofhir.context import Settings
 from leukofhir.errors import ErrorCode, Issue
 from leukofhir.logs import get_logger
 from leukofhir.serve.header import NO_HEADER, Header, content_hash, read_header
@@ -47,7 +48,6 @@ from leukofhir.serve.sink import Sink
 from leukofhir.serve.work import (
     Job,
     Processor,
-    ProcessorConfig,
     Result,
     deliver,
     notes_of,
@@ -106,7 +106,7 @@ class Intake:
         self,
         journal: Journal,
         sink: Sink,
-        config: ProcessorConfig,
+        settings: Settings,
         *,
         metrics: Metrics | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -115,7 +115,7 @@ class Intake:
         self.sink = sink
         self.metrics = metrics
         self.owner = os.getpid()
-        self._processor = Processor(config)
+        self._processor = Processor(settings)
         self._clock = clock
         self._inflight: dict[int, _Pending] = {}
         self._finished: list[tuple[_Pending, Completion, Reply]] = []

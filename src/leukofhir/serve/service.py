@@ -35,6 +35,7 @@ from pathlib import Path
 
 import uvicorn
 
+from leukofhir.context import Settings
 from leukofhir.logs import get_logger
 from leukofhir.serve.config import ServeConfig, parse_address
 from leukofhir.serve.http_app import HttpSettings, build_app
@@ -43,7 +44,6 @@ from leukofhir.serve.journal import Journal
 from leukofhir.serve.metrics import Metrics, mark_dead
 from leukofhir.serve.mllp_server import MllpListener, MllpSettings
 from leukofhir.serve.sink import FolderSink, Sink, StdoutSink
-from leukofhir.serve.work import ProcessorConfig
 
 __all__ = ["Listening", "journal_counts", "run_process", "serve"]
 
@@ -100,7 +100,7 @@ def _intake(config: ServeConfig, metrics: Metrics | None) -> Intake:
     return Intake(
         Journal(config.out, durable=config.journal_sync == "full"),
         sink,
-        ProcessorConfig(
+        Settings(
             mappings=tuple(str(m) for m in config.mappings),
             timezone=config.timezone,
             validate_structure=config.validate_structure,

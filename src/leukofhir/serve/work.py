@@ -7,18 +7,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from pathlib import Path
 
 from leukofhir.batch.naming import message_key
-from leukofhir.context import Context
+from leukofhir.context import Settings
 from leukofhir.emit.ack import acknowledgment_code
 from leukofhir.emit.jsonio import dumps
 from leukofhir.emit.outcome import build_operation_outcome
 from leukofhir.errors import ErrorCode, Issue, Location, error
 from leukofhir.pipeline import MessageOutcome, process
-from leukofhir.rules import load_rule_set
 from leukofhir.serve.sink import Delivery, Sink
-from leukofhir.terminology import load_terminology
 
 OUTCOME_SUFFIX = ".outcome.json"
 
@@ -26,20 +23,11 @@ __all__ = [
     "Job",
     "Processed",
     "Processor",
-    "ProcessorConfig",
     "Result",
     "deliver",
     "notes_of",
     "refused",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class ProcessorConfig:
-    mappings: tuple[str, ...] = ()
-    timezone: str = "UTC"
-    validate_structure: bool = False
-    validate_output: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,15 +69,8 @@ class Processed:
 class Processor:
     """One context, many jobs."""
 
-    def __init__(self, config: ProcessorConfig) -> None:
-        self._base = Context(
-            now=datetime.fromtimestamp(0).astimezone(),
-            terminology=load_terminology([Path(m) for m in config.mappings]),
-            rule_set=load_rule_set(),
-            default_timezone=config.timezone,
-            validate_structure=config.validate_structure,
-            validate_output=config.validate_output,
-        )
+    def __init__(self, settings: Settings) -> None:
+        self._base = settings.context(datetime.fromtimestamp(0).astimezone())
 
     def run_one(self, job: Job) -> Processed:
         context = replace(self._base, now=datetime.fromisoformat(job.received))
