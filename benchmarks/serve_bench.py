@@ -72,10 +72,12 @@ async def http_run(port: int, messages: list[bytes], clients: int) -> tuple[floa
     return elapsed, latencies
 
 
-def one(kind: str, clients: int, messages: list[bytes], workers: str) -> tuple[float, float, float]:
+def one(
+    kind: str, clients: int, messages: list[bytes], options: list[str]
+) -> tuple[float, float, float]:
     with (
         tempfile.TemporaryDirectory(prefix="serve-bench-") as folder,
-        Server(Path(folder) / "out", "--workers", workers) as server,
+        Server(Path(folder) / "out", *options) as server,
     ):
         warm = messages[:50]  # start-up costs out of the measurement
         run = mllp_run if kind == "mllp" else http_run
@@ -92,17 +94,25 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs per case (median)")
     parser.add_argument("--workers", default=str(os.cpu_count() or 1), help="service workers")
     parser.add_argument("--cases", default="mllp:1,mllp:4,http:1,http:4", help="kind:clients,...")
+    parser.add_argument(
+        "--serve-option",
+        action="append",
+        default=[],
+        metavar="OPTION",
+        help="passed to leukofhir serve (e.g. --serve-option=--journal-sync=normal)",
+    )
     args = parser.parse_args()
+    options = ["--workers", args.workers, *args.serve_option]
     messages = generate_messages(args.count + 50, seed=5)
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores,"
-        f" Python {platform.python_version()}; service --workers {args.workers};"
+        f" Python {platform.python_version()}; leukofhir serve {' '.join(options)};"
         f" {args.count} messages per run, median of {args.repeat}"
     )
     print(f"{'case':<10} {'msg/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
     for case in args.cases.split(","):
         kind, clients = case.split(":")
-        runs = [one(kind, int(clients), messages, args.workers) for _ in range(args.repeat)]
+        runs = [one(kind, int(clients), messages, options) for _ in range(args.repeat)]
         rate = statistics.median(r[0] for r in runs)
         p50 = statistics.median(r[1] for r in runs) * 1000
         p99 = statistics.median(r[2] for r in runs) * 1000
