@@ -58,11 +58,8 @@ def serve_command(args: argparse.Namespace) -> int:
     import os
     import shutil
 
-    options = {
-        flag.lstrip("-").replace("-", "_") if "dest" not in spec else str(spec["dest"]): None
-        for flag, spec in _OPTIONS
-    }
-    values = {name: getattr(args, name) for name in options}
+    names = [str(spec.get("dest", flag[2:].replace("-", "_"))) for flag, spec in _OPTIONS]
+    values = {name: getattr(args, name) for name in names}
     try:
         config = load_config(values, file=args.config)
         # the mapping files read now, so that a bad one stops the start with its reason

@@ -70,9 +70,7 @@ def store_failure(reason: str) -> Issue:
 
 def refusal_ack(message: bytes, issue: Issue, *, control_id: str, moment: datetime) -> bytes:
     """AR for a message the service could not keep or process now."""
-    return build_ack(
-        msh_of(message), "AR", [issue], control_id=control_id, timestamp=hl7_timestamp(moment)
-    )
+    return _fitted(message, "AR", [issue], control_id=control_id, moment=moment)
 
 
 def refusal_body(issue: Issue, *, seed: str) -> bytes:
