@@ -26,10 +26,10 @@ from pathlib import Path
 import hl7
 import httpx
 import pytest
-from hl7.mllp import open_hl7_connection
+from hl7.mllp import HL7StreamReader, open_hl7_connection
 from prometheus_client.parser import text_string_to_metric_families
 
-from leukofhir.serve.service import journal_counts
+from leukofhir.serve.journal import Journal
 from tests.conftest import ROOT, SAMPLES
 from tests.serve.helpers import field_of, outputs
 
@@ -364,6 +364,13 @@ def test_mllp_send_gets_a_long_ack_whole(server: Service, tmp_path: Path) -> Non
 # -- python-hl7's asyncio client ------------------------------------------------------------
 
 
+async def next_msa(reader: HL7StreamReader) -> tuple[str, str]:
+    """MSA-1 and MSA-2 of the next ACK (fails the test after TIMEOUT)."""
+    async with asyncio.timeout(TIMEOUT):
+        ack = await reader.readmessage()
+    return str(ack.segment("MSA")[1]), str(ack.segment("MSA")[2])
+
+
 def test_hl7_asyncio_client_many_messages_on_one_connection(server: Service) -> None:
     one_by_one = [
         "27-leukopenia-g3-g4-edges.hl7",
@@ -384,17 +391,13 @@ def test_hl7_asyncio_client_many_messages_on_one_connection(server: Service) -> 
                 for text in texts(name):
                     writer.writemessage(hl7.parse(text))  # an hl7.Message
                     await writer.drain()
-                    async with asyncio.timeout(TIMEOUT):
-                        ack = await reader.readmessage()
-                    got.append((str(ack.segment("MSA")[1]), str(ack.segment("MSA")[2])))
+                    got.append(await next_msa(reader))
             batch = [t.rstrip("\r") for name in pipelined for t in texts(name)]
             for text in batch:  # all written before the first ACK is read; no final \r
                 writer.writemessage(text)
             await writer.drain()
             for _ in batch:
-                async with asyncio.timeout(TIMEOUT):
-                    ack = await reader.readmessage()
-                got.append((str(ack.segment("MSA")[1]), str(ack.segment("MSA")[2])))
+                got.append(await next_msa(reader))
         finally:
             writer.close()
             await writer.wait_closed()
@@ -442,9 +445,7 @@ def test_mllp2http_relays_our_acks_including_ae_and_ar(server: Service, tmp_path
             for message in messages:
                 writer.writemessage(message.decode().rstrip("\r"))
                 await writer.drain()
-                async with asyncio.timeout(TIMEOUT):
-                    ack = await reader.readmessage()
-                got.append((str(ack.segment("MSA")[1]), str(ack.segment("MSA")[2])))
+                got.append(await next_msa(reader))
         finally:
             writer.close()
             await writer.wait_closed()
@@ -471,9 +472,7 @@ def test_sigterm_with_a_client_connected_stops_cleanly(tmp_path: Path) -> None:
             try:
                 writer.writemessage(message.decode().rstrip("\r"))
                 await writer.drain()
-                async with asyncio.timeout(TIMEOUT):
-                    ack = await reader.readmessage()
-                assert str(ack.segment("MSA")[1]) == "AA"
+                assert (await next_msa(reader))[0] == "AA"
                 running.process.send_signal(signal.SIGTERM)  # the connection is idle now
                 async with asyncio.timeout(TIMEOUT):
                     rest = await reader.read()  # the service closes it
@@ -486,4 +485,6 @@ def test_sigterm_with_a_client_connected_stops_cleanly(tmp_path: Path) -> None:
         assert asyncio.run(asyncio.wait_for(scenario(), 2 * TIMEOUT)) == b""
         log = running.stop()  # exit 0, no traceback
         assert '"event": "stopping"' in log
-        assert journal_counts(running.out) == {"processed": 1}
+        journal = Journal(running.out)
+        assert journal.counts() == {"processed": 1}
+        journal.close()

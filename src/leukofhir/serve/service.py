@@ -45,7 +45,7 @@ from leukofhir.serve.metrics import Metrics, mark_dead
 from leukofhir.serve.mllp_server import MllpListener, MllpSettings
 from leukofhir.serve.sink import FolderSink, Sink, StdoutSink
 
-__all__ = ["Listening", "journal_counts", "run_process", "serve"]
+__all__ = ["Listening", "run_process", "serve"]
 
 log = get_logger("leukofhir.serve")
 
@@ -365,12 +365,3 @@ def _write_ready(path: Path, listening: Listening) -> None:
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(json.dumps(listening.ports), encoding="utf-8")
     temporary.replace(path)
-
-
-def journal_counts(out: Path) -> dict[str, int]:
-    """Messages in the journal by outcome (read-only, after the service closed it)."""
-    journal = Journal(out)
-    try:
-        return dict(journal.counts())
-    finally:
-        journal.close()
