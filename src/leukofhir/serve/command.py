@@ -17,7 +17,7 @@ _OPTIONS: tuple[tuple[str, dict[str, object]], ...] = (
     ("--sink", {"choices": ("folder", "stdout"), "help": "where outputs go (folder)"}),
     ("--mllp", {"metavar": "HOST:PORT", "help": "MLLP listener, or 'off' (127.0.0.1:2575)"}),
     ("--http", {"metavar": "HOST:PORT", "help": "HTTP listener, or 'off' (127.0.0.1:8080)"}),
-    ("--workers", {"type": int, "metavar": "N", "help": "processes (cores; 0: in-process)"}),
+    ("--workers", {"type": int, "metavar": "N", "help": "service processes (cores; 0, 1: one)"}),
     ("--max-frame", {"type": int, "metavar": "BYTES", "help": "largest MLLP frame (1 MiB)"}),
     ("--max-connections", {"type": int, "metavar": "N", "help": "MLLP connections (64)"}),
     ("--idle-timeout", {"type": float, "metavar": "SECONDS", "help": "close idle (600; 0 never)"}),
