@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import sqlite3
 import sys
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -24,6 +25,8 @@ from leukofhir.context import Context, Settings
 from leukofhir.emit.jsonio import dumps
 from leukofhir.errors import ConfigError, UsageError
 from leukofhir.ingest.dtm import DtmError, zone
+from leukofhir.lifecycle.settle import settle_message
+from leukofhir.lifecycle.store import MemoryStore, SqliteStore, StateStore
 from leukofhir.logs import configure, get_logger
 from leukofhir.pipeline import Disposition, MessageOutcome, process, process_ndjson
 from leukofhir.serve.command import add_serve_parser
@@ -112,6 +115,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="INSTANT",
         help="processing time for Provenance.recorded (ISO 8601 with offset);"
         " default: the clock. Fix it for byte-identical re-runs",
+    )
+    replay.add_argument(
+        "--state",
+        type=Path,
+        metavar="FILE",
+        help="keep the patients' lifecycle state (standing Flags, report versions) in this"
+        " SQLite file across runs; default: in memory, across the files of this run",
     )
     replay.add_argument(
         "--validate",
@@ -314,30 +324,52 @@ def replay_command(args: argparse.Namespace) -> int:
         summary: SummaryPrinter | None = SummaryPrinter()
     else:
         summary = None
-    for path in input_files(args.paths):
-        try:
-            outcomes = _outcomes(path, context, args.format_in)
-        except OSError as exc:
-            log.error("file unreadable", file=str(path), error=exc.strerror)
-            counts["unreadable files"] += 1
-            continue
-        for outcome in outcomes:
-            counts[outcome.disposition.value] += 1
-            _log_outcome(log, path, outcome)
-            if args.out:
-                _write_files(args.out, path, outcome, indent=fmt == "json")
-            elif summary is not None:
-                summary.print(path, outcome)
-            elif fmt == "json":
-                collected.extend(outcome.documents())
-            else:
-                _write_ndjson(outcome)
+    store = _state_store(args.state)
+    try:
+        for path in input_files(args.paths):
+            try:
+                outcomes = _outcomes(path, context, args.format_in)
+            except OSError as exc:
+                log.error("file unreadable", file=str(path), error=exc.strerror)
+                counts["unreadable files"] += 1
+                continue
+            for outcome in outcomes:
+                outcome = _settled(outcome, store)
+                counts[outcome.disposition.value] += 1
+                _log_outcome(log, path, outcome)
+                if args.out:
+                    _write_files(args.out, path, outcome, indent=fmt == "json")
+                elif summary is not None:
+                    summary.print(path, outcome)
+                elif fmt == "json":
+                    collected.extend(outcome.documents())
+                else:
+                    _write_ndjson(outcome)
+    finally:
+        store.close()
     if fmt == "json" and not args.out:
         sys.stdout.buffer.write(dumps(collected, indent=True) + b"\n")
     if summary is not None:
         summary.totals(counts)
     log.info("replay finished", **{k.replace(" ", "_"): v for k, v in counts.items()})
     return 1 if counts["rejected"] or counts["unreadable files"] else 0
+
+
+def _state_store(path: Path | None) -> StateStore:
+    if path is None:
+        return MemoryStore()
+    try:
+        return SqliteStore(path)
+    except sqlite3.Error as exc:
+        raise UsageError(f"--state: {path}: {exc}") from exc
+
+
+def _settled(outcome: MessageOutcome, store: StateStore) -> MessageOutcome:
+    """The outcome with its Bundles settled against the patients' history (``store``)."""
+    outcome, states = settle_message(outcome, store.load)
+    if states:
+        store.save(states)
+    return outcome
 
 
 def _outcomes(path: Path, context: Context, input_format: str) -> Iterator[MessageOutcome]:

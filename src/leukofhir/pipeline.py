@@ -13,7 +13,7 @@ from enum import Enum
 from functools import partial
 
 from leukofhir.context import Context
-from leukofhir.emit.bundle import build_bundle
+from leukofhir.emit.bundle import Draft, build_draft
 from leukofhir.emit.datatypes import Json
 from leukofhir.emit.outcome import build_operation_outcome
 from leukofhir.errors import (
@@ -44,7 +44,15 @@ class Disposition(Enum):
 class ReportOutcome:
     cbc: Cbc
     evaluation: Evaluation
-    bundle: Json = field(hash=False, compare=False)
+    draft: Draft = field(hash=False, compare=False)
+
+    @property
+    def bundle(self) -> Json:
+        """The Bundle as it is for a patient without earlier reports (the lifecycle's empty
+        state; see :mod:`leukofhir.lifecycle.settle` for a patient's real history)."""
+        from leukofhir.lifecycle.settle import settle_alone
+
+        return settle_alone(self.draft)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +63,9 @@ class MessageOutcome:
     message: LabMessage | None = None
     reports: tuple[ReportOutcome, ...] = ()
     issues: tuple[Issue, ...] = ()
+    # the reports' Bundles once settled against the patients' history (None: a superseded
+    # version, nothing written); None until :func:`leukofhir.lifecycle.settle.settle_message`
+    settled: tuple[Json | None, ...] | None = field(default=None, hash=False, compare=False)
 
     @property
     def control_id(self) -> str:
@@ -94,7 +105,10 @@ class MessageOutcome:
     def named_documents(self) -> list[tuple[str, Json]]:
         """:meth:`documents` with the file-name suffix each gets when written one per file
         (``.r1.bundle.json`` …, ``.outcome.json``): replay ``--out`` and batch share it."""
-        out = [(f".r{n}.bundle.json", report.bundle) for n, report in enumerate(self.reports, 1)]
+        bundles = self.settled
+        if bundles is None:  # not settled: as for a patient without history
+            bundles = tuple(report.bundle for report in self.reports)
+        out = [(f".r{n}.bundle.json", b) for n, b in enumerate(bundles, 1) if b is not None]
         if (outcome := self.operation_outcome()) is not None:
             out.append((".outcome.json", outcome))
         return out
@@ -210,7 +224,14 @@ def evaluate_message(
                     lab_report,
                 )
             )
-        bundle = build_bundle(message, cbc, evaluation, recorded=recorded, issues=issues)
+        draft = build_draft(
+            message,
+            cbc,
+            evaluation,
+            rule_set=context.rule_set,
+            recorded=recorded,
+            issues=issues,
+        )
         if message.patient is None and evaluation.findings:
             issues.append(
                 information(
@@ -220,11 +241,12 @@ def evaluate_message(
                     fhir_type="incomplete",
                 )
             )
+        report = ReportOutcome(cbc, evaluation, draft)
         if context.validate_output:
             from leukofhir.emit.validate import validate_bundle
 
-            validate_bundle(bundle)
-        reports.append(ReportOutcome(cbc, evaluation, bundle))
+            validate_bundle(report.bundle)
+        reports.append(report)
     if not reports:
         local = sum(
             1

@@ -18,8 +18,8 @@ from leukofhir.emit.datatypes import (
     RawDecimal,
     code,
     concept,
+    conditional_update,
     decimal,
-    if_none_exist,
     text,
 )
 from leukofhir.errors import ErrorCode, Issue, warning
@@ -168,7 +168,7 @@ def build_observation(
         resource["note"] = [{"text": note} for n in obs.notes if (note := text(n))]
     if obs.reference_range and (ref_range := _reference_range(obs.reference_range, obs.unit)):
         resource["referenceRange"] = [ref_range]
-    return resource, {"method": "POST", "url": "Observation", "ifNoneExist": if_none_exist(ident)}
+    return resource, conditional_update("Observation", ident)
 
 
 def build_derived(
@@ -207,7 +207,7 @@ def build_derived(
     if interpretation:
         resource["interpretation"] = [_interpretation(interpretation)]
     resource["derivedFrom"] = sources
-    return resource, {"method": "POST", "url": "Observation", "ifNoneExist": if_none_exist(ident)}
+    return resource, conditional_update("Observation", ident)
 
 
 @lru_cache(maxsize=4096)

@@ -6,8 +6,8 @@ from leukofhir.emit.datatypes import (
     Json,
     coding,
     concept,
+    conditional_update,
     identifier,
-    if_none_exist,
     text,
 )
 from leukofhir.errors import ErrorCode, Issue, warning
@@ -135,11 +135,7 @@ def build_report(
         resource["conclusionCode"] = [
             {"coding": [coding(f.code)], "text": text(f.text)} for f in evaluation.findings
         ]
-    return resource, {
-        "method": "POST",
-        "url": "DiagnosticReport",
-        "ifNoneExist": if_none_exist(idents[0]),
-    }
+    return resource, conditional_update("DiagnosticReport", idents[0])
 
 
 def _panel_code(report: Cbc) -> tuple[Coding, ...]:
