@@ -17,6 +17,8 @@ from fhir.resources.R4B.operationoutcome import OperationOutcome
 
 from leukofhir.context import Context
 from leukofhir.emit.jsonio import dumps
+from leukofhir.lifecycle.settle import settle_message
+from leukofhir.lifecycle.store import MemoryStore
 from leukofhir.pipeline import process
 from tests.conftest import GOLDEN, ROOT, SAMPLES
 
@@ -30,9 +32,13 @@ EXPECTED = {
 
 
 def render(path: Path, context: Context) -> bytes:
-    lines = [
-        dumps(doc) for outcome in process(path.read_bytes(), context) for doc in outcome.documents()
-    ]
+    """The file replayed alone: its messages settled in order against a fresh state."""
+    store = MemoryStore()
+    lines = []
+    for outcome in process(path.read_bytes(), context):
+        settled, states = settle_message(outcome, store.load)
+        store.save(states)
+        lines.extend(dumps(doc) for doc in settled.documents())
     return b"\n".join(lines) + b"\n"
 
 
