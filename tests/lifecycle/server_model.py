@@ -11,7 +11,7 @@ from urllib.parse import unquote
 Json = dict[str, Any]
 
 
-class UnresolvedReference(AssertionError):
+class UnresolvedReferenceError(AssertionError):
     pass
 
 
@@ -52,7 +52,7 @@ def _resolve(value: Any, names: dict[str, str]) -> Any:
         reference = value.get("reference")
         if isinstance(reference, str):
             if reference not in names:
-                raise UnresolvedReference(f"{reference} is not in the Bundle")
+                raise UnresolvedReferenceError(f"{reference} is not in the Bundle")
             out["reference"] = names[reference]
         return out
     if isinstance(value, list):
