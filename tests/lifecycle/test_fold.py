@@ -6,8 +6,15 @@ from datetime import timedelta
 
 import pytest
 
-from leukofhir.lifecycle.facts import ABSENT, NOT_EVALUATED, PRESENT, ReportFacts, Result, Seen
-from leukofhir.lifecycle.facts import Version
+from leukofhir.lifecycle.facts import (
+    ABSENT,
+    NOT_EVALUATED,
+    PRESENT,
+    ReportFacts,
+    Result,
+    Seen,
+    Version,
+)
 from leukofhir.lifecycle.fold import ACTIVE, INACTIVE, RETRACTED, Writes, flag_identifier, fold
 from leukofhir.lifecycle.state import WINDOW, PatientState, decode_state, encode_state
 from leukofhir.rules import load_rule_set
@@ -42,7 +49,9 @@ def facts(
     return ReportFacts(
         patient=PATIENT,
         report=f"urn:oid:9|{report}",
-        version=Version(when, {"preliminary": 1, "final": 2, "corrected": 3}[status], "", f"{version}"),
+        version=Version(
+            when, {"preliminary": 1, "final": 2, "corrected": 3}[status], "", f"{version}"
+        ),
         collected=when,
         shown=when,
         status=status,
