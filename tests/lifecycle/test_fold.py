@@ -22,6 +22,7 @@ from tests.lifecycle.sequences import START
 
 RULES = load_rule_set()
 PATIENT = "urn:oid:1.2|P1"
+RANK = {"preliminary": 1, "final": 2, "corrected": 3}
 
 
 def facts(
