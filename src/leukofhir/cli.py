@@ -21,7 +21,7 @@ from structlog.typing import FilteringBoundLogger
 
 from leukofhir import __version__
 from leukofhir.batch.scan import is_documentation
-from leukofhir.context import Context, Settings
+from leukofhir.context import FHIR_TARGETS, Context, Settings
 from leukofhir.emit.jsonio import dumps
 from leukofhir.errors import ConfigError, UsageError
 from leukofhir.ingest.dtm import DtmError, zone
@@ -115,6 +115,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="INSTANT",
         help="processing time for Provenance.recorded (ISO 8601 with offset);"
         " default: the clock. Fix it for byte-identical re-runs",
+    )
+    replay.add_argument(
+        "--fhir-target",
+        choices=FHIR_TARGETS,
+        default="other",
+        help="FHIR input: 'other' (default) writes the input's Patient, Observations and"
+        " DiagnosticReport too, by identifier, so that the output loads into any server;"
+        " 'source' refers to them as sent, to write back to the server they came from",
     )
     replay.add_argument(
         "--state",
@@ -283,6 +291,7 @@ def build_context(args: argparse.Namespace) -> Context:
         timezone=args.timezone,
         validate_structure=args.validate_structure,
         validate_output=args.validate,
+        fhir_target=getattr(args, "fhir_target", "other"),
     )
     try:
         return settings.context(now)

@@ -231,6 +231,7 @@ def evaluate_message(
             rule_set=context.rule_set,
             recorded=recorded,
             issues=issues,
+            refer_to_input=context.fhir_target == "source",
         )
         if message.patient is None and evaluation.findings:
             issues.append(

@@ -83,10 +83,15 @@ def build_draft(
     rule_set: RuleSet,
     recorded: str,
     issues: list[Issue],
+    refer_to_input: bool = False,
 ) -> Draft:
-    """HL7 v2 input: everything is new.  FHIR input: the input's Patient, Observations and
-    DiagnosticReport are referred to (:func:`input_reference`), not re-created; only what is
-    new (a DiagnosticReport when the input had none, derived counts) is an entry."""
+    """Everything the report holds is written, so that the Bundle loads into an empty
+    server: HL7 v2 input, and FHIR input by default (its resources by their own
+    identifiers, else the identifier of their reference on the source server).  With
+    ``refer_to_input`` (FHIR written back to its source server) the input's Patient,
+    Observations and DiagnosticReport are referred to as sent (:func:`input_reference`)
+    and only what is new (a DiagnosticReport when the input had none, derived counts) is
+    an entry."""
     digest, report = message.digest, cbc.report
     seed = f"{digest}|{report.location}"
     entries: list[Json] = []
@@ -98,7 +103,7 @@ def build_draft(
             results.append(_result(pair[0]))
         return reference(full_url)
 
-    fhir = message.source_format == "fhir"
+    fhir = refer_to_input and message.source_format == "fhir"
     subject = None
     if message.patient is not None:
         patient_in = message.patient

@@ -154,6 +154,21 @@ def logical_reference(kind: str, key: str) -> Json:
     return {"type": kind, "identifier": ident}
 
 
+SOURCE_REFERENCE = f"{BASE}/sid/source-reference"
+
+
+def source_identifier(reference: str) -> Json | None:
+    """An identifier for an input resource known by its reference on the source server
+    (``Patient/rb-4471``, an absolute URL) and by no identifier of its own, so that the
+    output can write it to another server, and find it again there, by identifier.
+    None for ``urn:`` and ``#contained`` references, which mean nothing outside their
+    own Bundle.  (A relative reference names a resource of *some* server: two sources
+    using the same ``Type/id`` for different resources would meet; absolute URLs do not.)"""
+    if not reference or reference.startswith(("urn:", "#")):
+        return None
+    return {"system": SOURCE_REFERENCE, "value": text(reference)}
+
+
 def identifier_key(ident: Json) -> str:
     """``system|value`` of an Identifier dict: how the lifecycle names a resource."""
     return f"{ident.get('system', '')}|{ident['value']}"

@@ -20,6 +20,8 @@ from leukofhir.emit.datatypes import (
     concept,
     conditional_update,
     decimal,
+    identifier,
+    source_identifier,
     text,
 )
 from leukofhir.errors import ErrorCode, Issue, warning
@@ -122,7 +124,12 @@ def identifier_for(
 ) -> Json:
     """Filler order number + OBX-3 + OBX-4 (the IG's Observation identifier).  When two lines
     of one order share OBX-3 and OBX-4 (``repeated``), the OBX position is added, or a
-    conditional create would merge two results into one."""
+    conditional create would merge two results into one.  A FHIR input Observation keeps
+    its own identifier, else the one of its reference on the source server."""
+    if obs.identifiers:
+        return identifier(obs.identifiers[0], "observation")
+    if (known := source_identifier(obs.reference)) is not None:
+        return known
     primary, sub = line_key(obs)
     value = f"{order_key(report, digest)}/{primary}" + (f"/{sub}" if sub else "")
     if repeated:

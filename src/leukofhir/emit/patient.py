@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
-from leukofhir.emit.datatypes import BASE, Json, identifier, if_none_exist, text, uuid_value
+from leukofhir.emit.datatypes import (
+    BASE,
+    Json,
+    identifier,
+    if_none_exist,
+    source_identifier,
+    text,
+    uuid_value,
+)
 from leukofhir.model import Patient
 
 UNIDENTIFIED = f"{BASE}/sid/unidentified-patient"
 
 
 def build_patient(patient: Patient, digest: str) -> tuple[Json, Json]:
-    """The resource and its ``request``: a conditional create on the first PID-3
-    identifier.  A patient sent without any identifier gets one of the message
-    (``digest``), so that a re-delivery finds it instead of creating it again; two messages
-    are never taken for the same unidentified patient."""
+    """The resource and its ``request``: a conditional create on the first PID-3 (or
+    Patient.identifier) identifier.  A FHIR patient known only by its reference on the
+    source server is identified by that reference; one sent without any identifier gets
+    one of the message (``digest``), so that a re-delivery finds it instead of creating it
+    again, and two messages are never taken for the same unidentified patient."""
     resource: Json = {"resourceType": "Patient"}
     identifiers = [identifier(i, "patient") for i in patient.identifiers if text(i.value)]
     if not identifiers:
-        identifiers = [{"system": UNIDENTIFIED, "value": uuid_value("Patient", digest)}]
+        known = source_identifier(patient.reference)
+        identifiers = [known or {"system": UNIDENTIFIED, "value": uuid_value("Patient", digest)}]
     resource["identifier"] = identifiers
     name: Json = {}
     if family := text(patient.family):

@@ -8,6 +8,7 @@ from leukofhir.emit.datatypes import (
     concept,
     conditional_update,
     identifier,
+    source_identifier,
     text,
 )
 from leukofhir.errors import ErrorCode, Issue, warning
@@ -100,6 +101,8 @@ def report_identifiers(report: LabReport, digest: str) -> list[Json]:
     idents = [
         identifier(order, "order") for order in (report.filler_order, report.placer_order) if order
     ]
+    if not idents and (known := source_identifier(report.reference)) is not None:
+        idents.append(known)
     if not idents:
         idents.append(identifier(Identifier(f"{digest}^{report.location}"), "report"))
     return idents
