@@ -72,14 +72,9 @@ def run(*reports: ReportFacts, state: PatientState | None = None) -> tuple[Write
 
 
 def flags(state: PatientState) -> dict[str, tuple[str, str, str]]:
-    """identifier → (status, start, end) of every Flag the state remembers."""
+    """identifier → (status, start, end) of every Flag the state remembers (times in UTC)."""
     return {
-        r.identifier: (
-            r.status,
-            r.episode.start.shown,
-            r.episode.end.shown if r.episode.end else "",
-        )
-        for r in state.flags
+        r.identifier: (r.status, r.start.collected, r.end[0] if r.end else "") for r in state.flags
     }
 
 

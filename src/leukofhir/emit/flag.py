@@ -21,8 +21,8 @@ from leukofhir.emit.datatypes import (
     logical_reference,
     text,
 )
-from leukofhir.lifecycle.episodes import Point
-from leukofhir.lifecycle.fold import RETRACTED, FlagWrite
+from leukofhir.lifecycle.episodes import Episode, Point
+from leukofhir.lifecycle.fold import FlagWrite
 from leukofhir.model import UCUM
 from leukofhir.rules import RuleSet
 
@@ -51,9 +51,40 @@ LAB_CATEGORY = {
 
 
 def build_flag(write: FlagWrite, rule_set: RuleSet, *, subject: Json) -> tuple[Json, Json]:
-    """The resource and its ``request`` (PUT ``Flag?identifier=…``)."""
-    episode, latest = write.episode, write.episode.latest.seen
-    rule = rule_set.rule(episode.rule)
+    """The resource and its ``request`` (PUT ``Flag?identifier=…``).  A withdrawn Flag
+    keeps only what names it: its finding, subject and start."""
+    rule = rule_set.rule(write.rule)
+    extensions: list[Json] = []
+    episode = write.episode
+    if episode is not None:
+        extensions = _extensions(episode)
+    identifier = {"system": f"{BASE}/sid/flag", "value": write.identifier}
+    code: Json = {"text": text(flag_text(write, rule_set))}
+    if rule is not None:
+        code = {"coding": [coding(rule.code)], **code}
+    resource: Json = {"resourceType": "Flag"}
+    if extensions:
+        resource["extension"] = extensions
+    resource |= {
+        "identifier": [identifier],
+        "status": write.status,
+        "category": [LAB_CATEGORY],
+        "code": code,
+        "subject": subject,
+    }
+    period = {"start": write.start.shown}
+    if episode is not None and episode.end is not None:
+        period["end"] = episode.end.shown
+    if period["start"]:
+        resource["period"] = period
+    resource["author"] = DEVICE
+    return resource, conditional_update("Flag", identifier)
+
+
+def _extensions(episode: Episode) -> list[Json]:
+    """Priority and CTCAE grade of the latest report, ``flag-detail`` references to it and
+    to the Observations it rested on, and the nadir of the episode."""
+    latest = episode.latest.seen
     extensions: list[Json] = []
     if latest.priority:
         extensions.append(
@@ -76,41 +107,22 @@ def build_flag(write: FlagWrite, rule_set: RuleSet, *, subject: Json) -> tuple[J
     if latest.grade is not None:
         extensions.append({"url": CTCAE_GRADE, "valueInteger": latest.grade})
     extensions.append(_nadir(episode.nadir))
-    identifier = {"system": f"{BASE}/sid/flag", "value": write.identifier}
-    code: Json = {"text": text(flag_text(write, rule_set))}
-    if rule is not None:
-        code = {"coding": [coding(rule.code)], **code}
-    resource: Json = {
-        "resourceType": "Flag",
-        "extension": extensions,
-        "identifier": [identifier],
-        "status": write.status,
-        "category": [LAB_CATEGORY],
-        "code": code,
-        "subject": subject,
-    }
-    period = {"start": episode.start.shown}
-    if episode.end is not None:
-        period["end"] = episode.end.shown
-    if period["start"]:
-        resource["period"] = period
-    resource["author"] = DEVICE
-    return resource, conditional_update("Flag", identifier)
+    return extensions
 
 
 def flag_text(write: FlagWrite, rule_set: RuleSet) -> str:
     """What the Flag stands for now: ``Neutropenia, CTCAE grade 3 (moderate) since
     2026-03-02; nadir 0.4 10*9/L on 2026-03-04``; when resolved, the period and the worst."""
+    rule = rule_set.rule(write.rule)
+    name = rule.name if rule is not None else write.rule
+    start = _day(write.start)
     episode = write.episode
-    rule = rule_set.rule(episode.rule)
-    name = rule.name if rule is not None else episode.rule
-    nadir = _nadir_text(episode.nadir)
-    start = _day(episode.start)
-    if write.status == RETRACTED:
+    if episode is None:
         return (
             f"{name} since {start}: withdrawn, the reports it rested on no longer show it"
             " (corrected, withdrawn, or part of another episode)"
         )
+    nadir = _nadir_text(episode.nadir)
     if episode.end is None:
         return f"{episode.latest.seen.text} since {start}; {nadir}"
     worst = episode.nadir.seen

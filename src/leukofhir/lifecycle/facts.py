@@ -66,7 +66,7 @@ class Version:
     changed: str  # UTC instant the results changed ("" when unknown)
     rank: int  # status_rank of the report status
     control_id: str  # MSH-10 (FHIR: "")
-    digest: str  # SHA-256 of the message: two different messages never tie
+    digest: str  # of the message (64 bits of its SHA-256): two messages never tie
 
     @property
     def label(self) -> str:
@@ -183,7 +183,7 @@ def report_facts(
     return ReportFacts(
         patient=patient,
         report=report_key,
-        version=Version(changed, status_rank(status), message.control_id, message.digest),
+        version=Version(changed, status_rank(status), message.control_id, message.digest[:16]),
         collected=utc_instant(shown),
         shown=shown,
         status=status,

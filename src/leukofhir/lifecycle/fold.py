@@ -27,30 +27,42 @@ from dataclasses import dataclass, replace
 from leukofhir.emit.datatypes import uuid_value
 from leukofhir.lifecycle.episodes import Episode, Point, advance
 from leukofhir.lifecycle.facts import (
+    NOT_EVALUATED,
     WITHDRAWN_STATUSES,
     ReportFacts,
     Result,
-    Seen,
     Version,
 )
-from leukofhir.lifecycle.state import CLOSED_FLAGS, VERSIONS, WINDOW, FlagRecord, PatientState
-from leukofhir.rules import RuleSet, ThresholdRule
+from leukofhir.lifecycle.state import (
+    CLOSED_FLAGS,
+    VERSIONS,
+    WINDOW,
+    FlagRecord,
+    PatientState,
+    ReportRecord,
+    record_of,
+    results_of,
+    seen_as,
+)
+from leukofhir.rules import Rule, RuleSet, ThresholdRule
 
 __all__ = ["ACTIVE", "INACTIVE", "RETRACTED", "FlagWrite", "Writes", "flag_identifier", "fold"]
 
 ACTIVE = "active"
 INACTIVE = "inactive"
 RETRACTED = "entered-in-error"
-_NOT_SEEN = Seen("", "")
 
 
 @dataclass(frozen=True, slots=True)
 class FlagWrite:
-    """A standing Flag to write (it is new or it changed)."""
+    """A standing Flag to write (it is new or it changed); a withdrawn one (RETRACTED) is
+    written with what names it only (its finding and start), without an episode."""
 
     identifier: str  # the uuid value of Flag.identifier
     status: str  # ACTIVE | INACTIVE | RETRACTED
-    episode: Episode
+    rule: str
+    start: Point  # the report that opened the episode
+    episode: Episode | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,13 +84,14 @@ def fold(state: PatientState, facts: ReportFacts, rule_set: RuleSet) -> tuple[Wr
     applied = state.version_of(facts.report)
     if applied is not None and facts.version < applied:
         return Writes(superseded_by=applied), state
+    state = _under(state, rule_set)
     prior = state.report(facts.report)
     withdrawn: tuple[Result, ...] = ()
     if prior is not None and prior.version != facts.version:
         kept = {result.identifier for result in facts.results}
         withdrawn = tuple(
             r
-            for r in prior.results
+            for r in results_of(prior)
             if r.identifier not in kept and r.status not in WITHDRAWN_STATUSES
         )
     reports = [r for r in state.reports if r.report != facts.report]
@@ -87,55 +100,73 @@ def fold(state: PatientState, facts: ReportFacts, rule_set: RuleSet) -> tuple[Wr
     if frozen:
         versions = _remember(versions, ((facts.report, facts.version),))
     else:
-        reports.append(facts)
+        reports.append(record_of(facts, state.rules))
         reports.sort(key=_key)
-    episodes = _episodes(state.base, reports, rule_set)
+    state = replace(state, reports=tuple(reports), versions=versions)
+    episodes = _episodes(state, rule_set)
     flags, records = _flags(state, facts.patient, episodes)
-    new_state = _prune(
-        PatientState(tuple(reports), state.horizon, state.base, versions, records), rule_set
+    return Writes(None, withdrawn, flags, frozen), _prune(replace(state, flags=records), rule_set)
+
+
+def _under(state: PatientState, rule_set: RuleSet) -> PatientState:
+    """``state`` with its records' letters in the order of ``rule_set`` (a state written
+    under another rule set: its findings missing here count as not evaluated)."""
+    rules = tuple(rule.id for rule in rule_set.rules)
+    if state.rules == rules:
+        return state
+    where = {rule: i for i, rule in enumerate(state.rules)}
+    return replace(
+        state,
+        rules=rules,
+        reports=tuple(
+            replace(r, letters="".join(r.letters[where[x]] if x in where else "N" for x in rules))
+            for r in state.reports
+        ),
     )
-    return Writes(None, withdrawn, flags, frozen), new_state
 
 
-def _key(report: ReportFacts) -> tuple[str, str]:
+def _key(report: ReportRecord) -> tuple[str, str]:
     return report.key
 
 
-def _episodes(
-    base: tuple[Episode, ...], reports: list[ReportFacts], rule_set: RuleSet
-) -> list[Episode]:
+def _episodes(state: PatientState, rule_set: RuleSet) -> list[Episode]:
     """Every episode of the window: those open at the horizon carried on, then new ones."""
-    opened = {episode.rule: episode for episode in base}
+    opened = {episode.rule: episode for episode in state.base}
     out: list[Episode] = []
     for index, rule in enumerate(rule_set.rules):
         episode = opened.get(rule.id)
-        if episode is None and not any(_seen_in(r, index, rule.id).present for r in reports):
+        if episode is None and not any(
+            r.letters[index] == "P" and not r.withdrawn for r in state.reports
+        ):
             continue  # nothing to fold for this finding
-        low = _low_is_worse(rule)
-        for report in reports:
-            seen = _seen_in(report, index, rule.id)
-            point = Point(report.report, report.collected, report.shown, seen)
-            closed, episode = advance(episode, point, rule.resolution, low_is_worse=low)
-            if closed is not None:
-                out.append(closed)
+        episode = _advance(state, state.reports, index, rule, episode, out)
         if episode is not None:
             out.append(episode)
     return out
 
 
-def _seen_in(report: ReportFacts, index: int, rule: str) -> Seen:
-    """The finding ``rule`` (the ``index``-th of the rule set) in ``report``; a withdrawn
-    report, or one read under another rule set without it, shows none (it neither extends
-    nor closes an episode)."""
-    if report.withdrawn:
-        return _NOT_SEEN
-    findings = report.findings
-    if index < len(findings) and findings[index].rule == rule:
-        return findings[index]
-    return next((seen for seen in findings if seen.rule == rule), _NOT_SEEN)
+def _advance(
+    state: PatientState,
+    reports: tuple[ReportRecord, ...],
+    index: int,
+    rule: Rule,
+    episode: Episode | None,
+    closed: list[Episode],
+) -> Episode | None:
+    """``reports`` folded into ``episode`` for the ``index``-th rule; the episodes they
+    close go to ``closed``.  A withdrawn report shows no finding: it neither extends nor
+    closes an episode."""
+    low = _low_is_worse(rule)
+    for report in reports:
+        seen = seen_as(rule.id, NOT_EVALUATED) if report.withdrawn else state.seen(report, index)
+        point = Point(report.report, report.collected, report.shown, seen)
+        done, episode = advance(episode, point, rule.resolution, low_is_worse=low)
+        if done is not None:
+            closed.append(done)
+    return episode
 
 
-def _low_is_worse(rule: object) -> bool:
+def _low_is_worse(rule: Rule) -> bool:
     return not (isinstance(rule, ThresholdRule) and rule.kind == "above")
 
 
@@ -152,36 +183,35 @@ def _flags(
         status = ACTIVE if episode.active else INACTIVE
         digest = _digest(status, episode)
         produced.add(identifier)
-        records.append(FlagRecord(identifier, status, digest, episode))
+        end = episode.end
+        records.append(
+            FlagRecord(
+                identifier,
+                status,
+                digest,
+                episode.rule,
+                episode.start,
+                (end.collected, end.report) if end else None,
+            )
+        )
         old = before.get(identifier)
         if old is None or old.digest != digest:
-            writes.append(FlagWrite(identifier, status, episode))
+            writes.append(FlagWrite(identifier, status, episode.rule, episode.start, episode))
     for record in state.flags:
         if record.identifier in produced:
             continue
-        if record.status == RETRACTED or _before_horizon(record.episode, state.horizon):
-            records.append(record)  # already withdrawn, or frozen: it stays as written
-            continue
-        writes.append(FlagWrite(record.identifier, RETRACTED, record.episode))
-        records.append(
-            FlagRecord(
-                record.identifier, RETRACTED, _digest(RETRACTED, record.episode), record.episode
-            )
-        )
+        if record.end is not None and state.horizon[0] and record.end <= state.horizon:
+            continue  # frozen: no report can change it any more, nothing to remember
+        if record.status != RETRACTED:
+            writes.append(FlagWrite(record.identifier, RETRACTED, record.rule, record.start))
+        records.append(replace(record, status=RETRACTED, digest=""))
     return tuple(writes), _bounded(records)
-
-
-def _before_horizon(episode: Episode, horizon: tuple[str, str]) -> bool:
-    end = episode.end
-    return end is not None and bool(horizon[0]) and (end.collected, end.report) <= horizon
 
 
 def _bounded(records: list[FlagRecord]) -> tuple[FlagRecord, ...]:
     """Active Flags, and the latest :data:`CLOSED_FLAGS` others (by start)."""
-    closed = sorted(
-        (r for r in records if r.status != ACTIVE),
-        key=lambda r: (r.episode.start.collected, r.identifier),
-    )[-CLOSED_FLAGS:]
+    closed = sorted((r for r in records if r.status != ACTIVE), key=lambda r: r.order)
+    closed = closed[-CLOSED_FLAGS:]
     keep = {r.identifier for r in closed}
     return tuple(r for r in records if r.status == ACTIVE or r.identifier in keep)
 
@@ -212,19 +242,16 @@ def _prune(state: PatientState, rule_set: RuleSet) -> PatientState:
         return state
     leaving, staying = state.reports[:excess], state.reports[excess:]
     opened = {episode.rule: episode for episode in state.base}
+    base = []
     for index, rule in enumerate(rule_set.rules):
-        episode = opened.pop(rule.id, None)
-        for report in leaving:
-            seen = _seen_in(report, index, rule.id)
-            point = Point(report.report, report.collected, report.shown, seen)
-            _, episode = advance(episode, point, rule.resolution, low_is_worse=_low_is_worse(rule))
+        episode = _advance(state, leaving, index, rule, opened.get(rule.id), [])
         if episode is not None:
-            opened[rule.id] = episode
+            base.append(episode)
     return replace(
         state,
         reports=staying,
         horizon=leaving[-1].key,
-        base=tuple(opened[rule.id] for rule in rule_set.rules if rule.id in opened),
+        base=tuple(base),
         versions=_remember(state.versions, tuple((r.report, r.version) for r in leaving)),
     )
 

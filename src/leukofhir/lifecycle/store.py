@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import zlib
+from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
@@ -45,41 +47,66 @@ class MemoryStore:
     def close(self) -> None:
         pass
 
-    def __len__(self) -> int:
-        return len(self._states)
+    def states(self) -> list[PatientState]:
+        return list(self._states.values())
 
 
 class StateTable:
     """The ``lifecycle_state`` table on an open SQLite connection; the caller owns the
-    transaction (``save`` writes inside it)."""
+    transaction (``save`` writes inside it).
+
+    States are stored zlib-compressed (their JSON shrinks about 5 times).  The latest
+    states read or written are kept decoded (at most ``cached``): a patient's next report
+    finds its state without decoding it again, as long as the stored bytes are the same
+    (another process may have written it in between)."""
 
     SCHEMA = (
         "CREATE TABLE IF NOT EXISTS lifecycle_state"
         " (patient BLOB PRIMARY KEY, state BLOB NOT NULL) WITHOUT ROWID"
     )
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, *, cached: int = 4096) -> None:
         self._db = db
+        self._cache: OrderedDict[bytes, tuple[bytes, PatientState]] = OrderedDict()
+        self._cached = cached
         db.execute(self.SCHEMA)
 
     def load(self, patient: str) -> PatientState:
+        key = _key(patient)
         row = self._db.execute(
-            "SELECT state FROM lifecycle_state WHERE patient = ?", (_key(patient),)
+            "SELECT state FROM lifecycle_state WHERE patient = ?", (key,)
         ).fetchone()
-        return PatientState() if row is None else decode_state(bytes(row[0]))
+        if row is None:
+            return PatientState()
+        stored = bytes(row[0])
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] == stored:
+            self._cache.move_to_end(key)
+            return hit[1]
+        state = decode_state(zlib.decompress(stored))
+        self._remember(key, stored, state)
+        return state
 
     def save(self, states: Mapping[str, PatientState]) -> None:
-        self._db.executemany(
-            "INSERT OR REPLACE INTO lifecycle_state VALUES (?, ?)",
-            [(_key(patient), encode_state(state)) for patient, state in states.items()],
-        )
+        rows = []
+        for patient, state in states.items():
+            key, stored = _key(patient), zlib.compress(encode_state(state), 1)
+            rows.append((key, stored))
+            self._remember(key, stored, state)
+        self._db.executemany("INSERT OR REPLACE INTO lifecycle_state VALUES (?, ?)", rows)
 
     def size(self) -> tuple[int, int]:
-        """(patients, bytes of their states)."""
+        """(patients, bytes of their stored states)."""
         count, total = self._db.execute(
             "SELECT COUNT(*), COALESCE(SUM(LENGTH(state)), 0) FROM lifecycle_state"
         ).fetchone()
         return int(count), int(total)
+
+    def _remember(self, key: bytes, stored: bytes, state: PatientState) -> None:
+        self._cache[key] = (stored, state)
+        self._cache.move_to_end(key)
+        if len(self._cache) > self._cached:
+            self._cache.popitem(last=False)
 
 
 class SqliteStore:
@@ -88,6 +115,9 @@ class SqliteStore:
     def __init__(self, path: Path) -> None:
         self._db = sqlite3.connect(path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
+        # a crash of the process loses nothing committed; a power cut may lose the last
+        # commits, which a replay of the same files writes again
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._table = StateTable(self._db)
 
     def load(self, patient: str) -> PatientState:
@@ -101,6 +131,9 @@ class SqliteStore:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+
+    def size(self) -> tuple[int, int]:
+        return self._table.size()
 
     def close(self) -> None:
         self._db.close()
