@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from leukofhir.lifecycle.facts import (
     ABSENT,
@@ -15,7 +17,16 @@ from leukofhir.lifecycle.facts import (
     Seen,
     Version,
 )
-from leukofhir.lifecycle.fold import ACTIVE, INACTIVE, RETRACTED, Writes, flag_identifier, fold
+from leukofhir.lifecycle.fold import (
+    ACTIVE,
+    INACTIVE,
+    RETRACTED,
+    Writes,
+    _episodes,
+    _flags,
+    flag_identifier,
+    fold,
+)
 from leukofhir.lifecycle.state import WINDOW, PatientState, decode_state, encode_state
 from leukofhir.rules import load_rule_set
 from tests.lifecycle.sequences import START
@@ -224,3 +235,28 @@ def test_the_state_survives_its_json_form(count: int) -> None:
     ]
     _, state = run(*reports)
     assert decode_state(encode_state(state)) == state
+
+
+GRADES = st.sampled_from([ABSENT, NOT_EVALUATED, (1, "3.9"), (2, "2.5"), (3, "1.5"), (4, "0.7")])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(st.integers(0, 60), GRADES, st.sampled_from(["final", "corrected"])),
+        max_size=WINDOW + 12,
+    )
+)
+def test_a_complete_refold_of_any_state_writes_nothing(
+    steps: list[tuple[int, str | tuple[int, str], str]],
+) -> None:
+    """The quick path (a report after all others) and the complete refold agree: after any
+    sequence, refolding the whole window finds the same open episodes and no Flag to write."""
+    state = PatientState()
+    for version, (day, leukopenia, status) in enumerate(steps):
+        report = facts(f"D{day}", 24 * day, leukopenia=leukopenia, version=version, status=status)
+        _, state = fold(state, report, RULES)
+    episodes, tail = _episodes(state, RULES)
+    writes, _ = _flags(state, PATIENT, episodes, complete=True)
+    assert writes == ()
+    assert tail == state.tail

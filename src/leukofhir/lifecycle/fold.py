@@ -94,8 +94,11 @@ def fold(state: PatientState, facts: ReportFacts, rule_set: RuleSet) -> tuple[Wr
             for r in results_of(prior)
             if r.identifier not in kept and r.status not in WITHDRAWN_STATUSES
         )
-    reports = [r for r in state.reports if r.report != facts.report]
     frozen = bool(state.horizon[0]) and facts.key <= state.horizon
+    if prior is None and not frozen and (not state.reports or facts.key > state.reports[-1].key):
+        state, flags = _append(state, record_of(facts, state.rules), facts.patient, rule_set)
+        return Writes(None, withdrawn, flags), _prune(state, rule_set)
+    reports = [r for r in state.reports if r.report != facts.report]
     versions = state.versions
     if frozen:
         versions = _remember(versions, ((facts.report, facts.version),))
@@ -103,9 +106,31 @@ def fold(state: PatientState, facts: ReportFacts, rule_set: RuleSet) -> tuple[Wr
         reports.append(record_of(facts, state.rules))
         reports.sort(key=_key)
     state = replace(state, reports=tuple(reports), versions=versions)
-    episodes = _episodes(state, rule_set)
-    flags, records = _flags(state, facts.patient, episodes)
-    return Writes(None, withdrawn, flags, frozen), _prune(replace(state, flags=records), rule_set)
+    episodes, tail = _episodes(state, rule_set)
+    flags, records = _flags(state, facts.patient, episodes, complete=True)
+    state = replace(state, tail=tail, flags=records)
+    return Writes(None, withdrawn, flags, frozen), _prune(state, rule_set)
+
+
+def _append(
+    state: PatientState, record: ReportRecord, patient: str, rule_set: RuleSet
+) -> tuple[PatientState, tuple[FlagWrite, ...]]:
+    """The common case, a report after every report of the window: each finding's open
+    episode (``tail``) takes one step; nothing before it can change."""
+    state = replace(state, reports=(*state.reports, record))
+    opened = {episode.rule: episode for episode in state.tail}
+    changed: list[Episode] = []
+    tail: list[Episode] = []
+    for index, rule in enumerate(rule_set.rules):
+        episode = opened.get(rule.id)
+        if episode is None and (record.letters[index] != "P" or record.withdrawn):
+            continue
+        episode = _advance(state, (record,), index, rule, episode, changed)
+        if episode is not None:
+            tail.append(episode)
+            changed.append(episode)
+    flags, records = _flags(state, patient, changed, complete=False)
+    return replace(state, tail=tuple(tail), flags=records), flags
 
 
 def _under(state: PatientState, rule_set: RuleSet) -> PatientState:
@@ -129,10 +154,12 @@ def _key(report: ReportRecord) -> tuple[str, str]:
     return report.key
 
 
-def _episodes(state: PatientState, rule_set: RuleSet) -> list[Episode]:
-    """Every episode of the window: those open at the horizon carried on, then new ones."""
+def _episodes(state: PatientState, rule_set: RuleSet) -> tuple[list[Episode], tuple[Episode, ...]]:
+    """Every episode of the window (those open at the horizon carried on, then new ones),
+    and the episodes still open after its last report."""
     opened = {episode.rule: episode for episode in state.base}
     out: list[Episode] = []
+    tail: list[Episode] = []
     for index, rule in enumerate(rule_set.rules):
         episode = opened.get(rule.id)
         if episode is None and not any(
@@ -142,7 +169,8 @@ def _episodes(state: PatientState, rule_set: RuleSet) -> list[Episode]:
         episode = _advance(state, state.reports, index, rule, episode, out)
         if episode is not None:
             out.append(episode)
-    return out
+            tail.append(episode)
+    return out, tuple(tail)
 
 
 def _advance(
@@ -171,41 +199,40 @@ def _low_is_worse(rule: Rule) -> bool:
 
 
 def _flags(
-    state: PatientState, patient: str, episodes: list[Episode]
+    state: PatientState, patient: str, episodes: list[Episode], *, complete: bool
 ) -> tuple[tuple[FlagWrite, ...], tuple[FlagRecord, ...]]:
-    """The Flags that changed, and the records of every Flag after this report."""
+    """The Flags of ``episodes`` that changed, and the records of every Flag after this
+    report.  ``complete``: ``episodes`` are all the window's, so a Flag written before and
+    not among them is withdrawn; otherwise they are the ones that changed."""
     before = {record.identifier: record for record in state.flags}
     writes: list[FlagWrite] = []
-    records: list[FlagRecord] = []
-    produced: set[str] = set()
+    records: dict[str, FlagRecord] = {} if complete else dict(before)
     for episode in episodes:
         identifier = flag_identifier(patient, episode.rule, episode.opened_by)
         status = ACTIVE if episode.active else INACTIVE
         digest = _digest(status, episode)
-        produced.add(identifier)
         end = episode.end
-        records.append(
-            FlagRecord(
-                identifier,
-                status,
-                digest,
-                episode.rule,
-                episode.start,
-                (end.collected, end.report) if end else None,
-            )
+        records[identifier] = FlagRecord(
+            identifier,
+            status,
+            digest,
+            episode.rule,
+            episode.start,
+            (end.collected, end.report) if end else None,
         )
         old = before.get(identifier)
         if old is None or old.digest != digest:
             writes.append(FlagWrite(identifier, status, episode.rule, episode.start, episode))
-    for record in state.flags:
-        if record.identifier in produced:
-            continue
-        if record.end is not None and state.horizon[0] and record.end <= state.horizon:
-            continue  # frozen: no report can change it any more, nothing to remember
-        if record.status != RETRACTED:
-            writes.append(FlagWrite(record.identifier, RETRACTED, record.rule, record.start))
-        records.append(replace(record, status=RETRACTED, digest=""))
-    return tuple(writes), _bounded(records)
+    if complete:
+        for record in state.flags:
+            if record.identifier in records:
+                continue
+            if record.end is not None and state.horizon[0] and record.end <= state.horizon:
+                continue  # frozen: no report can change it any more, nothing to remember
+            if record.status != RETRACTED:
+                writes.append(FlagWrite(record.identifier, RETRACTED, record.rule, record.start))
+            records[record.identifier] = replace(record, status=RETRACTED, digest="")
+    return tuple(writes), _bounded(list(records.values()))
 
 
 def _bounded(records: list[FlagRecord]) -> tuple[FlagRecord, ...]:

@@ -108,6 +108,7 @@ class PatientState:
     base: tuple[Episode, ...] = ()
     versions: tuple[tuple[str, Version], ...] = ()
     flags: tuple[FlagRecord, ...] = ()
+    tail: tuple[Episode, ...] = ()  # the episodes open after the last report (derived, kept)
 
     def report(self, key: str) -> ReportRecord | None:
         return next((r for r in self.reports if r.report == key), None)
@@ -209,12 +210,13 @@ def encode_state(state: PatientState) -> bytes:
                 [f.identifier, f.status, f.digest, f.rule, _point(f.start), f.end]
                 for f in state.flags
             ],
+            [_episode(e) for e in state.tail],
         ]
     )
 
 
 def decode_state(data: bytes) -> PatientState:
-    fmt, rules, reports, horizon, base, versions, flags = orjson.loads(data)
+    fmt, rules, reports, horizon, base, versions, flags, tail = orjson.loads(data)
     if fmt != FORMAT:
         raise ValueError(f"lifecycle state format {fmt} is not {FORMAT}")
     return PatientState(
@@ -239,6 +241,7 @@ def decode_state(data: bytes) -> PatientState:
             FlagRecord(identifier, status, digest, rule, _read_point(start), end and tuple(end))
             for identifier, status, digest, rule, start, end in flags
         ),
+        tail=tuple(_read_episode(e) for e in tail),
     )
 
 
