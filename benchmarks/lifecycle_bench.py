@@ -52,7 +52,7 @@ def run_core(messages: list[bytes], context: Context) -> None:
 def run_settled(messages: list[bytes], context: Context, store: StateStore) -> None:
     for data in messages:
         for outcome in process(data, context):
-            settled, states = settle_message(outcome, store.load)
+            settled, states = settle_message(outcome, store.load, context.rule_set)
             if states:
                 store.save(states)
             for document in settled.documents():

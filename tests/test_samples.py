@@ -36,7 +36,7 @@ def render(path: Path, context: Context) -> bytes:
     store = MemoryStore()
     lines = []
     for outcome in process(path.read_bytes(), context):
-        settled, states = settle_message(outcome, store.load)
+        settled, states = settle_message(outcome, store.load, context.rule_set)
         store.save(states)
         lines.extend(dumps(doc) for doc in settled.documents())
     return b"\n".join(lines) + b"\n"

@@ -343,7 +343,7 @@ def replay_command(args: argparse.Namespace) -> int:
                 counts["unreadable files"] += 1
                 continue
             for outcome in outcomes:
-                outcome = _settled(outcome, store)
+                outcome = _settled(outcome, store, context)
                 counts[outcome.disposition.value] += 1
                 _log_outcome(log, path, outcome)
                 if args.out:
@@ -373,9 +373,9 @@ def _state_store(path: Path | None) -> StateStore:
         raise UsageError(f"--state: {path}: {exc}") from exc
 
 
-def _settled(outcome: MessageOutcome, store: StateStore) -> MessageOutcome:
+def _settled(outcome: MessageOutcome, store: StateStore, context: Context) -> MessageOutcome:
     """The outcome with its Bundles settled against the patients' history (``store``)."""
-    outcome, states = settle_message(outcome, store.load)
+    outcome, states = settle_message(outcome, store.load, context.rule_set)
     if states:
         store.save(states)
     return outcome

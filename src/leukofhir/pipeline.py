@@ -30,7 +30,7 @@ from leukofhir.ingest.fhir import FhirUnit, looks_like_fhir, read_fhir, read_fhi
 from leukofhir.ingest.framing import RawMessage, split_messages
 from leukofhir.ingest.hl7v2 import read_lab_message
 from leukofhir.model import LOINC, Cbc, Evaluation, LabMessage, LabReport
-from leukofhir.rules import evaluate
+from leukofhir.rules import RuleSet, evaluate
 from leukofhir.terminology import build_cbc
 
 
@@ -45,6 +45,7 @@ class ReportOutcome:
     cbc: Cbc
     evaluation: Evaluation
     draft: Draft = field(hash=False, compare=False)
+    rule_set: RuleSet = field(hash=False, compare=False, repr=False)
 
     @property
     def bundle(self) -> Json:
@@ -52,7 +53,7 @@ class ReportOutcome:
         state; see :mod:`leukofhir.lifecycle.settle` for a patient's real history)."""
         from leukofhir.lifecycle.settle import settle_alone
 
-        return settle_alone(self.draft)
+        return settle_alone(self.draft, self.rule_set)
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,7 +243,7 @@ def evaluate_message(
                     fhir_type="incomplete",
                 )
             )
-        report = ReportOutcome(cbc, evaluation, draft)
+        report = ReportOutcome(cbc, evaluation, draft, context.rule_set)
         if context.validate_output:
             from leukofhir.emit.validate import validate_bundle
 

@@ -47,7 +47,7 @@ def deliver(
 ) -> None:
     for data in messages:
         for outcome in process(data, CONTEXT):
-            settled, states = settle_message(outcome, store.load)
+            settled, states = settle_message(outcome, store.load, CONTEXT.rule_set)
             store.save(states)
             for document in settled.documents():
                 if document["resourceType"] == "Bundle":

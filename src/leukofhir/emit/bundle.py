@@ -14,10 +14,11 @@ Provenance by conditional create on a tag naming the document."""
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from leukofhir.emit.datatypes import Json, identifier_key, reference, urn, uuid_value
 from leukofhir.emit.flag import build_flag
+from leukofhir.emit.jsonio import dumps
 from leukofhir.emit.observation import (
     OBSERVATION_STATUSES,
     build_derived,
@@ -72,7 +73,14 @@ class Draft:
     source: Json  # Provenance.entity: the input message
     policy: str  # Provenance.policy: the rule set
     facts: ReportFacts | None  # None without a patient: no standing Flag
-    rule_set: RuleSet = field(repr=False, compare=False)
+    label: str = ""  # the report's place in its message ("OBR[1]"), for notes
+    # ``entries`` as JSON (comma-separated), when the draft travels between processes
+    packed: bytes = field(default=b"", repr=False)
+
+    def pack(self) -> Draft:
+        """The draft with its entries as JSON bytes: cheap to hand to another process,
+        and :func:`finish_bytes` writes them back as they were."""
+        return replace(self, entries=(), packed=_entries_json(self.entries))
 
 
 def build_draft(
@@ -198,26 +206,47 @@ def build_draft(
         source=source_entity(message),
         policy=rule_set_uri(evaluation.rule_set_id, evaluation.rule_set_version),
         facts=facts,
-        rule_set=rule_set,
+        label=str(report.location),
     )
 
 
-def finish(draft: Draft, writes: Writes) -> Json | None:
+def finish(draft: Draft, writes: Writes, rule_set: RuleSet) -> Json | None:
     """The transaction Bundle of a report once the lifecycle has spoken: its own entries,
     then what the lifecycle adds (:func:`lifecycle_entries`); None for a superseded
     version, which writes nothing."""
     if writes.superseded_by is not None:
         return None
     return {
+        **_head(draft),
+        "entry": [*draft.entries, *lifecycle_entries(draft, writes, rule_set)],
+    }
+
+
+def finish_bytes(draft: Draft, writes: Writes, rule_set: RuleSet) -> bytes | None:
+    """:func:`finish` as JSON bytes (those of :func:`leukofhir.emit.jsonio.dumps`), from a
+    packed draft too: its entries are not parsed again, only what follows them is written."""
+    if writes.superseded_by is not None:
+        return None
+    own = draft.packed or _entries_json(draft.entries)
+    added = _entries_json(lifecycle_entries(draft, writes, rule_set))
+    head = dumps(_head(draft))[:-1]
+    return b"".join((head, b',"entry":[', own, b"," if own else b"", added, b"]}"))
+
+
+def _head(draft: Draft) -> Json:
+    return {
         "resourceType": "Bundle",
         "id": draft.id,
         "type": "transaction",
         "timestamp": draft.recorded,
-        "entry": [*draft.entries, *lifecycle_entries(draft, writes)],
     }
 
 
-def lifecycle_entries(draft: Draft, writes: Writes) -> list[Json]:
+def _entries_json(entries: tuple[Json, ...] | list[Json]) -> bytes:
+    return dumps(list(entries))[1:-1]
+
+
+def lifecycle_entries(draft: Draft, writes: Writes, rule_set: RuleSet) -> list[Json]:
     """Results the newer version withdraws, the Flags that changed, and the Provenance of
     the whole document (target: the DiagnosticReport and every Flag written)."""
     entries: list[Json] = []
@@ -229,7 +258,7 @@ def lifecycle_entries(draft: Draft, writes: Writes) -> list[Json]:
     for write in writes.flags:
         assert draft.subject is not None  # Flags exist only for a patient
         full_url = urn("Flag", draft.seed, write.identifier)
-        entries.append(_entry(full_url, build_flag(write, draft.rule_set, subject=draft.subject)))
+        entries.append(_entry(full_url, build_flag(write, rule_set, subject=draft.subject)))
         targets.append(reference(full_url))
     entries.append(
         _entry(
