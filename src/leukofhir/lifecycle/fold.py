@@ -34,7 +34,6 @@ from leukofhir.lifecycle.facts import (
     Version,
 )
 from leukofhir.lifecycle.state import (
-    CLOSED_FLAGS,
     VERSIONS,
     WINDOW,
     FlagRecord,
@@ -224,23 +223,23 @@ def _flags(
         if old is None or old.digest != digest:
             writes.append(FlagWrite(identifier, status, episode.rule, episode.start, episode))
     if complete:
-        for record in state.flags:
-            if record.identifier in records:
-                continue
-            if record.end is not None and state.horizon[0] and record.end <= state.horizon:
-                continue  # frozen: no report can change it any more, nothing to remember
-            if record.status != RETRACTED:
+        for record in _kept(list(state.flags), state.horizon):
+            if record.identifier not in records:  # the fold no longer produces it
                 writes.append(FlagWrite(record.identifier, RETRACTED, record.rule, record.start))
-            records[record.identifier] = replace(record, status=RETRACTED, digest="")
-    return tuple(writes), _bounded(list(records.values()))
+    return tuple(writes), _kept(list(records.values()), state.horizon)
 
 
-def _bounded(records: list[FlagRecord]) -> tuple[FlagRecord, ...]:
-    """Active Flags, and the latest :data:`CLOSED_FLAGS` others (by start)."""
-    closed = sorted((r for r in records if r.status != ACTIVE), key=lambda r: r.order)
-    closed = closed[-CLOSED_FLAGS:]
-    keep = {r.identifier for r in closed}
-    return tuple(r for r in records if r.status == ACTIVE or r.identifier in keep)
+def _kept(records: list[FlagRecord], horizon: tuple[str, str]) -> tuple[FlagRecord, ...]:
+    """The records a later report may still need: active Flags, and inactive ones that a
+    report of the window closed (so at most a Flag per finding and report of the window).
+    A withdrawn Flag is forgotten (produced again, it is written again), and so is one
+    closed before the horizon (no report can change it any more)."""
+    return tuple(
+        r
+        for r in records
+        if r.status == ACTIVE
+        or (r.status == INACTIVE and not (r.end is not None and horizon[0] and r.end <= horizon))
+    )
 
 
 def _digest(status: str, episode: Episode) -> str:
@@ -274,11 +273,13 @@ def _prune(state: PatientState, rule_set: RuleSet) -> PatientState:
         episode = _advance(state, leaving, index, rule, opened.get(rule.id), [])
         if episode is not None:
             base.append(episode)
+    horizon = leaving[-1].key
     return replace(
         state,
         reports=staying,
-        horizon=leaving[-1].key,
+        horizon=horizon,
         base=tuple(base),
+        flags=_kept(list(state.flags), horizon),
         versions=_remember(state.versions, tuple((r.report, r.version) for r in leaving)),
     )
 

@@ -8,10 +8,10 @@
   longer than the window;
 * ``versions``: the newest version of reports that left the window, at most
   :data:`VERSIONS`, so that an old version arriving late never overwrites a newer one;
-* ``flags``: the Flags written for the patient (active ones, and the latest
-  :data:`CLOSED_FLAGS` others that a report of the window could still change), with a
-  digest of what was written, so that an unchanged Flag is not written again and a Flag
-  the fold no longer produces is withdrawn.
+* ``flags``: the Flags written for the patient that a report could still change (active
+  ones, and inactive ones a report of the window closed), with a digest of what was
+  written, so that an unchanged Flag is not written again and a Flag the fold no longer
+  produces is withdrawn.
 
 A report collected at or before the horizon can no longer change an episode (its
 results are still written when it is the newest version); the outcome says so.
@@ -39,7 +39,6 @@ from leukofhir.lifecycle.facts import (
 )
 
 __all__ = [
-    "CLOSED_FLAGS",
     "VERSIONS",
     "WINDOW",
     "FlagRecord",
@@ -52,7 +51,6 @@ __all__ = [
 
 WINDOW = 32  # reports kept per patient
 VERSIONS = 256  # versions kept of reports that left the window
-CLOSED_FLAGS = 16  # inactive or withdrawn Flags remembered per patient
 FORMAT = 1
 
 _LETTER = {PRESENT: "P", ABSENT: "A", NOT_EVALUATED: "N"}
@@ -94,10 +92,6 @@ class FlagRecord:
     rule: str
     start: Point  # the report that opened the episode
     end: tuple[str, str] | None = None  # fold key of the report that closed it
-
-    @property
-    def order(self) -> tuple[str, str]:
-        return self.start.collected, self.identifier
 
 
 @dataclass(frozen=True, slots=True)
