@@ -77,3 +77,29 @@ def test_findings_match_the_hand_computed_expectations(path: Path, context: Cont
             )
             not_evaluated = {n.rule_id for n in report.evaluation.not_evaluated}
             assert set(want.get("not_evaluated", [])) <= not_evaluated
+
+
+@pytest.mark.parametrize("path", SAMPLE_FILES, ids=lambda p: p.name)
+def test_settled_outcomes_match_the_hand_computed_expectations(
+    path: Path, context: Context
+) -> None:
+    """The file's messages settled in order against one state (as the golden render does):
+    each message's disposition is ``settled_outcome`` when the lifecycle changes it (a
+    superseded version writes nothing: skipped), else ``outcome``; a superseded version
+    says which version was already applied."""
+    expected = EXPECTED[path.name]
+    store = MemoryStore()
+    for outcome, message in zip(
+        process(path.read_bytes(), context), expected["messages"], strict=True
+    ):
+        settled, states = settle_message(outcome, store.load, context.rule_set)
+        store.save(states)
+        assert settled.disposition.value == message.get("settled_outcome", message["outcome"])
+        superseded = [i.message for i in settled.issues if "superseded" in i.message]
+        if "superseded_by" in message:
+            assert settled.settled is not None
+            assert all(bundle is None for bundle in settled.settled)
+            assert len(superseded) == len(outcome.reports)
+            assert all(f"MSH-10 {message['superseded_by']}" in text for text in superseded)
+        else:
+            assert not superseded
