@@ -133,13 +133,16 @@ def test_journal_receive_duplicate_reuse_complete_pending(tmp_path: Path) -> Non
     )
     assert first.new
     assert not first.reused_id
-    assert (again.new, again.done, again.id) == (False, False, first.id)  # same content
+    assert (again.new, again.finished, again.id) == (False, False, first.id)  # same content
     assert other.new
     assert other.reused_id  # same MSH-10, other content
     assert [p.id for p in journal.pending()] == [first.id, other.id]
-    journal.complete([Completion(first.id, "processed", "AA", b"ACK", 1, ("x G1",), ("a",))])
+    journal.complete(
+        [Completion(first.id, "processed", "AA", b"ACK", 1, ("x G1",), ("a",))],
+        "2026-01-01T00:00:01+00:00",
+    )
     [later] = journal.receive([arrival(b"MSH|1")], "2026-01-02T00:00:00+00:00")
-    assert (later.done, later.reply, later.ack, later.received) == (
+    assert (later.finished, later.reply, later.ack, later.received) == (
         True,
         b"ACK",
         "AA",

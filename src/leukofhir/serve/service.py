@@ -15,6 +15,10 @@ The supervisor restarts a process that dies (after finishing the messages it hel
 forwards SIGTERM/SIGINT for a graceful stop (stop accepting, answer what is in hand, close
 the journal), and takes its processes with it if it is killed (PR_SET_PDEATHSIG).  With
 one worker there is no supervisor: the single process does everything.
+
+A stop takes at most ``--shutdown-timeout`` in each process, whatever it waits for: at
+that deadline every message still unanswered is answered AR (it stays in the journal and
+is finished at the next start), so no listener waits past it.
 """
 
 from __future__ import annotations
@@ -174,14 +178,23 @@ async def run_process(
     log.info("ready", **listening.ports, pid=os.getpid(), out=str(config.out))
     await stop.wait()
     log.info("stopping", pid=os.getpid(), in_progress=intake.busy)
+    deadline = loop.time() + config.shutdown_timeout
+    overdue = loop.call_at(deadline, intake.abandon)  # past it, nothing is waited for
+    intake.stop()
     if mllp is not None:
-        await mllp.close(config.shutdown_timeout)
+        await mllp.close(_left(loop, deadline) + 1)
     if http is not None and http_task is not None:
+        http.config.timeout_graceful_shutdown = math.ceil(_left(loop, deadline)) + 1
         http.should_exit = True
         await http_task
-    await intake.close(config.shutdown_timeout)
+    await intake.close(_left(loop, deadline))
+    overdue.cancel()
     log.info("stopped", pid=os.getpid())
     return 0
+
+
+def _left(loop: asyncio.AbstractEventLoop, deadline: float) -> float:
+    return max(0.0, deadline - loop.time())
 
 
 class _Supervisor:
