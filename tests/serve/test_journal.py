@@ -3,11 +3,13 @@ schema-1 journal in place, and the ``leukofhir journal`` command."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
 import pytest
 
+from leukofhir.cli import main
 from leukofhir.errors import UsageError
 from leukofhir.serve.header import content_hash
 from leukofhir.serve.journal import Arrival, Completion, Journal
@@ -140,3 +142,77 @@ def test_a_journal_of_a_newer_schema_is_refused(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(UsageError, match="journal schema 3"):
         Journal(tmp_path)
+
+
+# -- leukofhir journal ---------------------------------------------------------------------------
+
+
+def test_journal_command_lists_failed_messages_without_content_retries_and_drops(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    journal = Journal(tmp_path)
+    secret = b"MSH|^~\\&|LAB|FAC|||||ORU^R01|C1|P|2.5\rPID|1||SECRET-MRN||DOE^JANE\r"
+    one, two, _ = journal.receive(
+        [arrival(secret, "C1"), arrival(b"MSH|2", "C2"), arrival(b"MSH|3", "C3")], RECEIVED
+    )
+    failed(journal, one.id)
+    failed(journal, two.id, "RecursionError at ingest/fhir.py:9 read")
+    journal.close()
+
+    assert main(["journal", str(tmp_path), "--failed", "--format", "ndjson"]) == 0
+    listed = capsys.readouterr().out
+    rows = [json.loads(line) for line in listed.splitlines()]
+    assert rows == [
+        {
+            "id": one.id,
+            "received": RECEIVED,
+            "sender": "LAB|FAC",
+            "control_id": "C1",
+            "format": "hl7v2",
+            "reason": "KeyError at x.py:1 f",
+        },
+        {
+            "id": two.id,
+            "received": RECEIVED,
+            "sender": "LAB|FAC",
+            "control_id": "C2",
+            "format": "hl7v2",
+            "reason": "RecursionError at ingest/fhir.py:9 read",
+        },
+    ]
+    assert main(["journal", str(tmp_path), "--failed", "--format", "table"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == ["id", "received", "sender", "control_id", "format", "reason"]
+    assert table[1].split()[:5] == [str(one.id), RECEIVED, "LAB|FAC", "C1", "hl7v2"]
+    assert "SECRET" not in listed + "\n".join(table)
+    assert "DOE" not in listed + "\n".join(table)
+
+    assert main(["journal", str(tmp_path), "--retry", str(one.id)]) == 0
+    assert f"journal entry {one.id}: put back" in capsys.readouterr().out
+    assert main(["journal", str(tmp_path), "--drop", str(two.id)]) == 0
+    assert f"journal entry {two.id}: deleted" in capsys.readouterr().out
+    assert main(["journal", str(tmp_path), "--format", "ndjson"]) == 0
+    counts = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert counts == [{"state": "received", "messages": 2}]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--retry", "1"], "journal entry 1 is not a failed message"),
+        (["--drop", "99"], "journal entry 99 is not a failed message"),
+        (["--failed"], "no journal at"),
+    ],
+)
+def test_journal_command_refuses_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], options: list[str], message: str
+) -> None:
+    if message != "no journal at":
+        journal = Journal(tmp_path)
+        journal.receive([arrival(b"MSH|1")], RECEIVED)  # received, not failed
+        journal.close()
+    assert main(["journal", str(tmp_path), *options]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("leukofhir: ")
+    assert message in err
+    assert "Traceback" not in err
