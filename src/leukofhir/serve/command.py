@@ -38,6 +38,10 @@ _OPTIONS: tuple[tuple[str, dict[str, object]], ...] = (
     ("--validate", {"action": "store_const", "const": True, "dest": "validate_output"}),
     ("--validate-structure", {"action": "store_const", "const": True}),
     ("--shutdown-timeout", {"type": float, "metavar": "SECONDS", "help": "(30)"}),
+    (
+        "--journal-retention",
+        {"metavar": "DURATION", "help": "keep done messages this long (30d; 12h; 0: forever)"},
+    ),
 )
 
 
@@ -103,8 +107,8 @@ def add_journal_parser(commands: argparse._SubParsersAction[argparse.ArgumentPar
         "--retry",
         type=int,
         metavar="ID",
-        help="put failed message ID back: processed at the next start of the service, or at"
-        " once when the sender sends it again",
+        help="put failed message ID back: processed at the next start, by a running service"
+        " within 10 s, or at once when the sender sends it again",
     )
     action.add_argument(
         "--drop", type=int, metavar="ID", help="delete failed message ID from the journal"
