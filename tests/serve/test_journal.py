@@ -153,7 +153,8 @@ def test_journal_command_lists_failed_messages_without_content_retries_and_drops
     journal = Journal(tmp_path)
     secret = b"MSH|^~\\&|LAB|FAC|||||ORU^R01|C1|P|2.5\rPID|1||SECRET-MRN||DOE^JANE\r"
     one, two, _ = journal.receive(
-        [arrival(secret, "C1"), arrival(b"MSH|2", "C2"), arrival(b"MSH|3", "C3")], RECEIVED
+        [arrival(secret, "C1"), arrival(b"MSH|2", "C2\x1b[2J"), arrival(b"MSH|3", "C3")],
+        RECEIVED,
     )
     failed(journal, one.id)
     failed(journal, two.id, "RecursionError at ingest/fhir.py:9 read")
@@ -175,7 +176,7 @@ def test_journal_command_lists_failed_messages_without_content_retries_and_drops
             "id": two.id,
             "received": RECEIVED,
             "sender": "LAB|FAC",
-            "control_id": "C2",
+            "control_id": "C2\x1b[2J",  # as sent; escaped by JSON
             "format": "hl7v2",
             "reason": "RecursionError at ingest/fhir.py:9 read",
         },
@@ -185,6 +186,7 @@ def test_journal_command_lists_failed_messages_without_content_retries_and_drops
     assert table[0].split() == ["id", "received", "sender", "control_id", "format", "reason"]
     assert table[1].split()[:5] == [str(one.id), RECEIVED, "LAB|FAC", "C1", "hl7v2"]
     assert "SECRET" not in listed + "\n".join(table)
+    assert table[2].split()[3] == "C2?[2J"  # no control character to the terminal
     assert "DOE" not in listed + "\n".join(table)
 
     assert main(["journal", str(tmp_path), "--retry", str(one.id)]) == 0

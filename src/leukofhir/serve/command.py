@@ -164,7 +164,12 @@ def _print(rows: list[dict[str, object]], ndjson: bool) -> None:
         print("(none)")
         return
     names = list(rows[0])
-    cells = [names, *([str(row[n]) for n in names] for row in rows)]
+    cells = [names, *([_printable(str(row[n])) for n in names] for row in rows)]
     widths = [max(len(line[i]) for line in cells) for i in range(len(names) - 1)]
     for line in cells:
         print("  ".join([*(c.ljust(w) for c, w in zip(line, widths, strict=False)), line[-1]]))
+
+
+def _printable(text: str) -> str:
+    """A sender or control id as sent may hold control characters: not for a terminal."""
+    return "".join(c if c.isprintable() else "?" for c in text)
