@@ -205,7 +205,7 @@ def test_close_answers_a_resend_watching_another_process_at_once(tmp_path: Path)
         assert intake.busy == 1  # watching the journal for the other process's answer
         started = time.monotonic()
         await intake.close(20.0)
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 5.0  # not the 20 s it was given
         reply = await asyncio.wait_for(ticket.reply, 1.0)
         assert (reply.code, reply.outcome) == ("AR", "unstored")
         assert "stopping" in field_of(reply.body, "ERR", 8)
@@ -226,7 +226,7 @@ def test_close_answers_whatever_is_left_when_the_time_is_up(
         ticket = await intake.submit(M02)
         started = time.monotonic()
         await intake.close(0.3)
-        assert 0.25 < time.monotonic() - started < 1.0
+        assert 0.25 < time.monotonic() - started < 5.0
         reply = await asyncio.wait_for(ticket.reply, 1.0)
         assert (reply.code, reply.outcome) == ("AR", "unstored")
         journal = Journal(out)
