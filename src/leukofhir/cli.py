@@ -26,7 +26,7 @@ from leukofhir.errors import ConfigError, UsageError
 from leukofhir.ingest.dtm import DtmError, zone
 from leukofhir.logs import configure, get_logger
 from leukofhir.pipeline import Disposition, MessageOutcome, process, process_ndjson
-from leukofhir.serve.command import add_serve_parser
+from leukofhir.serve.command import add_journal_parser, add_serve_parser
 
 FORMATS = ("ndjson", "json", "summary")
 STREAMED_SUFFIXES = (".ndjson", ".jsonl")
@@ -127,6 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     replay.set_defaults(run=replay_command)
     _add_batch_parser(commands)
     add_serve_parser(commands)
+    add_journal_parser(commands)
     return parser
 
 
