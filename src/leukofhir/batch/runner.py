@@ -315,6 +315,13 @@ class _Runner:
         self.run_counts.files["changed" if task.skip else "new"] += 1
         for row in result.rows:
             self.run_counts.messages[row.outcome] += 1
+        for number, kind in result.faults:  # the type only: an exception's text may quote input
+            self.log.warning(
+                "message rejected: processing failed (code 207)",
+                file=result.source,
+                message=number,
+                error=kind,
+            )
         if self._moving():
             rejected = any(row.outcome == "rejected" for row in result.rows) or (
                 bool(task.skip) and self.ledger.has_rejected(result.source)
