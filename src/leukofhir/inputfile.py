@@ -1,4 +1,11 @@
-"""Opening input files without ever blocking: only regular files are read.
+"""Input files on disk: which paths replay reads, and opening them without ever blocking.
+
+Which paths (:func:`input_files`).  Every file and folder named is read: a folder
+recursively, its entries in name order (so files come in path order), leaving out dotfiles
+and dot-folders and README/``*.md`` files (documentation beside the messages).  Nothing
+else is passed over in silence: a broken symbolic link, a folder that cannot be listed, a
+FIFO, socket or device, and a link to a folder (not followed: no loops) each come out as a
+:class:`PassedOver` with the reason, for the caller to log and count.
 
 A plain ``open()`` of a FIFO waits until a writer comes, forever if none does; a
 character device may never end.  Input is therefore opened with ``O_NONBLOCK`` (which
@@ -14,9 +21,20 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["NotRegularFileError", "kind", "open_input", "read_input"]
+__all__ = [
+    "NotRegularFileError",
+    "PassedOver",
+    "input_files",
+    "is_documentation",
+    "kind",
+    "open_input",
+    "read_input",
+]
 
 _KINDS = (
     (stat.S_ISDIR, "folder"),
@@ -63,3 +81,58 @@ def read_input(path: str | os.PathLike[str]) -> tuple[bytes, os.stat_result]:
     handle, info = open_input(path)
     with handle:
         return handle.read(), info
+
+
+def is_documentation(name: str) -> bool:
+    """A README or Markdown file beside the messages (as in sample_messages/): not input."""
+    return name.startswith("README") or name.endswith(".md")
+
+
+@dataclass(frozen=True, slots=True)
+class PassedOver:
+    """A path under a folder that is not read, and why."""
+
+    path: Path
+    reason: str
+    unreadable: bool  # meant as input but cannot be read (a broken link, an unlistable folder)
+
+
+def input_files(paths: Sequence[Path]) -> Iterator[Path | PassedOver]:
+    """The files to read, in the order given, each folder's in path order; what is passed
+    over under a folder, with the reason (see the module's docstring).  A path named
+    itself is given as it is: the caller checked that it exists and what it is."""
+    for path in paths:
+        if path.is_dir():
+            yield from _walk(path)
+        else:
+            yield path
+
+
+def _walk(folder: Path) -> Iterator[Path | PassedOver]:
+    try:
+        with os.scandir(folder) as listing:
+            entries = sorted(listing, key=lambda entry: entry.name)
+    except OSError as exc:
+        yield PassedOver(folder, f"folder not readable: {exc.strerror}", unreadable=True)
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        path = Path(entry.path)
+        try:
+            info = entry.stat()  # follows a link
+        except FileNotFoundError:
+            yield PassedOver(path, "broken symbolic link", unreadable=True)
+            continue
+        except OSError as exc:
+            yield PassedOver(path, exc.strerror or str(exc), unreadable=True)
+            continue
+        if stat.S_ISDIR(info.st_mode):
+            if entry.is_symlink():
+                yield PassedOver(path, "link to a folder, not followed", unreadable=False)
+            else:
+                yield from _walk(path)
+        elif not stat.S_ISREG(info.st_mode):
+            yield PassedOver(path, f"not a regular file (a {kind(info.st_mode)})", False)
+        elif not is_documentation(entry.name):
+            yield path
