@@ -4,7 +4,6 @@ the other messages of the file and the other files go on."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,7 +15,6 @@ import pytest
 
 from leukofhir.batch import BatchOptions, run_batch
 from leukofhir.batch import work as work_module
-from leukofhir.batch.work import FileTask, Worker, WorkerConfig
 from leukofhir.logs import get_logger
 from leukofhir.pipeline import MessageOutcome
 from tests.batch.helpers import NOW as NOW_TEXT
@@ -230,26 +228,3 @@ def test_a_fault_in_a_forked_worker_of_a_real_batch(tmp_path: Path) -> None:
     summary = json.loads((tmp_path / "out" / "summary.json").read_bytes())
     assert summary["messages"] == {"total": 6, "processed": 5, "skipped": 0, "rejected": 1}
     assert summary["this_run"]["stopped"] == ""
-
-
-def test_a_fifo_in_a_files_place_is_refused_not_waited_on(tmp_path: Path) -> None:
-    """Listed as a file, replaced by a FIFO before the worker opens it."""
-    fifo = tmp_path / "f.hl7"
-    os.mkfifo(fifo)
-    worker = Worker(WorkerConfig(out=str(tmp_path / "out")))
-    result: list[Any] = []
-    import threading
-
-    thread = threading.Thread(
-        target=lambda: result.append(worker.run(FileTask(str(fifo), "f.hl7", NOW))), daemon=True
-    )
-    thread.start()
-    thread.join(timeout=10)
-    if thread.is_alive():  # blocked in open(): let it go, then fail
-        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-        os.close(fd)
-        thread.join(timeout=10)
-        pytest.fail("the worker waited for a writer on a FIFO")
-    (file_result,) = result
-    assert file_result.state == "unreadable"
-    assert file_result.error == "not a regular file (a FIFO)"
