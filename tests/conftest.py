@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import socket
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,3 +34,17 @@ def make_context(**overrides: object) -> Context:
 @pytest.fixture(scope="session")
 def context() -> Context:
     return make_context()
+
+
+@pytest.fixture
+def unix_socket() -> Iterator[Path]:
+    """A bound Unix socket (a path that is no file), at a short path: sun_path is small."""
+    path = Path(f"/tmp/leukofhir-test-{os.getpid()}.sock")
+    path.unlink(missing_ok=True)
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(path))
+    try:
+        yield path
+    finally:
+        server.close()
+        path.unlink(missing_ok=True)

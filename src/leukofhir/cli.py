@@ -1,7 +1,8 @@
 """``leukofhir`` command line: a thin shell over :func:`leukofhir.pipeline.process`.
 
-Exit codes (``replay``): 0 nothing rejected, 1 at least one message rejected,
-2 usage error (missing file, bad option, unusable mapping file).
+Exit codes (``replay``): 0 nothing rejected, 1 at least one message rejected or a file
+unreadable, 2 usage error (a path missing or not a file or folder, bad option, unusable
+mapping file).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import os
 import re
 import sqlite3
+import stat
 import sys
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -20,16 +22,16 @@ from typing import Any, BinaryIO
 from structlog.typing import FilteringBoundLogger
 
 from leukofhir import __version__
-from leukofhir.batch.scan import is_documentation
 from leukofhir.context import FHIR_TARGETS, Context, Settings
 from leukofhir.emit.jsonio import dumps
 from leukofhir.errors import ConfigError, UsageError
 from leukofhir.ingest.dtm import DtmError, zone
+from leukofhir.inputfile import PassedOver, input_files, kind, open_input, read_input
 from leukofhir.lifecycle.settle import settle_message
 from leukofhir.lifecycle.store import MemoryStore, SqliteStore, StateStore
 from leukofhir.logs import configure, get_logger
 from leukofhir.pipeline import Disposition, MessageOutcome, process, process_ndjson
-from leukofhir.serve.command import add_serve_parser
+from leukofhir.serve.command import add_journal_parser, add_serve_parser
 
 FORMATS = ("ndjson", "json", "summary")
 STREAMED_SUFFIXES = (".ndjson", ".jsonl")
@@ -145,6 +147,7 @@ def _parser() -> argparse.ArgumentParser:
     replay.set_defaults(run=replay_command)
     _add_batch_parser(commands)
     add_serve_parser(commands)
+    add_journal_parser(commands)
     return parser
 
 
@@ -233,8 +236,7 @@ _REPLAY_OPTIONS: dict[str, dict[str, Any]] = {
 def batch_command(args: argparse.Namespace) -> int:
     from leukofhir.batch import BatchError, BatchOptions, run_batch
 
-    if not args.source.exists():
-        raise UsageError(f"no such file or folder: {args.source}")
+    check_paths([args.source])
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
     context = build_context(args)  # checks --now, --timezone and --mapping
@@ -299,27 +301,29 @@ def build_context(args: argparse.Namespace) -> Context:
         raise UsageError(str(exc)) from exc
 
 
-def input_files(paths: Sequence[Path]) -> Iterator[Path]:
-    """Files in the order given; a folder's files sorted by path, dotfiles and README/Markdown
-    files left out (a file named on the command line is always read)."""
+def check_paths(paths: Sequence[Path]) -> None:
+    """Every path named must be a file or a folder: one that is missing (or a broken link)
+    or is a FIFO, socket or device is a usage error, found before anything is read (a FIFO
+    would be waited on for ever).  A path that cannot be looked at (permission) is left to
+    the read, which reports it as unreadable."""
+    problems = []
     for path in paths:
-        if path.is_dir():
-            for child in sorted(path.rglob("*")):
-                relative = child.relative_to(path).parts
-                if (
-                    child.is_file()
-                    and not any(part.startswith(".") for part in relative)
-                    and not is_documentation(child.name)
-                ):
-                    yield child
-        else:
-            yield path
+        try:
+            info = path.stat()
+        except FileNotFoundError:
+            what = "broken symbolic link" if path.is_symlink() else "no such file or folder"
+            problems.append(f"{what}: {path}")
+            continue
+        except OSError:
+            continue
+        if not (stat.S_ISDIR(info.st_mode) or stat.S_ISREG(info.st_mode)):
+            problems.append(f"not a file or folder (a {kind(info.st_mode)}), not read: {path}")
+    if problems:
+        raise UsageError("; ".join(problems))
 
 
 def replay_command(args: argparse.Namespace) -> int:
-    missing = [str(p) for p in args.paths if not p.exists()]
-    if missing:
-        raise UsageError(f"no such file or folder: {', '.join(missing)}")
+    check_paths(args.paths)
     context = build_context(args)
     fmt = args.format or ("summary" if sys.stdout.isatty() and not args.out else "ndjson")
     log = get_logger("leukofhir.replay")
@@ -336,10 +340,17 @@ def replay_command(args: argparse.Namespace) -> int:
     store = _state_store(args.state)
     try:
         for path in input_files(args.paths):
+            if isinstance(path, PassedOver):
+                if path.unreadable:
+                    log.error("file unreadable", file=str(path.path), error=path.reason)
+                else:
+                    log.warning("path skipped", file=str(path.path), reason=path.reason)
+                counts["unreadable files" if path.unreadable else "skipped paths"] += 1
+                continue
             try:
                 outcomes = _outcomes(path, context, args.format_in)
             except OSError as exc:
-                log.error("file unreadable", file=str(path), error=exc.strerror)
+                log.error("file unreadable", file=str(path), error=exc.strerror or str(exc))
                 counts["unreadable files"] += 1
                 continue
             for outcome in outcomes:
@@ -385,8 +396,8 @@ def _outcomes(path: Path, context: Context, input_format: str) -> Iterator[Messa
     """A file's outcomes; NDJSON files are streamed line by line (bounded memory), others
     read whole.  Raises OSError here, not later, when the file cannot be opened."""
     if input_format != "hl7v2" and path.suffix.lower() in STREAMED_SUFFIXES:
-        return _streamed(path.open("rb"), context)
-    return process(path.read_bytes(), context, input_format=input_format)
+        return _streamed(open_input(path)[0], context)
+    return process(read_input(path)[0], context, input_format=input_format)
 
 
 def _streamed(handle: BinaryIO, context: Context) -> Iterator[MessageOutcome]:

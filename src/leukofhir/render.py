@@ -88,8 +88,9 @@ class SummaryPrinter:
 
     def totals(self, counts: Counter[str]) -> None:
         parts = [f"{counts[k]} {k}" for k in ("processed", "skipped", "rejected")]
-        if counts["unreadable files"]:
-            parts.append(f"{counts['unreadable files']} unreadable files")
+        for extra in ("unreadable files", "skipped paths"):
+            if counts[extra]:
+                parts.append(f"{counts[extra]} {extra}")
         self.console.rule(Text(" · ".join(parts), style="bold"))
 
 

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
+import subprocess
 import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tests.conftest import ROOT
@@ -56,6 +61,17 @@ def ledger_rows(out: Path) -> list[tuple[object, ...]]:
         db.close()
 
 
+def file_rows(out: Path) -> list[tuple[object, ...]]:
+    """The ledger's files table (what the batch knows of each input file), by source."""
+    db = sqlite3.connect(out / "ledger.sqlite")
+    try:
+        return db.execute(
+            "SELECT source, size, mtime_ns, state, messages, error FROM files ORDER BY source"
+        ).fetchall()
+    finally:
+        db.close()
+
+
 def batch_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(SRC)}
 
@@ -63,3 +79,34 @@ def batch_env() -> dict[str, str]:
 def batch_argv(source: Path, out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "leukofhir.cli", "--log-format", "json", "batch",
             str(source), "--out", str(out), "--min-age", "0", *extra]  # fmt: skip
+
+
+@contextmanager
+def watching(source: Path, out: Path, *extra: str) -> Iterator[subprocess.Popen[bytes]]:
+    """A real ``batch --watch`` subprocess (stdout and stderr piped), killed if still running
+    at the end; :func:`stop` ends it as an operator would."""
+    process = subprocess.Popen(
+        batch_argv(source, out, "--watch", *extra),
+        env=batch_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def stop(process: subprocess.Popen[bytes]) -> tuple[bytes, bytes]:
+    """SIGTERM, then its stdout and stderr once it has ended."""
+    process.send_signal(signal.SIGTERM)
+    return process.communicate(timeout=60)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)

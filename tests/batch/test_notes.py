@@ -133,7 +133,7 @@ def test_a_version_1_ledger_is_migrated(tmp_path: Path) -> None:
     db.close()
     ledger = Ledger(tmp_path)
     try:
-        assert ledger.get_meta("schema_version") == "2"
+        assert ledger.get_meta("schema_version") == "3"
         assert ledger.noted() == (0, 0)
         assert [row["notes"] for row in ledger.rows()] == ["[]"]
     finally:

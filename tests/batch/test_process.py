@@ -5,17 +5,24 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import sqlite3
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from leukofhir.cli import main
-from tests.batch.helpers import batch_argv, batch_env, ledger_rows, make_inputs, snapshot
+from tests.batch.helpers import (
+    batch_argv,
+    batch_env,
+    ledger_rows,
+    make_inputs,
+    snapshot,
+    stop,
+    wait_for,
+    watching,
+)
 
 
 @pytest.fixture
@@ -80,33 +87,16 @@ def test_a_real_full_disk_stops_with_a_clear_error_and_resumes(
 def test_watch_processes_arrivals_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     source, out = tmp_path / "in", tmp_path / "out"
     make_inputs(source, 3, per_file=1)
-    process = subprocess.Popen(
-        batch_argv(source, out, "--watch", "--interval", "0.1", "--workers", "2"),
-        env=batch_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        _wait_for(lambda: len(list(out.glob("processed/*/*.bundle.json"))) == 3)
+    with watching(source, out, "--interval", "0.1", "--workers", "2") as process:
+        wait_for(lambda: len(list(out.glob("processed/*/*.bundle.json"))) == 3)
         make_inputs(source / "later", 2, per_file=1, seed=9)
-        _wait_for(lambda: len(list(out.glob("processed/*/*.bundle.json"))) == 5)
-        process.send_signal(signal.SIGTERM)
-        stdout, stderr = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
+        wait_for(lambda: len(list(out.glob("processed/*/*.bundle.json"))) == 5)
+        stdout, stderr = stop(process)
     assert process.returncode == 0, stderr.decode()[-2000:]
     summary = json.loads((out / "summary.json").read_bytes())
     assert summary["messages"]["total"] == 5
     assert summary["this_run"]["stopped"] == "stopped by a signal"
     assert b"messages: 5" in stdout
-
-
-def _wait_for(condition: object, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def test_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

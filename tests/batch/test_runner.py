@@ -103,12 +103,12 @@ def test_bad_input_never_stops_the_batch(tmp_path: Path, monkeypatch: pytest.Mon
         age(source / name, 100 + n)
     (source / "loop").symlink_to(source)
 
-    real_open = open
+    real_read = work_module.read_input
 
-    def fake_open(path: str, mode: str = "r") -> Any:
+    def fake_read(path: str) -> Any:
         if path.endswith("unreadable.hl7"):
             raise PermissionError(errno.EACCES, "Permission denied", path)
-        return real_open(path, mode)
+        return real_read(path)
 
     real_run = work_module.Worker.run
 
@@ -117,7 +117,7 @@ def test_bad_input_never_stops_the_batch(tmp_path: Path, monkeypatch: pytest.Mon
             Path(task.path).unlink()
         return real_run(self, task)
 
-    monkeypatch.setattr(work_module, "open", fake_open, raising=False)
+    monkeypatch.setattr(work_module, "read_input", fake_read)
     monkeypatch.setattr(work_module.Worker, "run", run)
     result = run_batch(_options(tmp_path), LOG)
     summary = result.summary

@@ -1,13 +1,22 @@
 """An in-process service (engine + MLLP listener on 127.0.0.1, port chosen by the OS) and a
-minimal raw MLLP peer, for tests that need to see every byte."""
+minimal raw MLLP peer, for tests that need to see every byte; and the real ``leukofhir
+serve`` as a subprocess (:func:`service`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import pytest
 
 from leukofhir.context import Settings
 from leukofhir.ingest.mllp import MllpFramer, frame
@@ -16,9 +25,11 @@ from leukofhir.serve.journal import Journal
 from leukofhir.serve.metrics import Metrics
 from leukofhir.serve.mllp_server import MllpListener, MllpSettings
 from leukofhir.serve.sink import FolderSink
-from tests.conftest import SAMPLES
+from leukofhir.serve.work import Job, Processed, Processor
+from tests.conftest import ROOT, SAMPLES
 
 TIMEOUT = 10.0
+TIMEOUT_PROCESS = 20.0  # any one wait on a subprocess
 
 
 @dataclass
@@ -95,6 +106,24 @@ class Peer:
             await self.writer.wait_closed()
 
 
+class Poisoned:
+    """``Processor.run_one`` raising ``error`` on every message holding ``POISON`` while
+    ``active`` (a fault of ours, whatever the core does with that message); counts them."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, error: BaseException | None = None) -> None:
+        self.calls = 0
+        self.active = True
+        original = Processor.run_one
+
+        def run_one(processor: Processor, job: Job) -> Processed:
+            if self.active and b"POISON" in job.data:
+                self.calls += 1
+                raise error or KeyError("R4.FooType")
+            return original(processor, job)
+
+        monkeypatch.setattr(Processor, "run_one", run_one)
+
+
 def sample(name: str) -> bytes:
     return (SAMPLES / name).read_bytes()
 
@@ -115,3 +144,102 @@ def outputs(out: Path) -> list[str]:
         for p in out.rglob("*")
         if p.is_file() and not p.name.startswith("journal.sqlite")
     )
+
+
+# -- the real service as a subprocess ---------------------------------------------------------
+
+
+@dataclass
+class Service:
+    process: subprocess.Popen[bytes]
+    mllp: int
+    http: int
+    out: Path
+    log: Path
+
+    def stop(self) -> str:
+        """SIGTERM (unless it already stopped); the service must exit 0 within 10 seconds,
+        without a traceback, its last log line ``stopped``."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(10)
+        finally:
+            reap(self.process)
+        text = self.log.read_text(encoding="utf-8", errors="replace")
+        assert code == 0, text[-3000:]
+        assert "Traceback" not in text, text[-3000:]
+        events = [json.loads(line)["event"] for line in text.splitlines() if line.startswith("{")]
+        assert events[-1] == "stopped", events[-5:]
+        return text
+
+
+def reap(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.kill()
+        process.wait(10)
+
+
+def environment(extra_path: Sequence[Path] = ()) -> dict[str, str]:
+    """The environment for a leukofhir subprocess: no LEUKOFHIR_ settings of ours, this
+    tree's sources first (``extra_path`` before them)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEUKOFHIR_")}
+    paths = (*map(str, extra_path), str(ROOT / "src"), os.environ.get("PYTHONPATH", ""))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+    return env
+
+
+def wait_until(condition: object, what: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Poll ``condition()`` until true; fail (with the process's log) after TIMEOUT_PROCESS
+    or if the process exits."""
+    assert callable(condition)
+    deadline = time.monotonic() + TIMEOUT_PROCESS
+    while not condition():
+        if process.poll() is not None:
+            pytest.fail(
+                f"{what}: the process exited {process.returncode}: {log.read_text()[-3000:]}"
+            )
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {TIMEOUT_PROCESS} s: {log.read_text()[-3000:]}")
+        time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def service(
+    folder: Path,
+    options: Sequence[str] = ("--shutdown-timeout", "5"),
+    env: Mapping[str, str] | None = None,
+) -> Iterator[Service]:
+    """``leukofhir serve --workers 1`` on free ports with OUT ``folder/out``; stopped (and
+    checked: exit 0, no traceback) at the end unless the test stopped it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out, ready, log = folder / "out", folder / "ready.json", folder / "service.log"
+    ready.unlink(missing_ok=True)
+    with log.open("ab") as stderr:
+        process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "leukofhir.cli", "--log-format", "json", "serve"),
+                *("--out", str(out), "--workers", "1", "--ready-file", str(ready)),
+                *("--mllp", "127.0.0.1:0", "--http", "127.0.0.1:0", *options),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env=dict(env) if env is not None else environment(),
+            cwd=folder,
+        )
+    try:
+        ports: dict[str, int] = {}
+
+        def listening() -> bool:
+            with contextlib.suppress(OSError, ValueError):
+                ports.update(json.loads(ready.read_text()))
+            return {"mllp", "http"} <= ports.keys()
+
+        wait_until(listening, "ready file", process, log)
+        running = Service(process, ports["mllp"], ports["http"], out, log)
+        yield running
+        if process.poll() is None:
+            running.stop()
+    finally:
+        reap(process)

@@ -13,14 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import hl7
@@ -31,12 +28,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from leukofhir.serve.journal import Journal
 from tests.conftest import ROOT, SAMPLES
-from tests.serve.helpers import field_of, outputs
+from tests.serve.helpers import TIMEOUT_PROCESS as TIMEOUT
+from tests.serve.helpers import Service, field_of, outputs, reap, service, wait_until
 
 BIN = Path(sys.executable).parent
 MLLP_SEND = BIN / "mllp_send"
 MLLP2HTTP = BIN / "mllp2http"
-TIMEOUT = 20.0  # any one client run or wait
 BOM = b"\xef\xbb\xbf"
 EXPECTATIONS = {
     entry["file"]: entry["messages"]
@@ -46,93 +43,6 @@ ACK_CODES = {"processed": {"AA"}, "skipped": {"AA"}, "rejected": {"AE", "AR"}}
 
 
 # -- the service and the relay as subprocesses ------------------------------------------------
-
-
-@dataclass
-class Service:
-    process: subprocess.Popen[bytes]
-    mllp: int
-    http: int
-    out: Path
-    log: Path
-
-    def stop(self) -> str:
-        """SIGTERM (unless it already stopped); the service must exit 0 within a few
-        seconds, without a traceback, its last log line ``stopped``."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            code = self.process.wait(10)
-        finally:
-            _reap(self.process)
-        text = self.log.read_text(encoding="utf-8", errors="replace")
-        assert code == 0, text[-3000:]
-        assert "Traceback" not in text, text[-3000:]
-        events = [json.loads(line)["event"] for line in text.splitlines() if line.startswith("{")]
-        assert events[-1] == "stopped", events[-5:]
-        return text
-
-
-def _reap(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.kill()
-        process.wait(10)
-
-
-def _environment() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LEUKOFHIR_")}
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH", "")) if p
-    )
-    return env
-
-
-def _wait_until(condition: object, what: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    """Poll ``condition()`` until true; fail (with the process's log) after TIMEOUT or if the
-    process exits."""
-    assert callable(condition)
-    deadline = time.monotonic() + TIMEOUT
-    while not condition():
-        if process.poll() is not None:
-            pytest.fail(
-                f"{what}: the process exited {process.returncode}: {log.read_text()[-3000:]}"
-            )
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {TIMEOUT} s: {log.read_text()[-3000:]}")
-        time.sleep(0.02)
-
-
-@contextlib.contextmanager
-def service(folder: Path) -> Iterator[Service]:
-    folder.mkdir(parents=True, exist_ok=True)
-    out, ready, log = folder / "out", folder / "ready.json", folder / "service.log"
-    with log.open("wb") as stderr:
-        process = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "leukofhir.cli", "--log-format", "json", "serve"),
-                *("--out", str(out), "--workers", "1", "--ready-file", str(ready)),
-                *("--mllp", "127.0.0.1:0", "--http", "127.0.0.1:0", "--shutdown-timeout", "5"),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            env=_environment(),
-            cwd=folder,
-        )
-    try:
-        ports: dict[str, int] = {}
-
-        def listening() -> bool:
-            with contextlib.suppress(OSError, ValueError):
-                ports.update(json.loads(ready.read_text()))
-            return {"mllp", "http"} <= ports.keys()
-
-        _wait_until(listening, "ready file", process, log)
-        running = Service(process, ports["mllp"], ports["http"], out, log)
-        yield running
-        running.stop()
-    finally:
-        _reap(process)
 
 
 def free_port() -> int:
@@ -163,7 +73,7 @@ def relay(folder: Path, http_port: int) -> Iterator[int]:
             stderr=stderr,
         )
     try:
-        _wait_until(lambda: accepts(port), "mllp2http listening", process, log)
+        wait_until(lambda: accepts(port), "mllp2http listening", process, log)
         yield port
         text = log.read_text(errors="replace")
         assert "error" not in text.lower(), text[-3000:]
@@ -171,7 +81,7 @@ def relay(folder: Path, http_port: int) -> Iterator[int]:
         process.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(10)
-        _reap(process)
+        reap(process)
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from leukofhir.serve.journal import Journal
 from leukofhir.serve.metrics import Metrics
 from leukofhir.serve.openapi import openapi_document
 from leukofhir.serve.sink import FolderSink
-from tests.serve.helpers import field_of, outputs, sample
+from tests.serve.helpers import Poisoned, field_of, outputs, sample
 
 ER7 = "x-application/hl7-v2+er7"
 FHIR = "application/fhir+json"
@@ -433,6 +433,98 @@ def test_a_resent_fhir_body_gets_the_same_answer_and_no_new_output(tmp_path: Pat
         assert snapshot(api.out) == before
 
     run(tmp_path, scenario)
+
+
+# -- faults of ours -----------------------------------------------------------------------------
+
+FHIR_POISON = json.dumps(
+    {**json.loads(sample("f01-single-observation-wbc-leukopenic.json")), "id": "POISON"}
+).encode()
+HL7_POISON = M02.replace(control_id(M02).encode(), b"POISON-1")
+ISSUE9_BODY = (  # issue 9: the core raised KeyError('R4.FooType') on it
+    b'{"resourceType": "Observation", "status": "final", "code": {"coding": [{"system":'
+    b' "http://loinc.org", "code": "6690-2"}]}, "valueQuantity": {"value": 3.1, "unit":'
+    b' "10*3/uL", "system": "http://unitsofmeasure.org", "code": "10*3/uL"},'
+    b' "contained": [{"resourceType": "Foo"}]}'
+)
+
+
+def test_a_fault_on_fhir_is_500_operation_outcome_exception_and_kept_as_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Poisoned(monkeypatch)
+
+    async def scenario(api: Api) -> None:
+        first = await api.fhir(FHIR_POISON)
+        again = await api.fhir(FHIR_POISON)
+        good = await api.fhir(sample("f01-single-observation-wbc-leukopenic.json"))
+        assert first.status_code == 500
+        assert "retry-after" not in first.headers  # sending it again will not help
+        operation_outcome(first, "exception")
+        [issue] = first.json()["issue"]
+        assert issue["details"]["coding"][0]["code"] == "207"
+        assert "(KeyError)" in issue["details"]["text"]
+        assert (again.status_code, again.content) == (500, first.content)
+        assert good.status_code == 200
+        [row] = api.intake.journal.failed()
+        assert (row.format, row.channel) == ("fhir", "http")
+        assert row.reason.startswith("KeyError at ")
+
+    run(tmp_path, scenario)
+
+
+def test_a_fault_on_hl7v2_is_an_ar_ack_and_500_when_fhir_is_preferred(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Poisoned(monkeypatch)
+
+    async def scenario(api: Api) -> None:
+        ack = await api.hl7(HL7_POISON)
+        as_fhir = await api.client.post("/hl7v2", content=HL7_POISON, headers=AS_FHIR)
+        assert ack.status_code == 200  # as every ACK: the ACK carries the outcome
+        assert msa(ack.content) == ("AR", "POISON-1")
+        assert errs(ack.content)[0][3].startswith("207^")
+        assert as_fhir.status_code == 500
+        operation_outcome(as_fhir, "exception")
+        assert api.intake.journal.counts() == {"failed": 1}
+
+    run(tmp_path, scenario)
+
+
+def test_the_issue_9_body_is_answered_and_the_next_body_too(tmp_path: Path) -> None:
+    """The real poison, without injection: answered (500 while the core raised on it, 422
+    once the core rejects it), never left hanging, and the next body is processed."""
+
+    async def scenario(api: Api) -> None:
+        first = await api.fhir(ISSUE9_BODY)
+        again = await api.fhir(ISSUE9_BODY)
+        good = await api.fhir(sample("f01-single-observation-wbc-leukopenic.json"))
+        assert first.status_code in (422, 500), first.text
+        assert first.json()["resourceType"] == "OperationOutcome"
+        assert (again.status_code, again.content) == (first.status_code, first.content)
+        assert good.status_code == 200
+        assert api.intake.journal.counts()["received"] == 0
+
+    run(tmp_path, scenario)
+
+
+def test_an_unexpected_exception_in_a_route_is_500_without_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, logs: pytest.CaptureFixture[str]
+) -> None:
+    async def scenario(api: Api) -> None:
+        async def broken(*_: Any, **__: Any) -> Any:
+            raise RuntimeError("a bug of ours")
+
+        monkeypatch.setattr(api.intake, "submit", broken)
+        response = await api.fhir(sample("f01-single-observation-wbc-leukopenic.json"))
+        assert response.status_code == 500
+        operation_outcome(response, "exception")
+
+    run(tmp_path, scenario)
+    err = logs.readouterr().err
+    assert '"event": "request_failed"' in err
+    assert "Traceback" not in err
+    assert "a bug of ours" not in err
 
 
 # -- refusals before the engine ----------------------------------------------------------------

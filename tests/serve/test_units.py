@@ -133,13 +133,16 @@ def test_journal_receive_duplicate_reuse_complete_pending(tmp_path: Path) -> Non
     )
     assert first.new
     assert not first.reused_id
-    assert (again.new, again.done, again.id) == (False, False, first.id)  # same content
+    assert (again.new, again.finished, again.id) == (False, False, first.id)  # same content
     assert other.new
     assert other.reused_id  # same MSH-10, other content
     assert [p.id for p in journal.pending()] == [first.id, other.id]
-    journal.complete([Completion(first.id, "processed", "AA", b"ACK", 1, ("x G1",), ("a",))])
+    journal.complete(
+        [Completion(first.id, "processed", "AA", b"ACK", 1, ("x G1",), ("a",))],
+        "2026-01-01T00:00:01+00:00",
+    )
     [later] = journal.receive([arrival(b"MSH|1")], "2026-01-02T00:00:00+00:00")
-    assert (later.done, later.reply, later.ack, later.received) == (
+    assert (later.finished, later.reply, later.ack, later.received) == (
         True,
         b"ACK",
         "AA",
@@ -171,6 +174,23 @@ def test_config_precedence_and_errors(tmp_path: Path) -> None:
     assert parse_address("[::1]:2575") == ("::1", 2575)
 
 
+def test_journal_retention_is_a_duration_from_option_environment_or_file(
+    tmp_path: Path,
+) -> None:
+    assert load_config({}, environ={}).journal_retention == 30 * 86400  # the default
+    assert load_config({"journal_retention": "12h"}, environ={}).journal_retention == 43200
+    environ = {"LEUKOFHIR_JOURNAL_RETENTION": "7d"}
+    assert load_config({}, environ=environ).journal_retention == 7 * 86400
+    file = tmp_path / "leukofhir.toml"
+    file.write_text("[serve]\njournal-retention = 0\n")  # 0: keep forever
+    assert load_config({}, environ={}, file=file).journal_retention == 0
+    file.write_text('journal_retention = "90m"\n')
+    assert load_config({}, environ={}, file=file).journal_retention == 5400
+    for bad in ("30 days", "-1d", "inf", "d", ""):
+        with pytest.raises(ConfigError, match=r"journal_retention \(--journal-retention\)"):
+            load_config({"journal_retention": bad}, environ={})
+
+
 @pytest.mark.parametrize(
     "options",
     [
@@ -178,6 +198,7 @@ def test_config_precedence_and_errors(tmp_path: Path) -> None:
         ["--mapping", "/nonexistent/mapping.csv"],
         ["--mllp", "everywhere"],
         ["--workers", "-1"],
+        ["--journal-retention", "forever"],
     ],
 )
 def test_serve_refuses_bad_settings_with_exit_2(

@@ -2,7 +2,8 @@
 
 Modules, one subject each: :mod:`.scan` (which files, in which order), :mod:`.naming`
 (output names), :mod:`.store` (atomic writes, moves), :mod:`.ledger` (what was done),
-:mod:`.work` (a worker: file in, outputs and rows out), :mod:`.runner` (the parent:
+:mod:`.work` (a worker: file in, outputs and rows out), :mod:`.fault` (an exception of the
+core rejects one message, never a worker), :mod:`.runner` (the parent:
 dispatch, record, watch, signals), :mod:`.summary` (summary, listings, progress).
 """
 

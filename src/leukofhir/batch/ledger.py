@@ -4,10 +4,14 @@ Tables::
 
     meta(key, value)       schema version; ``session_now``: the processing time of the
                            pass under way (see :mod:`leukofhir.batch.runner`)
-    files(source, size, mtime_ns, state, messages, error)
+    files(source, size, mtime_ns, state, messages, error, moved)
                            one row per input file (``source`` is its path relative to IN);
                            state ``done`` (every message recorded), ``unreadable`` or
-                           ``vanished`` (tried again on the next pass)
+                           ``vanished`` (tried again on the next pass); ``moved``: 1 when
+                           the batch moves the file out of IN (``--move-processed`` /
+                           ``--move-rejected``; set in the transaction before the move),
+                           0 when it stays, NULL for a row written by version 2 (which did
+                           not record moves); added by schema version 3
     messages(source, offset, idx, sha256, control_id, outcome, reports, findings,
              reason, outputs, recorded, notes)
                            one row per message; unique on (source, offset, sha256);
@@ -24,7 +28,9 @@ in the same transaction, deleted after the commit, then struck off; a crash in b
 leaves the list, and the next commit (or the next run) finishes it.  A crash therefore
 leaves outputs the ledger does not know yet (re-made byte for byte by the re-run) but never
 a row without its outputs.  Rows are committed in batches (every ``commit_rows`` rows or
-``commit_seconds``), which bounds the work a crash can cost.
+``commit_seconds``), which bounds the work a crash can cost.  A file that left IN (deleted,
+renamed: :mod:`leukofhir.batch.gone`) is removed the same way: its outputs listed in
+``stale``, its rows and its file row deleted, in one transaction (:meth:`Ledger.remove_file`).
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from pathlib import Path
 
 __all__ = ["FileState", "Ledger", "MessageRow"]
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 LEDGER_NAME = "ledger.sqlite"
 
 _SCHEMA = """
@@ -51,7 +57,8 @@ CREATE TABLE IF NOT EXISTS files (
     mtime_ns INTEGER NOT NULL,
     state TEXT NOT NULL,
     messages INTEGER NOT NULL DEFAULT 0,
-    error TEXT NOT NULL DEFAULT ''
+    error TEXT NOT NULL DEFAULT '',
+    moved INTEGER
 );
 CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY,
@@ -127,6 +134,9 @@ class Ledger:
         columns = {str(row[1]) for row in self._db.execute("PRAGMA table_info(messages)")}
         if "notes" not in columns:  # version 1: notes were .outcome.json files
             self._db.execute("ALTER TABLE messages ADD COLUMN notes TEXT NOT NULL DEFAULT '[]'")
+        columns = {str(row[1]) for row in self._db.execute("PRAGMA table_info(files)")}
+        if "moved" not in columns:  # versions 1 and 2 did not record moves: NULL, unknown
+            self._db.execute("ALTER TABLE files ADD COLUMN moved INTEGER")
         self._db.execute(
             "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
         )
@@ -211,6 +221,26 @@ class Ledger:
         ).fetchone()
         return int(row[0]), int(row[1])
 
+    def sources(self, *, unknown_moved: bool, page: int = 1000) -> Iterator[str]:
+        """The files that mirror IN (not moved out by the batch; with ``unknown_moved``
+        also those of version 2, whose moves are unknown), in SQLite's order of TEXT
+        (memcmp on UTF-8).  Read a page at a time after the last name given, so the
+        caller may remove files meanwhile."""
+        last = ""
+        while True:
+            names = [
+                str(source)
+                for (source,) in self._db.execute(
+                    "SELECT source FROM files WHERE source > ?"
+                    " AND (moved = 0 OR (moved IS NULL AND ?)) ORDER BY source LIMIT ?",
+                    (last, unknown_moved, page),
+                )
+            ]
+            yield from names
+            if len(names) < page:
+                return
+            last = names[-1]
+
     def total_reports(self) -> int:
         row = self._db.execute("SELECT COALESCE(SUM(reports), 0) FROM messages").fetchone()
         return int(row[0])
@@ -239,6 +269,7 @@ class Ledger:
         error: str = "",
         replacing: bool = False,
         present: frozenset[tuple[int, str]] | None = None,
+        moved: bool = False,
     ) -> None:
         """A file's messages and its state, in the current (batched) transaction.
 
@@ -275,11 +306,38 @@ class Ledger:
             batch,
         )
         self._db.execute(
-            "INSERT OR REPLACE INTO files (source, size, mtime_ns, state, messages, error)"
-            " VALUES (?, ?, ?, ?, (SELECT COUNT(*) FROM messages WHERE source = ?), ?)",
-            (source, size, mtime_ns, state, source, error),
+            "INSERT OR REPLACE INTO files (source, size, mtime_ns, state, messages, error,"
+            " moved) VALUES (?, ?, ?, ?, (SELECT COUNT(*) FROM messages WHERE source = ?), ?, ?)",
+            (source, size, mtime_ns, state, source, error, int(moved)),
         )
-        self._pending += len(batch) + 1
+        self._written(len(batch) + 1)
+
+    def remove_file(self, source: str) -> int:
+        """A file that left IN: its outputs to ``stale``, its message rows and its file row
+        deleted, in the current (batched) transaction.  How many messages it had."""
+        self._begin()
+        stale = [
+            (output,)
+            for (outputs,) in self._db.execute(
+                "SELECT outputs FROM messages WHERE source = ?", (source,)
+            )
+            for output in json.loads(outputs)
+        ]
+        self._db.executemany("INSERT OR IGNORE INTO stale VALUES (?)", stale)
+        removed = self._db.execute("DELETE FROM messages WHERE source = ?", (source,)).rowcount
+        self._db.execute("DELETE FROM files WHERE source = ?", (source,))
+        self._written(removed + 1)
+        return int(removed)
+
+    def mark_moved(self, source: str, moved: bool = True) -> None:
+        """Whether the batch moves ``source`` out of IN (then it is not removed when gone);
+        in the current transaction, so that the mark is committed before the move."""
+        self._begin()
+        self._db.execute("UPDATE files SET moved = ? WHERE source = ?", (int(moved), source))
+        self._pending += 1
+
+    def _written(self, rows: int) -> None:
+        self._pending += rows
         if (
             self._pending >= self._commit_rows
             or time.monotonic() - self._since >= self._commit_seconds

@@ -40,6 +40,7 @@ from typing import Any
 
 from structlog.typing import FilteringBoundLogger
 
+from leukofhir.batch.gone import Seen
 from leukofhir.batch.ledger import Ledger
 from leukofhir.batch.scan import SORT_LIMIT, Found, ScanStats, scan
 from leukofhir.batch.store import Store, move_no_overwrite, sweep_temporaries
@@ -127,8 +128,10 @@ class _Runner:
         self.stop = stop
         self.store = Store(options.out, fsync=options.fsync)
         self.run_counts = RunCounts()
-        self.stats = ScanStats()
+        self.stats = ScanStats()  # the last pass's
         self.error = ""
+        self._told: set[tuple[str, str]] = set()  # passed-over entries logged (once a run)
+        self._told_empty = False
         self._moves: list[tuple[Path, str, bool]] = []  # (path, source, rejected)
         self._inflight: dict[Future[list[FileResult]], list[FileTask]] = {}
         config = WorkerConfig(
@@ -177,6 +180,7 @@ class _Runner:
                 self.stop.wait(self.options.interval)
                 if self.stop.is_set():
                     break
+        self._flush()  # what the last commit's moves left pending
         summary = self._write_summary()
         self.log.info(
             "batch finished",
@@ -186,12 +190,28 @@ class _Runner:
         return BatchResult(summary, self.error)
 
     def _pass(self, progress: Progress) -> bool:
-        """One scan of IN; True when it went to the end."""
+        """One scan of IN; True when it went to the end.  After a complete pass, the files
+        that left IN leave the ledger and OUT."""
+        seen = Seen(limit=self.options.sort_limit, directory=self.options.out)
+        try:
+            completed = self._scan_and_process(progress, seen)
+            self._tell_passed_over()
+            if completed:
+                self._remove_gone(seen)
+        finally:
+            seen.close()
+        completed = completed and not (self.stop.is_set() or self.error)
+        if completed and self.options.now is None:
+            self.ledger.set_meta("session_now", None)  # the next pass gets a new time
+        return completed
+
+    def _scan_and_process(self, progress: Progress, seen: Seen) -> bool:
         recorded = self._recorded()
+        self.stats = ScanStats()
         batch: list[FileTask] = []
         size = 0
         per_task = 1 if self.inline is not None else self.options.files_per_task
-        for found in self._scan_or_fail():
+        for found in self._scan_or_fail(seen):
             if self.stop.is_set() or self.error:
                 break
             task = self._task(found, recorded)
@@ -208,10 +228,52 @@ class _Runner:
         self._drain(0)
         progress.update(self.run_counts)
         self._flush()
-        completed = not (self.stop.is_set() or self.error)
-        if completed and self.options.now is None:
-            self.ledger.set_meta("session_now", None)  # the next pass gets a new time
-        return completed
+        return not (self.stop.is_set() or self.error)
+
+    def _remove_gone(self, seen: Seen) -> None:
+        """The files of the ledger that the complete scan did not find: their rows and
+        outputs go (:mod:`leukofhir.batch.gone`).  Not the ones the batch moved out of IN;
+        the version 2 rows, whose moves are unknown, only when this run moves nothing."""
+        recorded = self.ledger.sources(unknown_moved=not self._moving())
+        gone = seen.gone(recorded, unlisted=[prefix for prefix, _ in self.stats.unlisted])
+        try:
+            if seen.count == 0:  # an unmounted share looks like this: never empty OUT for it
+                if next(gone, None) is not None and not self._told_empty:
+                    self._told_empty = True
+                    self.log.warning(
+                        "IN holds no file: the files in the ledger are kept (remove OUT to"
+                        " start afresh)",
+                        folder=str(self.options.source),
+                    )
+                return
+            for source in gone:
+                messages = self.ledger.remove_file(source)
+                self.run_counts.files["removed"] += 1
+                self.log.info(
+                    "file left IN: its messages and outputs removed",
+                    file=source,
+                    messages=messages,
+                )
+        except sqlite3.Error as exc:
+            self.ledger.rollback()
+            self._fail(exc, [])
+            return
+        except OSError as exc:  # reading the spilled names back
+            self._fail(exc, [])
+            return
+        self._flush()
+
+    def _tell_passed_over(self) -> None:
+        """Log what the scan could not take (each once a run): special files, broken
+        links, folders it could not list."""
+        unlisted = [
+            (prefix or ".", f"folder not readable: {why}") for prefix, why in self.stats.unlisted
+        ]
+        for source, reason in [*self.stats.passed_over, *unlisted]:
+            if (source, reason) in self._told or len(self._told) >= 10_000:
+                continue
+            self._told.add((source, reason))
+            self.log.warning("path passed over", file=source, reason=reason)
 
     def _recorded(self) -> str:
         if self.options.now is not None:
@@ -222,14 +284,14 @@ class _Runner:
             self.ledger.set_meta("session_now", recorded)
         return recorded
 
-    def _scan_or_fail(self) -> Iterator[Found]:
+    def _scan_or_fail(self, seen: Seen) -> Iterator[Found]:
         """The scan; a failure to spill its sort to OUT (a full disk) stops the batch."""
         try:
-            yield from self._scan()
+            yield from self._scan(seen)
         except OSError as exc:
             self._fail(exc, [])
 
-    def _scan(self) -> Iterator[Found]:
+    def _scan(self, seen: Seen) -> Iterator[Found]:
         exclude = tuple(
             p
             for p in (self.options.out, self.options.move_processed, self.options.move_rejected)
@@ -243,6 +305,7 @@ class _Runner:
             stats=self.stats,
             sort_limit=self.options.sort_limit,
             spill_dir=self.options.out,
+            present=seen.add,
         )
 
     def _task(self, found: Found, recorded: str) -> FileTask | None:
@@ -253,7 +316,8 @@ class _Runner:
             if unchanged and not (retry and self.ledger.has_rejected(found.source)):
                 self.run_counts.files["unchanged"] += 1
                 if self._moving():
-                    self._move(found.path, found.source, self.ledger.has_rejected(found.source))
+                    rejected = self.ledger.has_rejected(found.source)
+                    self._will_move(found.path, found.source, rejected)
                 return None
         skip = (
             self.ledger.done_keys(found.source, retry_rejected=retry)
@@ -315,11 +379,18 @@ class _Runner:
         self.run_counts.files["changed" if task.skip else "new"] += 1
         for row in result.rows:
             self.run_counts.messages[row.outcome] += 1
+        for number, kind in result.faults:  # the type only: an exception's text may quote input
+            self.log.warning(
+                "message rejected: processing failed (code 207)",
+                file=result.source,
+                message=number,
+                error=kind,
+            )
         if self._moving():
             rejected = any(row.outcome == "rejected" for row in result.rows) or (
                 bool(task.skip) and self.ledger.has_rejected(result.source)
             )
-            self._moves.append((Path(task.path), result.source, rejected))
+            self._will_move(Path(task.path), result.source, rejected)
 
     def _fail(self, exc: BaseException, tasks: list[FileTask]) -> None:
         if not self.error:
@@ -361,14 +432,26 @@ class _Runner:
     def _moving(self) -> bool:
         return self.options.move_processed is not None or self.options.move_rejected is not None
 
+    def _will_move(self, path: Path, source: str, rejected: bool) -> None:
+        """Move the file after the next commit, which records that it was moved out of IN
+        (so that it is not taken for a file gone from IN: see :meth:`_remove_gone`)."""
+        if self._move_folder(rejected) is None:
+            return
+        self.ledger.mark_moved(source)
+        self._moves.append((path, source, rejected))
+
+    def _move_folder(self, rejected: bool) -> Path | None:
+        return self.options.move_rejected if rejected else self.options.move_processed
+
     def _move(self, path: Path, source: str, rejected: bool) -> None:
-        folder = self.options.move_rejected if rejected else self.options.move_processed
+        folder = self._move_folder(rejected)
         if folder is None:
             return
         try:
             where = move_no_overwrite(path, folder, source, fsync=self.options.fsync)
         except OSError as exc:
             self.log.warning("file not moved", file=source, reason=exc.strerror or str(exc))
+            self.ledger.mark_moved(source, moved=False)  # it stays in IN, mirrored
             return
         self.run_counts.files["moved"] += 1
         self.log.info("file moved", file=source, to=str(where))
@@ -381,6 +464,7 @@ class _Runner:
             self.run_counts,
             left=self.stats.left,
             scan_errors=self.stats.errors,
+            passed_over=self.stats.passed_over,
             stopped=stopped,
         )
         try:

@@ -38,6 +38,7 @@ def build_summary(
     *,
     left: Counter[str],
     scan_errors: list[str],
+    passed_over: list[tuple[str, str]] | None = None,
     stopped: str = "",
 ) -> dict[str, Any]:
     elapsed = time.monotonic() - run.started
@@ -73,6 +74,9 @@ def build_summary(
             "files": dict(sorted(run.files.items())),
             "left_for_later_or_ignored": dict(sorted(left.items())),
             "folders_unreadable": scan_errors[:100],
+            "passed_over": [
+                {"path": path, "reason": reason} for path, reason in (passed_over or [])[:100]
+            ],
             "elapsed_seconds": round(elapsed, 3),
             "messages_per_second": round(run.done / elapsed, 1) if elapsed > 0 else 0.0,
             "stopped": stopped,
@@ -102,6 +106,8 @@ def render_summary(summary: dict[str, Any]) -> str:
         lines.append("left: " + _pairs(run["left_for_later_or_ignored"]))
     for error in run["folders_unreadable"][:5]:
         lines.append(f"folder not readable: {error}")
+    for item in run["passed_over"][:5]:
+        lines.append(f"passed over: {item['path']}: {item['reason']}")
     if run["stopped"]:
         lines.append(f"STOPPED: {run['stopped']}")
     return "\n".join(lines)

@@ -19,6 +19,14 @@ Notes.  A processed message whose issues are all notes (severity ``information``
 (``messages.notes``) and are counted in the summary.  Any other issue (a warning, an
 incomplete report, an error) keeps the OperationOutcome file, with every issue in it,
 notes included.  Skipped and rejected messages always keep theirs.
+
+Faults.  Every message is processed and rendered under a guard, and the reader of the
+file too (:mod:`leukofhir.batch.fault`): an exception escaping the core rejects that
+message with code 207 (or, when the reader itself failed part-way, the rest of the file as
+one unit), the other messages of the file go on and the worker lives.  Only an
+``OSError`` of the writes to OUT leaves the worker, as an ``out-error`` result that stops
+the batch.  Input is read through :func:`leukofhir.inputfile.read_input`: a FIFO or
+device in a file's place is refused as unreadable, never waited on.
 """
 
 from __future__ import annotations
@@ -27,11 +35,13 @@ import ctypes
 import hashlib
 import os
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
+from leukofhir.batch.fault import Fault, faulted, guarded
 from leukofhir.batch.ledger import MessageRow
 from leukofhir.batch.naming import message_key, output_base
 from leukofhir.batch.store import Store
@@ -40,6 +50,7 @@ from leukofhir.emit.jsonio import dumps
 from leukofhir.errors import Severity
 from leukofhir.ingest.fhir import looks_like_fhir
 from leukofhir.ingest.framing import split_messages
+from leukofhir.inputfile import read_input
 from leukofhir.pipeline import Disposition, MessageOutcome, process, process_message
 
 __all__ = ["FileResult", "FileTask", "Worker", "WorkerConfig", "init_worker", "run_tasks"]
@@ -74,6 +85,7 @@ class FileResult:
     state: str = "done"  # done | unreadable | vanished | out-error
     error: str = ""
     present: tuple[tuple[int, str], ...] = ()  # (offset, sha256) still there, already done
+    faults: tuple[tuple[int, str], ...] = ()  # (message from 1, exception type): rejected, 207
 
 
 class Worker:
@@ -93,78 +105,102 @@ class Worker:
 
     def run(self, task: FileTask) -> FileResult:
         try:
-            with open(task.path, "rb") as handle:
-                info = os.fstat(handle.fileno())
-                data = handle.read()
+            data, info = read_input(task.path)
         except FileNotFoundError:
             return FileResult(task.source, 0, 0, (), "vanished", "the file disappeared")
         except OSError as exc:
             return FileResult(task.source, 0, 0, (), "unreadable", exc.strerror or str(exc))
         context = self.context(task.recorded)
-        present: list[tuple[int, str]] = []
+        done = _Done()
         try:
-            rows = (
-                self._fhir(task, data, context, present)
-                if looks_like_fhir(data)
-                else self._hl7v2(task, data, context, present)
-            )
+            if looks_like_fhir(data):
+                self._fhir(task, data, context, done)
+            else:
+                self._hl7v2(task, data, context, done)
         except OSError as exc:  # writing to OUT failed (full, read-only ...): stops the batch
             return FileResult(task.source, 0, 0, (), OUT_ERROR, exc.strerror or str(exc))
         return FileResult(
-            task.source, info.st_size, info.st_mtime_ns, tuple(rows), present=tuple(present)
+            task.source,
+            info.st_size,
+            info.st_mtime_ns,
+            tuple(done.rows),
+            present=tuple(done.present),
+            faults=tuple(done.faults),
         )
 
-    def _hl7v2(
-        self, task: FileTask, data: bytes, context: Context, present: list[tuple[int, str]]
-    ) -> list[MessageRow]:
-        rows: list[MessageRow] = []
-        found = False
-        for raw in split_messages(data):
-            found = True
+    def _hl7v2(self, task: FileTask, data: bytes, context: Context, done: _Done) -> None:
+        fault = Fault()
+        count = end = 0  # messages read, and where the last one ended
+        for raw in guarded(split_messages(data), fault):
+            count, end = raw.index + 1, raw.offset + len(raw.data)
             sha = hashlib.sha256(raw.data).hexdigest()
-            if (raw.offset, sha) not in task.skip:
-                outcome = process_message(raw, context)
-                rows.append(self._finish(task.source, outcome, raw.data, sha, ".hl7"))
-            else:
-                present.append((raw.offset, sha))
-        if not found:  # nothing but blanks: the core's own "no message" rejection
+            work = partial(process_message, raw, context)
+            self._message(task, done, raw.index, raw.offset, sha, raw.data, ".hl7", work)
+        if fault.error is not None:  # the splitter failed: the rest of the file is one unit
+            rest = data[end:]
+            sha = hashlib.sha256(rest).hexdigest()
+            done.faults.append((count + 1, type(fault.error).__name__))
+            work = partial(faulted, count, end, fault.error, rest=True)
+            self._message(task, done, count, end, sha, rest, ".hl7", work)
+        elif count == 0:  # nothing but blanks: the core's own "no message" rejection
             sha = hashlib.sha256(data).hexdigest()
-            if (0, sha) not in task.skip:
-                for outcome in process(data, context):
-                    rows.append(self._finish(task.source, outcome, data, sha, ".hl7"))
-            else:
-                present.append((0, sha))
-        return rows
+            work = partial(_first, process(data, context))
+            self._message(task, done, 0, 0, sha, data, ".hl7", work)
 
-    def _fhir(
-        self, task: FileTask, data: bytes, context: Context, present: list[tuple[int, str]]
-    ) -> list[MessageRow]:
+    def _fhir(self, task: FileTask, data: bytes, context: Context, done: _Done) -> None:
         whole = hashlib.sha256(data).hexdigest()
-        rows = []
-        for outcome in process(data, context):
+        fault = Fault()
+        count = offset = 0  # reports read, and where the last one was
+        for outcome in guarded(process(data, context), fault):
+            count, offset = outcome.index + 1, outcome.offset
             sha = f"{whole}#{outcome.index}"
-            if (outcome.offset, sha) not in task.skip:
-                rows.append(self._finish(task.source, outcome, data, sha, ".json"))
-            else:
-                present.append((outcome.offset, sha))
-        return rows
+            work = partial(_given, outcome)
+            self._message(task, done, outcome.index, outcome.offset, sha, data, ".json", work)
+        if fault.error is not None:  # the reader failed: the reports it had not given
+            done.faults.append((count + 1, type(fault.error).__name__))
+            work = partial(faulted, count, offset, fault.error, rest=True)
+            self._message(task, done, count, offset, f"{whole}#{count}", data, ".json", work)
 
-    def _finish(
+    def _message(
+        self,
+        task: FileTask,
+        done: _Done,
+        index: int,
+        offset: int,
+        sha: str,
+        raw: bytes,
+        suffix: str,
+        work: Callable[[], MessageOutcome],
+    ) -> None:
+        """One message (or report): skipped when done before; else processed and rendered
+        under the guard (a fault rejects it with code 207), then written."""
+        if (offset, sha) in task.skip:
+            done.present.append((offset, sha))
+            return
+        try:
+            files, row = self._render(task.source, work(), raw, sha, suffix)
+        except Exception as exc:  # a bug in the core: this message only is rejected
+            done.faults.append((index + 1, type(exc).__name__))
+            files, row = self._render(task.source, faulted(index, offset, exc), raw, sha, suffix)
+        for name, body in files:
+            self.store.write(name, body)
+        done.rows.append(row)
+
+    def _render(
         self, source: str, outcome: MessageOutcome, raw: bytes, sha: str, suffix: str
-    ) -> MessageRow:
+    ) -> tuple[list[tuple[str, bytes]], MessageRow]:
+        """The files of one outcome (name under OUT, bytes) and its ledger row."""
         kind = outcome.disposition.value
         base = output_base(kind, outcome.control_id, message_key(source, outcome.offset, sha))
-        outputs: list[str] = []
+        files: list[tuple[str, bytes]] = []
         if outcome.disposition is Disposition.REJECTED:
-            outputs.append(base + suffix)
-            self.store.write(outputs[-1], raw)
+            files.append((base + suffix, raw))
         notes = _notes_only(outcome)
         for document_suffix, document in outcome.named_documents():
             if notes and document["resourceType"] == "OperationOutcome":
                 continue  # in the ledger instead
-            outputs.append(base + document_suffix)
-            self.store.write(outputs[-1], dumps(document) + b"\n")
-        return MessageRow(
+            files.append((base + document_suffix, dumps(document) + b"\n"))
+        row = MessageRow(
             offset=outcome.offset,
             index=outcome.index,
             sha256=sha,
@@ -177,9 +213,27 @@ class Worker:
                 for f in report.evaluation.findings
             ),
             reason=_reason(outcome),
-            outputs=tuple(outputs),
+            outputs=tuple(name for name, _ in files),
             notes=notes,
         )
+        return files, row
+
+
+@dataclass(slots=True)
+class _Done:
+    """What a worker gathers over one file."""
+
+    rows: list[MessageRow] = field(default_factory=list)
+    present: list[tuple[int, str]] = field(default_factory=list)
+    faults: list[tuple[int, str]] = field(default_factory=list)
+
+
+def _given(outcome: MessageOutcome) -> MessageOutcome:
+    return outcome
+
+
+def _first(outcomes: Iterator[MessageOutcome]) -> MessageOutcome:
+    return next(outcomes)
 
 
 def _notes_only(outcome: MessageOutcome) -> tuple[str, ...]:

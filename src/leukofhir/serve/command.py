@@ -1,16 +1,24 @@
-"""The ``leukofhir serve`` command line: options → :class:`ServeConfig` → the service."""
+"""The ``leukofhir serve`` command line (options → :class:`ServeConfig` → the service) and
+``leukofhir journal`` (the service's journal: counts, failed messages, retry, drop)."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sqlite3
+import sys
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
 from leukofhir.context import Settings
 from leukofhir.errors import LeukofhirError, UsageError
 from leukofhir.serve.config import load_config
+from leukofhir.serve.journal import JOURNAL_NAME, Journal
 
-__all__ = ["add_serve_parser"]
+__all__ = ["add_journal_parser", "add_serve_parser"]
+
+_FAILED_COLUMNS = ("id", "received", "sender", "control_id", "format", "reason")
 
 _OPTIONS: tuple[tuple[str, dict[str, object]], ...] = (
     ("--out", {"type": Path, "metavar": "DIR", "help": "journal and outputs (leukofhir-out)"}),
@@ -30,6 +38,10 @@ _OPTIONS: tuple[tuple[str, dict[str, object]], ...] = (
     ("--validate", {"action": "store_const", "const": True, "dest": "validate_output"}),
     ("--validate-structure", {"action": "store_const", "const": True}),
     ("--shutdown-timeout", {"type": float, "metavar": "SECONDS", "help": "(30)"}),
+    (
+        "--journal-retention",
+        {"metavar": "DURATION", "help": "keep done messages this long (30d; 12h; 0: forever)"},
+    ),
 )
 
 
@@ -74,3 +86,90 @@ def serve_command(args: argparse.Namespace) -> int:
     from leukofhir.serve.service import serve
 
     return serve(config, ready_file=args.ready_file)
+
+
+def add_journal_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    journal = commands.add_parser(
+        "journal",
+        help="the service's journal: counts, failed messages, retry or drop one",
+        description="Read or mend the journal of leukofhir serve (OUT/journal.sqlite), also"
+        " while the service runs. Without an action: the messages by state and outcome."
+        " Never prints message content.",
+    )
+    journal.add_argument("out", type=Path, metavar="OUT", help="the service's --out folder")
+    action = journal.add_mutually_exclusive_group()
+    action.add_argument(
+        "--failed",
+        action="store_true",
+        help="list the failed messages: id, received, sender, control id, format, reason",
+    )
+    action.add_argument(
+        "--retry",
+        type=int,
+        metavar="ID",
+        help="put failed message ID back: processed at the next start, by a running service"
+        " within 10 s, or at once when the sender sends it again",
+    )
+    action.add_argument(
+        "--drop", type=int, metavar="ID", help="delete failed message ID from the journal"
+    )
+    journal.add_argument(
+        "--format",
+        choices=("table", "ndjson"),
+        default=None,
+        help="table (default on a terminal) or ndjson (default otherwise)",
+    )
+    journal.set_defaults(run=journal_command)
+
+
+def journal_command(args: argparse.Namespace) -> int:
+    path = args.out / JOURNAL_NAME
+    if not path.is_file():
+        raise UsageError(f"no journal at {path} (OUT is the --out folder of leukofhir serve)")
+    ndjson = args.format == "ndjson" or (args.format is None and not sys.stdout.isatty())
+    try:
+        journal = Journal(args.out)
+    except sqlite3.Error as exc:
+        raise UsageError(f"{path}: {exc}") from None
+    try:
+        if args.retry is not None:
+            _mend(journal.retry(args.retry), args.retry, "put back as received")
+        elif args.drop is not None:
+            _mend(journal.drop(args.drop), args.drop, "deleted")
+        elif args.failed:
+            rows = [asdict(f) for f in journal.failed()]
+            _print([{k: row[k] for k in _FAILED_COLUMNS} for row in rows], ndjson)
+        else:
+            counts = journal.counts()
+            _print([{"state": k, "messages": n} for k, n in sorted(counts.items())], ndjson)
+    except sqlite3.Error as exc:
+        raise UsageError(f"{path}: {exc}") from None
+    finally:
+        journal.close()
+    return 0
+
+
+def _mend(changed: bool, entry: int, what: str) -> None:
+    if not changed:
+        raise UsageError(f"journal entry {entry} is not a failed message (see --failed)")
+    print(f"journal entry {entry}: {what}")
+
+
+def _print(rows: list[dict[str, object]], ndjson: bool) -> None:
+    if ndjson:
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False))
+        return
+    if not rows:
+        print("(none)")
+        return
+    names = list(rows[0])
+    cells = [names, *([_printable(str(row[n])) for n in names] for row in rows)]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(names) - 1)]
+    for line in cells:
+        print("  ".join([*(c.ljust(w) for c, w in zip(line, widths, strict=False)), line[-1]]))
+
+
+def _printable(text: str) -> str:
+    """A sender or control id as sent may hold control characters: not for a terminal."""
+    return "".join(c if c.isprintable() else "?" for c in text)

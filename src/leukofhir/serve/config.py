@@ -16,9 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from leukofhir.errors import ConfigError, ErrorCode, error
 from leukofhir.ingest.dtm import DtmError, zone
 
-__all__ = ["ServeConfig", "load_config", "parse_address"]
+__all__ = ["ServeConfig", "load_config", "parse_address", "parse_duration"]
 
 ENV_PREFIX = "LEUKOFHIR_"
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 class ServeConfig(BaseModel):
@@ -42,6 +43,12 @@ class ServeConfig(BaseModel):
     validate_structure: bool = False
     validate_output: bool = False
     shutdown_timeout: float = Field(30.0, ge=0)
+    journal_retention: float = Field(30 * 86400.0, ge=0, allow_inf_nan=False)  # s; 0: forever
+
+    @field_validator("journal_retention", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        return parse_duration(value) if isinstance(value, str) else value
 
     @field_validator("timezone")
     @classmethod
@@ -67,6 +74,22 @@ def parse_address(text: str) -> tuple[str, int]:
     if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ValueError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:2575), nor 'off'")
     return host, int(port)
+
+
+def parse_duration(text: str) -> float:
+    """``30d``, ``12h``, ``90m``, ``45s`` or a number of seconds → seconds."""
+    cleaned = text.strip().lower()
+    number, unit = (cleaned[:-1], cleaned[-1]) if cleaned[-1:] in _UNITS else (cleaned, "s")
+    try:
+        seconds = float(number) * _UNITS[unit]
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise ValueError(
+            f"{text!r} is not a duration: a number of seconds, or a number followed by s, m,"
+            " h or d (30d); 0 keeps messages forever"
+        )
+    return seconds
 
 
 def load_config(

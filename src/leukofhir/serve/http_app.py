@@ -18,6 +18,12 @@
 Bodies over the size limit get 413 (checked on Content-Length, then while reading); a
 wrong media type 415; with a bearer token configured, a request without it 401.
 
+A fault of ours while processing a message (it is kept as failed in the journal): the AR
+ACK (ERR 207) with 200 on ``/hl7v2``, as for every ACK; HTTP 500 with an OperationOutcome
+(issue code ``exception``) on ``/fhir`` and for ``Accept: application/fhir+json``.  Any
+other unexpected exception in a route is a 500 OperationOutcome too, and a log line with
+its type, never a traceback.
+
 Why Starlette + uvicorn: both small, typed, widely deployed and maintained; the API is a
 handful of routes on raw bodies, so FastAPI's model layer would add weight and nothing
 else; uvicorn runs inside the service's own event loop, beside the MLLP listener.
@@ -37,13 +43,17 @@ from starlette.routing import Route
 from leukofhir.emit.jsonio import dumps
 from leukofhir.emit.outcome import build_operation_outcome
 from leukofhir.errors import ErrorCode, error
+from leukofhir.logs import get_logger
+from leukofhir.serve.fault import Fault
 from leukofhir.serve.intake import Intake, Reply, Ticket
 from leukofhir.serve.metrics import CONTENT_TYPE as METRICS_TYPE
 from leukofhir.serve.metrics import Metrics
 from leukofhir.serve.openapi import openapi_document
-from leukofhir.serve.reply import fhir_reply
+from leukofhir.serve.reply import fhir_reply, processing_fault, refusal_body
 
 __all__ = ["HttpSettings", "build_app"]
+
+log = get_logger("leukofhir.serve.http")
 
 ER7 = "x-application/hl7-v2+er7"
 FHIR_JSON = "application/fhir+json"
@@ -125,6 +135,10 @@ def build_app(
                 return await handler(request)
             except RefusedError as refused:
                 return _refusal(refused)
+            except Exception as exc:  # a fault of ours: this request gets 500, no traceback
+                log.error("request_failed", path=request.url.path, error=type(exc).__name__)
+                text = f"leukofhir failed on this request ({type(exc).__name__})"
+                return _refusal(RefusedError(500, text, ErrorCode.INTERNAL_ERROR, "exception"))
 
         return run
 
@@ -171,6 +185,10 @@ async def _as_fhir(intake: Intake, ticket: Ticket, reply: Reply) -> Response:
     """The FHIR documents of an HL7 v2 message (a duplicate's are made again: identical)."""
     if ticket.entry is None:
         return Response(reply.body, 503, media_type=ER7, headers=_retry(reply))
+    if reply.reason:  # failed (now or before): its OperationOutcome, not a new attempt
+        issue = processing_fault(Fault.from_reason(reply.reason).error, ticket.entry.id)
+        body = refusal_body(issue, seed=f"entry{ticket.entry.id}")
+        return Response(body, 500, media_type=FHIR_JSON)
     results = reply.results or await intake.rerun(ticket)
     status, payload = fhir_reply(results, seed=f"entry{ticket.entry.id}")
     return Response(payload, status, media_type=FHIR_JSON)

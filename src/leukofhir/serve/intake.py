@@ -20,6 +20,14 @@ queues between processes and no lock convoys.
   (:meth:`Intake.recover`), with the time they were received: the same bytes come out.
 * If the journal or the sink fails, the message is answered AR ("not accepted, send it
   again"): the sender keeps it, and nothing acknowledged is lost.
+* If processing the message (or building its reply) raises anything, that is a fault of
+  ours on this message: it is answered (AR with ERR 207, or HTTP 500, OperationOutcome
+  code ``exception``), marked ``failed`` in the journal with the reason, and the next
+  message goes on.  A re-send gets the stored answer (not a new attempt: the fault is
+  deterministic); ``leukofhir journal OUT --retry ID`` puts it back for processing.
+* Stopping never waits on something that cannot finish: re-sends watching another
+  process are answered AR at once, and whatever is still unanswered when the shutdown
+  time is up is answered AR (kept in the journal, finished at the next start).
 """
 
 from __future__ import annotations
@@ -34,12 +42,15 @@ from datetime import UTC, datetime
 from leukofhir.context import Settings
 from leukofhir.errors import ErrorCode, Issue
 from leukofhir.logs import get_logger
+from leukofhir.serve.fault import Fault, fault_of
 from leukofhir.serve.header import NO_HEADER, Header, content_hash, read_header
-from leukofhir.serve.journal import Arrival, Completion, Entry, Journal, Pending
+from leukofhir.serve.journal import FAILED, Arrival, Completion, Entry, Journal, Pending
 from leukofhir.serve.metrics import Metrics
 from leukofhir.serve.reply import (
     application_ack,
     fhir_reply,
+    not_now,
+    processing_fault,
     refusal_ack,
     refusal_body,
     store_failure,
@@ -61,17 +72,19 @@ _RANK = {"processed": 0, "skipped": 1, "rejected": 2}
 _POLL = 0.01  # seconds between looks at a message another process is working on
 _WAIT = 30.0  # longest wait for it before answering AR
 _KEEP_FAILED = store_failure("the outputs could not be kept")
+_STOPPING = not_now("the service is stopping")
 
 
 @dataclass(frozen=True, slots=True)
 class Reply:
     """The application-level answer to one message."""
 
-    code: str  # HL7: AA | AE | AR; FHIR: the HTTP status ("200", "422", "503")
+    code: str  # HL7: AA | AE | AR; FHIR: the HTTP status ("200", "422", "500", "503")
     body: bytes  # HL7: the ACK message (unframed); FHIR: the response body
-    outcome: str  # processed | skipped | rejected | duplicate | unstored
+    outcome: str  # processed | skipped | rejected | failed | duplicate | unstored
     results: tuple[Result, ...] = ()  # what processing gave (not for a duplicate)
     findings: tuple[str, ...] = ()
+    reason: str = ""  # failed, or a re-send of a failed message: the fault (journal reason)
 
 
 @dataclass(slots=True)
@@ -120,6 +133,8 @@ class Intake:
         self._inflight: dict[int, _Pending] = {}
         self._finished: list[tuple[_Pending, Completion, Reply]] = []
         self._watching: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self._failures = 0  # messages failed by this process (recovery reports its share)
 
     @property
     def busy(self) -> int:
@@ -128,23 +143,41 @@ class Intake:
 
     def recover(self, owners: Sequence[int] | None = None) -> int:
         """Process the stored, unfinished messages (all, or those of processes that
-        died); returns how many.  Runs before the listeners accept anything."""
+        died, or 0: those put back by ``journal --retry``); returns how many.  Runs before
+        the listeners accept anything, and in a running service for put-back ones.  A
+        message whose processing fails is marked failed, and the next one goes on."""
         left = self.journal.pending(owners)
+        failures = self._failures
         for item in left:
             if item.owner != self.owner and not self.journal.claim(item.id, self.owner, item.owner):
                 continue
             self._work(self._recovered(item))
         if left:
-            log.warning("recovered", messages=len(left))
+            log.warning("recovered", messages=len(left), failed=self._failures - failures)
         return len(left)
+
+    def stop(self) -> None:
+        """Stopping: re-sends watching another process's message are answered AR now (that
+        process finishes it; the next re-send gets its stored answer)."""
+        self._stopping = True
+        for task in list(self._watching):
+            task.cancel()
+
+    def abandon(self) -> None:
+        """The shutdown time is up: answer AR to whatever is still unanswered (it stays in
+        the journal as received, and is finished at the next start)."""
+        self.stop()
+        for pending in list(self._inflight.values()):
+            self._settle(pending, self._failure_reply(pending, _STOPPING))
 
     async def close(self, timeout: float = 30.0) -> None:
         """Finish what is in hand (within ``timeout``), then close the journal and sink."""
+        self.stop()
         deadline = time.monotonic() + timeout
         while self.busy and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
-        for task in self._watching:
-            task.cancel()
+        self.abandon()
+        await asyncio.sleep(0)  # the cancelled watchers answer
         self.journal.close()
         self.sink.close()
 
@@ -200,8 +233,10 @@ class Intake:
 
     # -- routing ---------------------------------------------------------------------------
     def _route(self, pending: _Pending, entry: Entry) -> None:
-        if entry.done:
-            self._answer(pending, Reply(entry.ack, entry.reply or b"", "duplicate"))
+        if entry.finished:  # done or failed: the answer it got
+            self._answer(
+                pending, Reply(entry.ack, entry.reply or b"", "duplicate", reason=entry.reason)
+            )
         elif (first := self._inflight.get(entry.id)) is not None:
             first.waiters.append(pending)
         elif self._mine(entry):
@@ -221,29 +256,39 @@ class Intake:
 
     async def _await_other(self, pending: _Pending, entry: Entry) -> None:
         deadline = time.monotonic() + _WAIT
-        while time.monotonic() < deadline:
-            await asyncio.sleep(_POLL)
-            now = self.journal.entry(entry.id)
-            if now is None:
-                break
-            if now.done or now.owner != entry.owner or not _alive(entry.owner):
-                self._route(pending, now)  # answered, or watched again, or taken over
-                return
-        self._answer(pending, self._failure_reply(pending, store_failure("still in progress")))
+        try:
+            while time.monotonic() < deadline and not self._stopping:
+                await asyncio.sleep(_POLL)
+                now = self.journal.entry(entry.id)
+                if now is None:
+                    break
+                if now.finished or now.owner != entry.owner or not _alive(entry.owner):
+                    self._route(pending, now)  # answered, or watched again, or taken over
+                    return
+        except asyncio.CancelledError:
+            self._answer(pending, self._failure_reply(pending, _STOPPING))
+            raise
+        issue = _STOPPING if self._stopping else store_failure("still in progress")
+        self._answer(pending, self._failure_reply(pending, issue))
 
     # -- the work ----------------------------------------------------------------------------
     def _work(self, pending: _Pending) -> None:
         """Process and deliver; the journal's ``done`` (and so the AA) follows in
         :meth:`_flush`, shared with the other messages finished in the same turn of the
-        loop: one synced commit for all of them."""
+        loop: one synced commit for all of them.  Any exception out of processing or
+        building the reply fails this message only (:meth:`_fail`)."""
         assert pending.entry is not None
         job = _job(pending)
-        refusal = pending.header.refusal
-        if refusal is not None and refusal.code is ErrorCode.UNSUPPORTED_PROCESSING_ID:
-            processed = refused(job, refusal)  # the core does not judge MSH-11
-        else:
-            processed = self._processor.run_one(job)
-        reply = self._reply(pending, processed.results)
+        try:
+            refusal = pending.header.refusal
+            if refusal is not None and refusal.code is ErrorCode.UNSUPPORTED_PROCESSING_ID:
+                processed = refused(job, refusal)  # the core does not judge MSH-11
+            else:
+                processed = self._processor.run_one(job)
+            reply = self._reply(pending, processed.results)
+        except Exception as exc:  # a fault of ours on this message: it fails, alone
+            self._fail(pending, fault_of(exc))
+            return
         try:
             outputs = deliver(self.sink, job, processed.results)
         except Exception as exc:  # the sink failed: nothing is acknowledged
@@ -261,6 +306,29 @@ class Intake:
             outputs,
             notes_of(processed.results),
         )
+        self._finish(pending, completion, reply)
+
+    def _fail(self, pending: _Pending, fault: Fault) -> None:
+        """Answer a message whose processing raised, and record it as failed."""
+        assert pending.entry is not None
+        self._failures += 1
+        log.error(
+            "processing_failed",
+            channel=pending.channel,
+            control_id=pending.header.control_id,
+            facility=pending.header.facility,
+            entry=pending.entry.id,
+            error=fault.error,
+            where=fault.where,
+            note="kept as failed: leukofhir journal OUT --failed lists it, --retry ID retries it",
+        )
+        reply = self._fault_reply(pending, fault)
+        completion = Completion(
+            pending.entry.id, FAILED, reply.code, reply.body, reason=fault.reason
+        )
+        self._finish(pending, completion, reply)
+
+    def _finish(self, pending: _Pending, completion: Completion, reply: Reply) -> None:
         self._finished.append((pending, completion, reply))
         try:
             asyncio.get_running_loop()
@@ -272,8 +340,9 @@ class Intake:
 
     def _flush(self) -> None:
         finished, self._finished = self._finished, []
+        moment = self._clock().astimezone(UTC).isoformat(timespec="seconds")
         try:
-            self.journal.complete([completion for _, completion, _ in finished])
+            self.journal.complete([completion for _, completion, _ in finished], moment)
         except Exception as exc:  # the journal failed: nothing is acknowledged
             log.error("journal_failed", error=type(exc).__name__, messages=len(finished))
             for pending, _, _ in finished:
@@ -287,7 +356,8 @@ class Intake:
         assert pending.entry is not None
         self._inflight.pop(pending.entry.id, None)
         self._answer(pending, reply)
-        duplicate = Reply(reply.code, reply.body, "duplicate" if reply.code != "AR" else "unstored")
+        again = "unstored" if reply.outcome == "unstored" else "duplicate"
+        duplicate = Reply(reply.code, reply.body, again, reason=reply.reason)
         for waiter in pending.waiters:
             self._answer(waiter, duplicate)
 
@@ -317,9 +387,24 @@ class Intake:
 
     def _recovered(self, item: Pending) -> _Pending:
         pending = self._pending(item.data, item.format, "recovery", None)
-        pending.entry = Entry(item.id, item.received, new=False, done=False, owner=self.owner)
+        pending.entry = Entry(item.id, item.received, new=False, owner=self.owner)
         self._inflight[item.id] = pending
         return pending
+
+    def _fault_reply(self, pending: _Pending, fault: Fault) -> Reply:
+        """AR (ERR 207) or HTTP 500, each with the fault's OperationOutcome code
+        ``exception``; built without the message if even its MSH cannot be answered."""
+        assert pending.entry is not None
+        issue = processing_fault(fault.error, pending.entry.id)
+        if pending.format != "hl7v2":
+            body = refusal_body(issue, seed=pending.arrival.sha256)
+            return Reply("500", body, FAILED, reason=fault.reason)
+        control_id, moment = f"LF{pending.entry.id}", self._clock()
+        try:
+            ack = refusal_ack(pending.data, issue, control_id=control_id, moment=moment)
+        except Exception:  # the MSH itself is what fails: answer with the standard one
+            ack = refusal_ack(b"", issue, control_id=control_id, moment=moment)
+        return Reply("AR", ack, FAILED, reason=fault.reason)
 
     def _failure_reply(self, pending: _Pending, issue: Issue) -> Reply:
         if pending.format != "hl7v2":

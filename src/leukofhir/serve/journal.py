@@ -4,12 +4,24 @@ message *before* it is acknowledged, then its outcome and outputs.
 Table ``messages``: one row per distinct message, unique on (``sender``, ``control_id``,
 ``sha256``) where ``sender`` is MSH-3 and MSH-4 as sent (empty for FHIR over HTTP) and
 ``sha256`` is taken over the message with its segment ends normalised (a client that drops
-the final ``\\r`` or sends ``\\n`` re-sends the *same* message).  ``state`` is ``received``
-(stored, not yet processed: a crash here is finished on restart) or ``done``; a done row
-keeps the reply that was sent (the ACK, or the HTTP body for FHIR), which a re-send gets
-again without new output.  ``owner`` is the process id of the service process working on
-a received row: a re-send reaching another process waits for that one while it lives, and
-takes the message over when it died.
+the final ``\\r`` or sends ``\\n`` re-sends the *same* message).  ``state`` is
+
+* ``received``: stored, not yet processed (a crash here is finished on restart);
+* ``done``: processed; the row keeps the reply that was sent (the ACK, or the HTTP body
+  for FHIR), which a re-send gets again without new output;
+* ``failed``: processing raised an unexpected exception (a fault of ours, not of the
+  message); the row keeps the reply that was sent (AR, or HTTP 500) and the ``reason``.
+  A re-send gets that reply again: the fault is deterministic, so processing it again on
+  every re-send or restart would only repeat it (a poison loop).  ``retry`` puts it back
+  to ``received`` (after a fix), ``drop`` deletes it.
+
+``owner`` is the process id of the service process working on a received row: a re-send
+reaching another process waits for that one while it lives, and takes the message over
+when it died; 0 is nobody's (a row put back by ``retry``), taken by the first that looks.
+
+Retention (``prune``) deletes ``done`` rows finished before a given instant, a few hundred
+per transaction; it never touches a row in any other state (``received``, ``failed``, or a
+later "not delivered yet" state of an outbox): only what is finished *and* settled goes.
 
 With ``durable`` (the default) the commit of an outcome is synced (``synchronous=FULL``),
 and so is a receipt when the caller asks (it is about to say "stored" before the outcome
@@ -31,35 +43,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Arrival", "Completion", "Entry", "Journal", "Pending"]
+from leukofhir.serve.journal_schema import create_or_upgrade
+
+__all__ = ["Arrival", "Completion", "Entry", "Failed", "Journal", "Pending"]
 
 JOURNAL_NAME = "journal.sqlite"
-SCHEMA_VERSION = "1"
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS messages (
-    id INTEGER PRIMARY KEY,
-    sender TEXT NOT NULL,
-    control_id TEXT NOT NULL,
-    sha256 TEXT NOT NULL,
-    format TEXT NOT NULL,
-    channel TEXT NOT NULL,
-    received TEXT NOT NULL,
-    data BLOB NOT NULL,
-    state TEXT NOT NULL,
-    owner INTEGER NOT NULL DEFAULT 0,
-    outcome TEXT NOT NULL DEFAULT '',
-    ack TEXT NOT NULL DEFAULT '',
-    reply BLOB,
-    reports INTEGER NOT NULL DEFAULT 0,
-    findings TEXT NOT NULL DEFAULT '[]',
-    outputs TEXT NOT NULL DEFAULT '[]',
-    notes TEXT NOT NULL DEFAULT '[]',
-    UNIQUE (sender, control_id, sha256)
-);
-CREATE INDEX IF NOT EXISTS messages_received ON messages (state) WHERE state = 'received';
-"""
+RECEIVED, DONE, FAILED = "received", "done", "failed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,11 +70,17 @@ class Entry:
     id: int
     received: str  # ISO instant the message was first stored
     new: bool  # False: the same message was stored before (a re-send)
-    done: bool  # the earlier copy is finished: ``reply`` is what was sent for it
-    reply: bytes | None = None
+    state: str = RECEIVED  # received | done | failed
+    reply: bytes | None = None  # finished: what was sent for it
     ack: str = ""  # MSA-1 (or HTTP status) of ``reply``
     reused_id: bool = False  # a *different* message came earlier with the same id
-    owner: int = 0  # the process working on it (not done)
+    owner: int = 0  # the process working on it (received)
+    reason: str = ""  # failed: the fault
+
+    @property
+    def finished(self) -> bool:
+        """Done or failed: ``reply`` is what was sent for it, and what a re-send gets."""
+        return self.state != RECEIVED
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,13 +97,32 @@ class Pending:
 @dataclass(frozen=True, slots=True)
 class Completion:
     id: int
-    outcome: str  # processed | skipped | rejected (the worst of a FHIR body's reports)
+    outcome: str  # processed | skipped | rejected (the worst of a FHIR body's reports) | failed
     ack: str  # MSA-1 sent, or the HTTP status for FHIR
     reply: bytes
-    reports: int
-    findings: tuple[str, ...]
-    outputs: tuple[str, ...]
+    reports: int = 0
+    findings: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()  # information-only issues kept here instead of a file
+    reason: str = ""  # failed: the exception's type and where it was raised
+
+    @property
+    def state(self) -> str:
+        return FAILED if self.outcome == FAILED else DONE
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """A failed message as ``journal --failed`` lists it: no content, no patient data."""
+
+    id: int
+    received: str
+    finished: str
+    sender: str  # MSH-3|MSH-4
+    control_id: str  # MSH-10
+    format: str
+    channel: str
+    reason: str
 
 
 class Journal:
@@ -116,15 +130,12 @@ class Journal:
         folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / JOURNAL_NAME
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA busy_timeout=2000")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._durable = durable
         self._synced: bool | None = None
         self._sync(durable)
-        self._db.execute("PRAGMA busy_timeout=2000")
-        self._db.executescript(_SCHEMA)
-        self._db.execute(
-            "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
-        )
+        create_or_upgrade(self._db, str(self.path))
 
     def receive(
         self, arrivals: Sequence[Arrival], received: str, *, durable: bool = True, owner: int = 0
@@ -141,8 +152,7 @@ class Journal:
     def _receive_one(self, arrival: Arrival, received: str, owner: int) -> Entry:
         key = (arrival.sender, arrival.control_id, arrival.sha256)
         row = self._db.execute(
-            "SELECT id, received, state, reply, ack, owner FROM messages"
-            " WHERE sender = ? AND control_id = ? AND sha256 = ?",
+            f"SELECT {_ENTRY} FROM messages WHERE sender = ? AND control_id = ? AND sha256 = ?",
             key,
         ).fetchone()
         if row is not None:
@@ -160,12 +170,12 @@ class Journal:
             (*key, arrival.format, arrival.channel, received, arrival.data, owner),
         )
         entry_id = int(cursor.lastrowid or 0)
-        return Entry(entry_id, received, new=True, done=False, reused_id=reused, owner=owner)
+        return Entry(entry_id, received, new=True, reused_id=reused, owner=owner)
 
     def entry(self, entry_id: int) -> Entry | None:
         """An entry as it is now (a re-send waiting for another process looks here)."""
         row = self._db.execute(
-            "SELECT id, received, state, reply, ack, owner FROM messages WHERE id = ?",
+            f"SELECT {_ENTRY} FROM messages WHERE id = ?",
             (entry_id,),
         ).fetchone()
         return None if row is None else _entry(row)
@@ -180,15 +190,18 @@ class Journal:
             )
         return cursor.rowcount == 1
 
-    def complete(self, completions: Sequence[Completion]) -> None:
-        """Outcomes and replies of finished messages (one transaction, synced)."""
+    def complete(self, completions: Sequence[Completion], finished: str) -> None:
+        """Outcomes and replies of finished messages, done or failed at the ISO instant
+        ``finished`` (one transaction, synced)."""
         self._sync(True)
         with self._transaction():
             self._db.executemany(
-                "UPDATE messages SET state = 'done', outcome = ?, ack = ?, reply = ?,"
-                " reports = ?, findings = ?, outputs = ?, notes = ? WHERE id = ?",
+                "UPDATE messages SET state = ?, outcome = ?, ack = ?, reply = ?, reports = ?,"
+                " findings = ?, outputs = ?, notes = ?, reason = ?, finished = ?"
+                " WHERE id = ? AND state = 'received'",
                 [
                     (
+                        c.state,
                         c.outcome,
                         c.ack,
                         c.reply,
@@ -196,6 +209,8 @@ class Journal:
                         json.dumps(c.findings),
                         json.dumps(c.outputs),
                         json.dumps(c.notes),
+                        c.reason,
+                        finished,
                         c.id,
                     )
                     for c in completions
@@ -215,13 +230,60 @@ class Journal:
             for i, r, f, d, o in self._db.execute(query + " ORDER BY id", args)
         ]
 
+    def failed(self) -> list[Failed]:
+        """The failed messages, oldest first."""
+        return [
+            Failed(int(i), str(r), str(f), str(s), str(c), str(fo), str(ch), str(why))
+            for i, r, f, s, c, fo, ch, why in self._db.execute(
+                "SELECT id, received, finished, sender, control_id, format, channel, reason"
+                " FROM messages WHERE state = 'failed' ORDER BY id"
+            )
+        ]
+
+    def retry(self, entry_id: int) -> bool:
+        """Put a failed message back to ``received``, nobody's (owner 0): the next start
+        processes it, so does a running service's upkeep or a re-send.  False when
+        ``entry_id`` is not a failed message."""
+        self._sync(True)
+        with self._transaction():
+            cursor = self._db.execute(
+                "UPDATE messages SET state = 'received', owner = 0, outcome = '', ack = '',"
+                " reply = NULL, reason = '', finished = '' WHERE id = ? AND state = 'failed'",
+                (entry_id,),
+            )
+        return cursor.rowcount == 1
+
+    def drop(self, entry_id: int) -> bool:
+        """Delete a failed message (a re-send is then a new message).  False when
+        ``entry_id`` is not a failed message."""
+        self._sync(True)
+        with self._transaction():
+            cursor = self._db.execute(
+                "DELETE FROM messages WHERE id = ? AND state = 'failed'", (entry_id,)
+            )
+        return cursor.rowcount == 1
+
+    def prune(self, before: str, limit: int = 500) -> int:
+        """Delete up to ``limit`` ``done`` rows finished before the ISO instant ``before``,
+        oldest first (one short transaction: the writer lock is held for a few
+        milliseconds); returns how many.  Their pages are reused by later rows."""
+        self._sync(False)  # a prune lost in a power cut is done again by the next one
+        with self._transaction():
+            cursor = self._db.execute(
+                "DELETE FROM messages WHERE id IN (SELECT id FROM messages"
+                " WHERE state = 'done' AND finished < ? ORDER BY finished LIMIT ?)",
+                (before, limit),
+            )
+        return cursor.rowcount
+
     def data(self, entry: int) -> bytes:
         """The stored message of an entry."""
         row = self._db.execute("SELECT data FROM messages WHERE id = ?", (entry,)).fetchone()
         return b"" if row is None else bytes(row[0])
 
     def counts(self) -> Counter[str]:
-        """Messages by state/outcome: ``received`` and ``processed``/``skipped``/``rejected``."""
+        """Messages by state/outcome: ``received``, ``processed``/``skipped``/``rejected``
+        (done) and ``failed``."""
         return Counter(
             {
                 str(o or s): int(n)
@@ -244,16 +306,20 @@ class Journal:
         return _Transaction(self._db)
 
 
+_ENTRY = "id, received, state, reply, ack, owner, reason"
+
+
 def _entry(row: Any) -> Entry:
-    entry_id, received, state, reply, ack, owner = row
+    entry_id, received, state, reply, ack, owner, reason = row
     return Entry(
         int(entry_id),
         str(received),
         new=False,
-        done=state == "done",
+        state=str(state),
         reply=None if reply is None else bytes(reply),
         ack=str(ack),
         owner=int(owner),
+        reason=str(reason),
     )
 
 

@@ -36,8 +36,10 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.messages = Counter(
             "leukofhir_messages",
-            "Messages answered, by channel and outcome (duplicate: a re-send answered from"
-            " the journal; unstored: refused because the journal could not store it)",
+            "Messages answered, by channel and outcome (failed: processing raised, a fault"
+            " of ours, kept as failed in the journal; duplicate: a re-send answered from the"
+            " journal; unstored: not accepted now, send it again: the journal or the outputs"
+            " could not be written, or the service is stopping)",
             ("channel", "outcome"),
             registry=self.registry,
         )

@@ -50,12 +50,18 @@ def openapi_document() -> dict[str, Any]:
                     },
                     "responses": {
                         "200": _answer(
-                            "the ACK (MSA-1 AA, AE or AR); with Accept: application/fhir+json"
-                            " the Bundle, or a collection Bundle of several",
+                            "the ACK (MSA-1 AA, AE or AR; AR with ERR 207 when processing"
+                            " failed on our side); with Accept: application/fhir+json the"
+                            " Bundle, or a collection Bundle of several",
                             {**_ER7, **_OUTCOME},
                         ),
                         "422": _answer(
                             "Accept: application/fhir+json and the message was rejected",
+                            _OUTCOME,
+                        ),
+                        "500": _answer(
+                            "Accept: application/fhir+json and processing failed on our side"
+                            " (kept as failed): OperationOutcome, issue code exception",
                             _OUTCOME,
                         ),
                         "503": _answer("not stored (journal or sink unavailable): AR", _ER7),
@@ -77,6 +83,11 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {
                         "200": _answer("the Bundle, or a collection Bundle of several", _OUTCOME),
                         "422": _answer("every report rejected: OperationOutcome", _OUTCOME),
+                        "500": _answer(
+                            "processing failed on our side (kept as failed; a re-send gets the"
+                            " same answer): OperationOutcome, issue code exception",
+                            _OUTCOME,
+                        ),
                         "503": _answer("not stored: OperationOutcome, Retry-After", _OUTCOME),
                         **refused,
                     },

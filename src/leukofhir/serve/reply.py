@@ -21,6 +21,8 @@ __all__ = [
     "commit_ack",
     "fhir_reply",
     "hl7_timestamp",
+    "not_now",
+    "processing_fault",
     "refusal_ack",
     "refusal_body",
     "store_failure",
@@ -65,6 +67,28 @@ def store_failure(reason: str) -> Issue:
         ErrorCode.INTERNAL_ERROR,
         f"the message could not be stored ({reason}); it was NOT accepted: send it again later",
         fhir_type="transient",
+    )
+
+
+def not_now(reason: str) -> Issue:
+    """A stored message that could not be finished now (the service is stopping)."""
+    return error(
+        ErrorCode.INTERNAL_ERROR,
+        f"the message was not processed now ({reason}); it was NOT accepted: send it again later",
+        fhir_type="transient",
+    )
+
+
+def processing_fault(kind: str, entry: int) -> Issue:
+    """The answer's issue for a message whose processing raised an exception of type
+    ``kind``: our fault, not the message's; it is kept as failed, and a re-send gets the
+    same answer until an operator retries it."""
+    return error(
+        ErrorCode.INTERNAL_ERROR,
+        f"leukofhir failed on this message ({kind}), a fault on our side: it is kept as"
+        f" failed (journal entry {entry}) until an operator retries it; sending it again"
+        " gets this answer",
+        fhir_type="exception",
     )
 
 

@@ -14,7 +14,13 @@ the same port (SO_REUSEPORT) and the kernel spreads them.
 The supervisor restarts a process that dies (after finishing the messages it held),
 forwards SIGTERM/SIGINT for a graceful stop (stop accepting, answer what is in hand, close
 the journal), and takes its processes with it if it is killed (PR_SET_PDEATHSIG).  With
-one worker there is no supervisor: the single process does everything.
+one worker there is no supervisor: the single process does everything.  The first
+process also does the background upkeep (:mod:`leukofhir.serve.upkeep`: journal
+retention, messages put back by ``journal --retry``).
+
+A stop takes at most ``--shutdown-timeout`` in each process, whatever it waits for: at
+that deadline every message still unanswered is answered AR (it stays in the journal and
+is finished at the next start), so no listener waits past it.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from leukofhir.serve.journal import Journal
 from leukofhir.serve.metrics import Metrics, mark_dead
 from leukofhir.serve.mllp_server import MllpListener, MllpSettings
 from leukofhir.serve.sink import FolderSink, Sink, StdoutSink
+from leukofhir.serve.upkeep import keep_up
 
 __all__ = ["Listening", "run_process", "serve"]
 
@@ -124,8 +131,10 @@ async def run_process(
     *,
     ready_file: Path | None = None,
     stop: asyncio.Event | None = None,
+    upkeep: bool = True,
 ) -> int:
-    """One service process: listeners and engine until ``stop`` (SIGTERM/SIGINT)."""
+    """One service process: listeners and engine until ``stop`` (SIGTERM/SIGINT);
+    ``upkeep``: this process also does the background upkeep."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for number in (signal.SIGTERM, signal.SIGINT):
@@ -169,19 +178,31 @@ async def run_process(
             )
         )
         http_task = asyncio.create_task(http.serve(sockets=[listening.http]))
+    upkeeping = asyncio.create_task(keep_up(intake, config.journal_retention)) if upkeep else None
     if ready_file is not None:
         _write_ready(ready_file, listening)
     log.info("ready", **listening.ports, pid=os.getpid(), out=str(config.out))
     await stop.wait()
     log.info("stopping", pid=os.getpid(), in_progress=intake.busy)
+    if upkeeping is not None:
+        upkeeping.cancel()
+    deadline = loop.time() + config.shutdown_timeout
+    overdue = loop.call_at(deadline, intake.abandon)  # past it, nothing is waited for
+    intake.stop()
     if mllp is not None:
-        await mllp.close(config.shutdown_timeout)
+        await mllp.close(_left(loop, deadline) + 1)
     if http is not None and http_task is not None:
+        http.config.timeout_graceful_shutdown = math.ceil(_left(loop, deadline)) + 1
         http.should_exit = True
         await http_task
-    await intake.close(config.shutdown_timeout)
+    await intake.close(_left(loop, deadline))
+    overdue.cancel()
     log.info("stopped", pid=os.getpid())
     return 0
+
+
+def _left(loop: asyncio.AbstractEventLoop, deadline: float) -> float:
+    return max(0.0, deadline - loop.time())
 
 
 class _Supervisor:
@@ -321,7 +342,7 @@ class _Supervisor:
             for sock in (self.mllp, *self.channels.values(), *self.http):
                 if sock is not None and sock is not listening.http:
                     sock.close()
-            code = asyncio.run(run_process(self.config, listening))
+            code = asyncio.run(run_process(self.config, listening, upkeep=slot == 0))
         finally:
             os._exit(code)
 
