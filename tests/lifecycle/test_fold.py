@@ -99,10 +99,16 @@ def test_a_present_finding_opens_one_flag_named_by_its_first_report() -> None:
     assert flags(state) == {flag_id("A"): (ACTIVE, "2026-03-02T08:00:00Z", "")}
 
 
-def test_the_same_version_again_writes_no_flag() -> None:
+def test_the_same_version_again_restates_its_flags_as_they_stand() -> None:
     report = facts("A", 0, leukopenia=(1, "3.5"))
-    writes, _ = run(report, report)
-    assert writes.flags == ()
+    first, state = run(report)
+    again, after = fold(state, report, RULES)
+    assert again.flags == first.flags  # the same Flag, unchanged: the document holds alone
+    assert after.flags == state.flags
+    later = facts("B", 24, leukopenia=(2, "2.5"))
+    _, state = run(later, state=state)
+    again, _ = fold(state, report, RULES)
+    assert again.flags == ()  # B is the latest word on the episode now
 
 
 def test_a_later_report_updates_the_flag_in_place_with_its_nadir() -> None:

@@ -11,10 +11,12 @@ For one report version (LIFECYCLE.md):
 2. **Episodes.** The patient's reports (the newest version of each) are folded per
    finding in collection order (:mod:`leukofhir.lifecycle.episodes`); each episode is one
    standing Flag, identified by the patient, the finding and the report that opened it.
-3. **Flags.** A Flag whose content changed is written; an unchanged one is not; a Flag
-   written before that the fold no longer produces (its reports were corrected away,
-   withdrawn, or a late report merged its episode into another) is written
-   ``entered-in-error``: a Flag a clinician may have seen is withdrawn, never deleted.
+3. **Flags.** A Flag whose content changed is written; an unchanged one is not (but a
+   version applied again restates the Flags it is the latest word on, unchanged, so that
+   its document holds on its own); a Flag written before that the fold no longer
+   produces (its reports were corrected away, withdrawn, or a late report merged its
+   episode into another) is written ``entered-in-error``: a Flag a clinician may have
+   seen is withdrawn, never deleted.
 
 The same set of report versions gives the same Flags whatever the order they came in.
 """
@@ -107,8 +109,27 @@ def fold(state: PatientState, facts: ReportFacts, rule_set: RuleSet) -> tuple[Wr
     state = replace(state, reports=tuple(reports), versions=versions)
     episodes, tail = _episodes(state, rule_set)
     flags, records = _flags(state, facts.patient, episodes, complete=True)
+    if prior is not None and prior.version == facts.version:
+        flags = _restated(flags, episodes, facts)
     state = replace(state, tail=tail, flags=records)
     return Writes(None, withdrawn, flags, frozen), _prune(state, rule_set)
+
+
+def _restated(
+    flags: tuple[FlagWrite, ...], episodes: list[Episode], facts: ReportFacts
+) -> tuple[FlagWrite, ...]:
+    """A version applied before, again (the same file under another name, a re-sent
+    message): its document restates the Flags it is the latest word on (the last report
+    showing the finding, or the one that closed it), as they stand, so that it holds on its
+    own.  Nothing on a server changes: they are what was written."""
+    written = {write.identifier for write in flags}
+    more = [
+        FlagWrite(identifier, ACTIVE if e.active else INACTIVE, e.rule, e.start, e)
+        for e in episodes
+        if facts.report in (e.latest.report, e.end.report if e.end else "")
+        and (identifier := flag_identifier(facts.patient, e.rule, e.opened_by)) not in written
+    ]
+    return (*flags, *more)
 
 
 def _append(
