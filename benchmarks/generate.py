@@ -357,6 +357,8 @@ class _Builder:
 
 def _message(rng: random.Random, index: int, seed: int, patients: int = 0) -> bytes:
     sender = rng.choice(SENDERS)
+    if patients:  # a patient's CBCs come from one laboratory
+        sender = SENDERS[index % patients % len(SENDERS)]
     unit = rng.choice(ALL_COUNT_UNITS)
     european = unit in UNITS_PER_LITRE
     sex = rng.choices(("F", "M", "U"), weights=(48, 48, 4))[0]

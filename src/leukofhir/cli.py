@@ -118,14 +118,7 @@ def _parser() -> argparse.ArgumentParser:
         help="processing time for Provenance.recorded (ISO 8601 with offset);"
         " default: the clock. Fix it for byte-identical re-runs",
     )
-    replay.add_argument(
-        "--fhir-target",
-        choices=FHIR_TARGETS,
-        default="other",
-        help="FHIR input: 'other' (default) writes the input's Patient, Observations and"
-        " DiagnosticReport too, by identifier, so that the output loads into any server;"
-        " 'source' refers to them as sent, to write back to the server they came from",
-    )
+    replay.add_argument("--fhir-target", **_REPLAY_OPTIONS["--fhir-target"])
     replay.add_argument(
         "--state",
         type=Path,
@@ -201,7 +194,14 @@ def _add_batch_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
         default="auto",
         help="a progress bar (auto: on a terminal) or periodic log lines",
     )
-    for flag in ("--mapping", "--timezone", "--now", "--validate", "--validate-structure"):
+    for flag in (
+        "--mapping",
+        "--timezone",
+        "--now",
+        "--fhir-target",
+        "--validate",
+        "--validate-structure",
+    ):
         batch.add_argument(flag, **_REPLAY_OPTIONS[flag])
     batch.set_defaults(run=batch_command)
 
@@ -224,6 +224,13 @@ _REPLAY_OPTIONS: dict[str, dict[str, Any]] = {
         "help": "processing time (Provenance.recorded); default: the clock at the start of"
         " a pass, kept in the ledger until the pass completes (so a resumed run writes the"
         " same bytes)",
+    },
+    "--fhir-target": {
+        "choices": FHIR_TARGETS,
+        "default": "other",
+        "help": "FHIR input: 'other' (default) writes the input's Patient, Observations and"
+        " DiagnosticReport too, by identifier, so that the output loads into any server;"
+        " 'source' refers to them as sent, to write back to the server they came from",
     },
     "--validate": {"action": "store_true", "help": "check every Bundle (fhir.resources)"},
     "--validate-structure": {
@@ -252,6 +259,7 @@ def batch_command(args: argparse.Namespace) -> int:
         now=context.now if args.now else None,
         mappings=tuple(args.mapping),
         timezone=args.timezone,
+        fhir_target=args.fhir_target,
         validate_output=args.validate,
         validate_structure=args.validate_structure,
         watch=args.watch,
@@ -293,7 +301,7 @@ def build_context(args: argparse.Namespace) -> Context:
         timezone=args.timezone,
         validate_structure=args.validate_structure,
         validate_output=args.validate,
-        fhir_target=getattr(args, "fhir_target", "other"),
+        fhir_target=args.fhir_target,
     )
     try:
         return settings.context(now)

@@ -7,7 +7,7 @@ the environment or a file: all of that comes in the :class:`Context`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import partial
@@ -83,21 +83,18 @@ class MessageOutcome:
         """Processed, and every issue is a note (severity ``information``, type
         ``informational``: "OBX[2] … are no CBC field leukofhir evaluates; not used"):
         a store may keep the notes beside the Bundles instead of an OperationOutcome file."""
-        return (
-            self.disposition is Disposition.PROCESSED
-            and bool(self.issues)
-            and all(
-                i.severity is Severity.INFORMATION and i.issue_type == "informational"
-                for i in self.issues
-            )
-        )
+        return notes_only(self.disposition, self.issues)
 
     def operation_outcome(self) -> Json | None:
         """The OperationOutcome that travels after the Bundles (None when nothing to say)."""
         if not self.issues:
             return None
-        seed = self.message.digest if self.message else f"{self.index}|{self.offset}"
-        return build_operation_outcome(self.issues, seed=seed, context=self.label)
+        return build_operation_outcome(self.issues, seed=self.seed, context=self.label)
+
+    @property
+    def seed(self) -> str:
+        """What the ids of the message's OperationOutcome derive from."""
+        return self.message.digest if self.message else f"{self.index}|{self.offset}"
 
     def documents(self) -> list[Json]:
         """What the message produced, in output order: its Bundles, then its OperationOutcome."""
@@ -113,6 +110,17 @@ class MessageOutcome:
         if (outcome := self.operation_outcome()) is not None:
             out.append((".outcome.json", outcome))
         return out
+
+
+def notes_only(disposition: Disposition, issues: Sequence[Issue]) -> bool:
+    """See :attr:`MessageOutcome.notes_only`."""
+    return (
+        disposition is Disposition.PROCESSED
+        and bool(issues)
+        and all(
+            i.severity is Severity.INFORMATION and i.issue_type == "informational" for i in issues
+        )
+    )
 
 
 def process(
