@@ -72,28 +72,44 @@ class StateTable:
         db.execute(self.SCHEMA)
 
     def load(self, patient: str) -> PatientState:
+        return self.read(patient)[1]
+
+    def read(self, patient: str) -> tuple[bytes | None, PatientState]:
+        """A patient's state and the bytes stored for it (None: none yet), for a writer
+        that checks at commit that nobody changed it meanwhile (:meth:`unchanged`)."""
         key = _key(patient)
-        row = self._db.execute(
-            "SELECT state FROM lifecycle_state WHERE patient = ?", (key,)
-        ).fetchone()
-        if row is None:
-            return PatientState()
-        stored = bytes(row[0])
+        stored = self._stored(key)
+        if stored is None:
+            return None, PatientState()
         hit = self._cache.get(key)
         if hit is not None and hit[0] == stored:
             self._cache.move_to_end(key)
-            return hit[1]
+            return stored, hit[1]
         state = decode_state(zlib.decompress(stored))
         self._remember(key, stored, state)
-        return state
+        return stored, state
+
+    def unchanged(self, read: Mapping[str, bytes | None]) -> bool:
+        """Do the patients of ``read`` still have the bytes read for them?"""
+        return all(self._stored(_key(patient)) == stored for patient, stored in read.items())
 
     def save(self, states: Mapping[str, PatientState]) -> None:
-        rows = []
-        for patient, state in states.items():
-            key, stored = _key(patient), zlib.compress(encode_state(state), 1)
-            rows.append((key, stored))
-            self._remember(key, stored, state)
-        self._db.executemany("INSERT OR REPLACE INTO lifecycle_state VALUES (?, ?)", rows)
+        self._db.executemany(
+            "INSERT OR REPLACE INTO lifecycle_state VALUES (?, ?)",
+            [(_key(patient), self.stored(patient, state)) for patient, state in states.items()],
+        )
+
+    def stored(self, patient: str, state: PatientState) -> bytes:
+        """The bytes ``save`` stores for ``state`` (the same for the same state)."""
+        key, data = _key(patient), zlib.compress(encode_state(state), 1)
+        self._remember(key, data, state)
+        return data
+
+    def _stored(self, key: bytes) -> bytes | None:
+        row = self._db.execute(
+            "SELECT state FROM lifecycle_state WHERE patient = ?", (key,)
+        ).fetchone()
+        return None if row is None else bytes(row[0])
 
     def size(self) -> tuple[int, int]:
         """(patients, bytes of their stored states)."""
