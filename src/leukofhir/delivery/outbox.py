@@ -151,6 +151,7 @@ class SqliteOutbox:
     def open(cls, path: Path, *, dead_letters: Path | None = None, durable: bool = True) -> Self:
         """An outbox in its own connection to ``path`` (WAL; every commit synced when
         ``durable``)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(path, isolation_level=None, timeout=10.0)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")

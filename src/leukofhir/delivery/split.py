@@ -60,6 +60,7 @@ __all__ = [
     "reference_from_location",
 ]
 
+_MARKER = re.compile(rb"\\u001[eE]")
 _PLACEHOLDER = re.compile(
     r"urn:uuid:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
     r"|urn:oid:[0-2](?:\.[0-9]+)+"
@@ -100,13 +101,14 @@ def read_bundle(data: bytes, *, exact: bool = False) -> dict[str, Any]:
     """The document as a transaction Bundle, or :class:`SplitError`.  ``exact``: numbers
     as :class:`RawDecimal` (to write parts digit for digit; slower), else as orjson reads
     them (enough to plan)."""
+    if exact and _MARKER.search(data):  # what RawDecimal output is made of (emit.jsonio)
+        raise SplitError("the document holds a U+001E character; it cannot be split")
     try:
-        if exact:
-            if b"\\u001e" in data:  # the marker of RawDecimal output (see emit.jsonio)
-                raise SplitError("the document holds a U+001E character; it cannot be split")
-            bundle = json.loads(data, parse_float=RawDecimal, parse_int=RawDecimal)
-        else:
-            bundle = orjson.loads(data)
+        bundle = (
+            json.loads(data, parse_float=RawDecimal, parse_int=RawDecimal)
+            if exact
+            else orjson.loads(data)
+        )
     except (ValueError, UnicodeDecodeError) as exc:
         raise SplitError("the document is not JSON") from exc
     if not (

@@ -1,0 +1,43 @@
+"""A fhir-server shared by the tests that need a plain one (emptied before each), the
+documents they send, and what the server holds after those documents went in by the most
+plain route there is: POSTed one by one with httpx, no leukofhir code (the oracle)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from leukofhir.logs import configure
+from tests.delivery.helpers import DOCS, FHIR_JSON
+from tests.fhirserver import FhirServer, canonical, running_server
+
+
+@pytest.fixture(autouse=True)
+def _json_logs() -> None:
+    configure(json=True)
+
+
+@pytest.fixture(scope="session")
+def plain_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FhirServer]:
+    with running_server(tmp_path_factory.mktemp("fhir-plain")) as server:
+        yield server
+
+
+@pytest.fixture
+def fhir(plain_server: FhirServer) -> FhirServer:
+    plain_server.reset()
+    return plain_server
+
+
+@pytest.fixture(scope="session")
+def clean_state(plain_server: FhirServer) -> list[str]:
+    plain_server.reset()
+    with httpx.Client(timeout=30) as client:
+        for data in DOCS:
+            response = client.post(plain_server.base, content=data, headers=FHIR_JSON)
+            assert response.status_code == 200, response.text[:500]
+    state = canonical(plain_server.dump())
+    plain_server.reset()
+    return state
