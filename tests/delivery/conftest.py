@@ -4,7 +4,7 @@ plain route there is: POSTed one by one with httpx, no leukofhir code (the oracl
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import httpx
 import pytest
@@ -31,13 +31,29 @@ def fhir(plain_server: FhirServer) -> FhirServer:
     return plain_server
 
 
+Oracle = Callable[[Sequence[bytes]], list[str]]
+
+
 @pytest.fixture(scope="session")
-def clean_state(plain_server: FhirServer) -> list[str]:
-    plain_server.reset()
-    with httpx.Client(timeout=30) as client:
-        for data in DOCS:
-            response = client.post(plain_server.base, content=data, headers=FHIR_JSON)
-            assert response.status_code == 200, response.text[:500]
-    state = canonical(plain_server.dump())
-    plain_server.reset()
-    return state
+def oracle(plain_server: FhirServer) -> Oracle:
+    """``oracle(docs)``: what the server holds after ``docs`` were POSTed one by one by
+    plain httpx.  It empties the shared server: call it before using ``fhir``."""
+    cache: dict[tuple[bytes, ...], list[str]] = {}
+
+    def state_of(docs: Sequence[bytes]) -> list[str]:
+        if tuple(docs) not in cache:
+            plain_server.reset()
+            with httpx.Client(timeout=30) as client:
+                for data in docs:
+                    response = client.post(plain_server.base, content=data, headers=FHIR_JSON)
+                    assert response.status_code == 200, response.text[:500]
+            cache[tuple(docs)] = canonical(plain_server.dump())
+            plain_server.reset()
+        return cache[tuple(docs)]
+
+    return state_of
+
+
+@pytest.fixture(scope="session")
+def clean_state(oracle: Oracle) -> list[str]:
+    return oracle(DOCS)
