@@ -150,7 +150,7 @@ class TransactionClient:
         except httpx.TimeoutException as exc:
             self._report(None, started)
             return no_answer(f"no answer: {_kind(exc)}")
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:  # connection, protocol, decoding
             self._report(None, started)
             if _untrusted(exc):
                 return Answer(Verdict.STOP, None, "the server's TLS certificate is not trusted")
@@ -192,7 +192,7 @@ class _Bearer(httpx.Auth):
         return "_Bearer(Token('***'))"
 
 
-def _kind(exc: httpx.TransportError) -> str:
+def _kind(exc: httpx.RequestError) -> str:
     """``ConnectError``, ``ReadTimeout`` ... (the exception's own text may carry a URL)."""
     return type(exc).__name__
 
