@@ -18,6 +18,7 @@ from leukofhir.delivery import (
     Document,
     FhirServer,
     RetryPolicy,
+    RunSummary,
     SqliteOutbox,
     TransactionClient,
     Verdict,
@@ -48,8 +49,8 @@ def answering(
     return httpx.MockTransport(handle)
 
 
-def run(outbox: SqliteOutbox, transport: httpx.MockTransport, **options: object) -> object:
-    async def main() -> object:
+def run(outbox: SqliteOutbox, transport: httpx.MockTransport, **options: object) -> RunSummary:
+    async def main() -> RunSummary:
         async with TransactionClient(FhirServer(BASE), transport=transport) as client:
             return await Deliverer(outbox, client.post, **options).run()  # type: ignore[arg-type]
 
@@ -155,3 +156,20 @@ def test_deliver_now_retries_then_delivers_or_gives_up() -> None:
     assert verdict is Verdict.DEAD
     assert reason.startswith("gave up after")
     assert asyncio.run(attempt(answering(lambda n: 403), FAST))[0] is Verdict.STOP
+
+
+def test_a_stopped_deliverer_runs_again_once_the_cause_is_fixed(tmp_path: Path) -> None:
+    outbox = SqliteOutbox.open(tmp_path / "o.sqlite")
+    outbox.enqueue(documents(DOCS[:3]), time.time())
+    transport = answering(lambda n: 401 if n == 0 else 200)
+
+    async def twice() -> tuple[RunSummary, RunSummary]:
+        async with TransactionClient(FhirServer(BASE), transport=transport) as client:
+            deliverer = Deliverer(outbox, client.post, concurrency=1)
+            return await deliverer.run(), await deliverer.run()
+
+    first, second = asyncio.run(twice())
+    assert first.stopped is not None
+    assert first.attempts == 1
+    assert second.stopped is None
+    assert second.delivered == 3

@@ -122,7 +122,9 @@ def _codes(outcome: bytes | None) -> str:
     """``" (error invalid, warning informational)"``: the issues' severity and code only."""
     if outcome is None:
         return ""
-    issues = orjson.loads(outcome).get("issue") or []
+    issues = orjson.loads(outcome).get("issue")
+    if not isinstance(issues, list):
+        return ""
     words = [
         f"{issue.get('severity', '?')} {issue.get('code', '?')}"
         for issue in issues[:5]

@@ -101,6 +101,11 @@ class Deliverer:
         self._wake.set()
 
     async def run(self, *, until_idle: bool = True, grace: float = 10.0) -> RunSummary:
+        """Deliver (see the module's text); a stopped deliverer may run again (after the
+        token was fixed, say): each run starts afresh and counts its own attempts."""
+        self._counts = dict.fromkeys(Verdict, 0)
+        self._stopped = None
+        self._closing_at = None
         tasks: dict[asyncio.Task[None], str] = {}
         waker: asyncio.Task[bool] | None = None
         try:

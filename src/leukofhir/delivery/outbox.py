@@ -87,7 +87,7 @@ _HELD = """EXISTS (SELECT 1 FROM outbox AS p WHERE p.patient = o.patient
 
 @dataclass(frozen=True, slots=True)
 class Document:
-    key: str  # unique: an output name, a journal id and index ...
+    key: str  # unique: an output name, a journal id and index ... (logged: no patient data)
     patient: str  # ordering key (a hash, never a plain identifier)
     seq: int  # output order
     data: bytes  # the transaction Bundle
