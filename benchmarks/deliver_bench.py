@@ -8,8 +8,9 @@ The documents are the transaction Bundles of ``--count`` generated CBC messages 
 Patient, 19 Observations, derived counts, DiagnosticReport, Flags, Provenance; all
 conditional creates but the Provenance).  One server for the whole run, emptied
 (``$reset``) before every measurement, so each starts from the same empty store (the test
-server's searches scan its store: it slows down as it fills, from about 50 documents/s
-empty to under 10/s after 300 documents here); the modes take turns within each run:
+server's searches scan its store, so it slows down as it fills: in one run here the 6th
+block of 50 documents went 3.5 times slower than the first); the modes take turns within
+each run:
 
 * ``server, sequential``: the server's own capacity: one plain keep-alive
   ``httpx.Client`` POSTing the documents one after the other, no leukofhir code;
@@ -18,8 +19,9 @@ empty to under 10/s after 300 documents here); the modes take turns within each 
 * ``deliverer, concurrency 1`` and ``4``: the outbox (SQLite, synced commits) and the
   asyncio deliverer, from queued to marked delivered.
 
-Reported: the median documents/s of ``--repeat`` runs (and the range), and each
-deliverer's median as a share of the sequential capacity.
+Reported: the median documents/s of ``--repeat`` runs (and the range), each deliverer's
+median as a share of the sequential capacity, and the client's own CPU time per document
+(this process: a figure the other load on a shared machine disturbs less than the rates).
 """
 
 from __future__ import annotations
@@ -149,6 +151,7 @@ def main() -> int:
         "deliverer, concurrency 4": lambda base: deliverer(base, docs, 4),
     }
     rates: dict[str, list[float]] = {name: [] for name in modes}
+    cpu: dict[str, list[float]] = {name: [] for name in modes}
     with tempfile.TemporaryDirectory(prefix="deliver-bench-srv-") as folder:
         server = ServerProcess(Path(folder))
         server.start()
@@ -156,9 +159,13 @@ def main() -> int:
             for run in range(args.repeat):
                 for name, mode in modes.items():
                     server.reset()
+                    before = time.process_time()
                     rate = len(docs) / mode(server.base)
+                    used = (time.process_time() - before) / len(docs) * 1000
                     rates[name].append(rate)
-                    print(f"  run {run + 1} {name}: {rate:.1f} documents/s", flush=True)
+                    cpu[name].append(used)
+                    print(f"  run {run + 1} {name}: {rate:.1f} documents/s, client CPU"
+                          f" {used:.2f} ms/document", flush=True)  # fmt: skip
         finally:
             server.stop()
     capacity = statistics.median(rates["server, sequential (plain httpx)"])
@@ -167,7 +174,8 @@ def main() -> int:
         median = statistics.median(values)
         share = f"  ({100 * median / capacity:.0f} % of sequential)" if "deliverer" in name else ""
         print(f"  {name:34} {median:6.1f} documents/s  "
-              f"(range {min(values):.1f}-{max(values):.1f}){share}")  # fmt: skip
+              f"(range {min(values):.1f}-{max(values):.1f}), client CPU"
+              f" {statistics.median(cpu[name]):.2f} ms/document{share}")  # fmt: skip
     return 0
 
 

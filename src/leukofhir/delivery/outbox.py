@@ -82,7 +82,8 @@ CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_attempt, seq, id) WHERE st
 _BEHIND = """EXISTS (SELECT 1 FROM outbox AS p WHERE p.patient = o.patient
     AND p.state IN ('pending', 'dead') AND (p.seq < o.seq OR (p.seq = o.seq AND p.id < o.id)))"""
 _HELD = """EXISTS (SELECT 1 FROM outbox AS p WHERE p.patient = o.patient
-    AND p.state = 'dead' AND (p.seq < o.seq OR (p.seq = o.seq AND p.id < o.id)))"""
+    AND p.state IN ('pending', 'dead') AND p.state = 'dead'
+    AND (p.seq < o.seq OR (p.seq = o.seq AND p.id < o.id)))"""  # the first state term: the index
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,8 +349,10 @@ class SqliteOutbox:
             " WHERE state = 'pending'",
             (now,),
         ).fetchone()
-        (held,) = self._db.execute(
-            f"SELECT COUNT(*) FROM outbox AS o WHERE state = 'pending' AND {_HELD}"
+        (held,) = self._db.execute(  # only the patients of dead letters are looked at
+            "SELECT COUNT(*) FROM outbox AS o WHERE o.patient IN (SELECT patient FROM outbox"
+            " WHERE state IN ('pending', 'dead') AND state = 'dead')"
+            f" AND o.state IN ('pending', 'dead') AND o.state = 'pending' AND {_HELD}"
         ).fetchone()
         return OutboxCounts(
             pending=states["pending"],
