@@ -7,6 +7,7 @@ comparison."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sqlite3
 import subprocess
@@ -25,7 +26,7 @@ IN_FLIGHT = 4  # the concurrency of deliver_process
 
 
 def delivered(outbox: Path) -> int:
-    with sqlite3.connect(outbox, timeout=10) as db:
+    with contextlib.closing(sqlite3.connect(outbox, timeout=10)) as db:
         (count,) = db.execute("SELECT COUNT(*) FROM outbox WHERE state = 'delivered'").fetchone()
     return int(count)
 
@@ -55,8 +56,8 @@ def test_sigkill_three_times_then_resume(fhir: FhirServer, oracle: Oracle, tmp_p
     assert kills == KILLS  # each kill came in the middle
     assert delivered(path) < len(DOCS)
 
-    outbox = SqliteOutbox.open(path, dead_letters=tmp_path / "dead")
-    summary = deliver(outbox, fhir.base)
+    with SqliteOutbox.open(path, dead_letters=tmp_path / "dead") as outbox:
+        summary = deliver(outbox, fhir.base)
     assert summary.dead == 0
     assert delivered(path) == len(DOCS)
     dump = fhir.dump()

@@ -177,6 +177,12 @@ class SqliteOutbox:
     def close(self) -> None:
         self._db.close()
 
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # ------------------------------------------------------------------ queueing
 
     def enqueue(self, documents: Iterable[Document], now: float) -> int:
