@@ -15,7 +15,7 @@ MODULES = (
 def test_package_exports() -> None:
     assert sorted(leukofhir.delivery.__all__) == sorted([
         "PROFILES", "TOKEN_ENV", "Answer", "Attempt", "Attempted", "DeadLetter", "Deliverer",
-        "DeliveryStats", "Document", "FhirServer", "OutboxCounts", "Pending", "Record",
+        "DeliveryStats", "Document", "FhirServer", "Outbox", "OutboxCounts", "Pending", "Record",
         "RetryPolicy", "RunSummary", "ServerProfile", "SplitError", "SqliteOutbox",
         "StatsSnapshot", "Stopped", "Token", "TransactionClient", "Verdict", "deliver_now",
         "patient_key", "read_token", "send_document",

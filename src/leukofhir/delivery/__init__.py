@@ -18,6 +18,7 @@ from leukofhir.delivery.keys import patient_key
 from leukofhir.delivery.outbox import (
     DeadLetter,
     Document,
+    Outbox,
     OutboxCounts,
     Pending,
     Record,
@@ -39,6 +40,7 @@ __all__ = [
     "DeliveryStats",
     "Document",
     "FhirServer",
+    "Outbox",
     "OutboxCounts",
     "Pending",
     "Record",

@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from leukofhir.delivery.outbox import Pending, SqliteOutbox
+from leukofhir.delivery.outbox import Outbox, Pending
 from leukofhir.delivery.policy import RetryPolicy, Verdict, next_attempt
 from leukofhir.delivery.send import Attempt, Post, send_document
 from leukofhir.delivery.split import PROFILES, ServerProfile
@@ -62,7 +62,7 @@ class RunSummary:
 class Deliverer:
     def __init__(
         self,
-        outbox: SqliteOutbox,
+        outbox: Outbox,
         post: Post,
         *,
         profile: ServerProfile = PROFILES["default"],

@@ -42,13 +42,21 @@ from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Self
+from typing import Protocol, Self
 
 import orjson
 
 from leukofhir.delivery.deadletter import DeadLetterFolder, our_outcome
 
-__all__ = ["DeadLetter", "Document", "OutboxCounts", "Pending", "Record", "SqliteOutbox"]
+__all__ = [
+    "DeadLetter",
+    "Document",
+    "Outbox",
+    "OutboxCounts",
+    "Pending",
+    "Record",
+    "SqliteOutbox",
+]
 
 SCHEMA_VERSION = "1"
 
@@ -142,6 +150,42 @@ class OutboxCounts:
     abandoned: int
     retries: int  # retries ever scheduled
     oldest_pending_age: float | None  # seconds since the oldest pending one was queued
+
+
+class Outbox(Protocol):
+    """What the delivery loop needs of an outbox (:class:`SqliteOutbox` is the one)."""
+
+    def ready(self, now: float, limit: int, busy: Collection[str] = ()) -> list[Pending]: ...
+
+    def next_due(self, busy: Collection[str] = ()) -> float | None: ...
+
+    def delivered(self, id: int, now: float, status: int | None) -> None: ...
+
+    def retry(
+        self,
+        id: int,
+        *,
+        first_attempt: float,
+        next_attempt: float,
+        status: int | None,
+        reason: str,
+        progress: Mapping[int, str],
+    ) -> None: ...
+
+    def dead(
+        self,
+        id: int,
+        now: float,
+        *,
+        status: int | None,
+        reason: str,
+        outcome: bytes | None,
+        progress: Mapping[int, str],
+    ) -> None: ...
+
+    def stopped(self, id: int, status: int | None, reason: str) -> None: ...
+
+    def save_progress(self, id: int, progress: Mapping[int, str]) -> None: ...
 
 
 class SqliteOutbox:
