@@ -125,20 +125,44 @@ def running_server(folder: Path, *options: str, port: int = 0) -> Iterator[FhirS
 # ---------------------------------------------------------------- documents
 
 
-def sample_bundles() -> tuple[list[bytes], list[bytes]]:
-    """The transaction Bundles of every sample output (golden files): those that stand on
-    their own (every reference inside the Bundle), and those that name resources of a
-    source server (``Patient/lakeside-p1001``), which an empty server refuses with 400."""
-    own: list[bytes] = []
-    foreign: list[bytes] = []
+def sample_bundles() -> list[bytes]:
+    """The transaction Bundles of every sample output (golden files, in file order).  Each
+    stands on its own (every reference points into it or names its target by identifier),
+    so each loads into an empty server."""
+    bundles: list[bytes] = []
     for path in sorted(GOLDEN.glob("*.ndjson")):
         for line in path.read_bytes().splitlines():
-            document = json.loads(line)
-            if document["resourceType"] != "Bundle":
-                continue
-            literal = re.search(rb'"reference":"(?!urn:)[A-Z][A-Za-z]+/', line)
-            (foreign if literal else own).append(line)
-    return own, foreign
+            if json.loads(line)["resourceType"] == "Bundle":
+                bundles.append(line)
+    return bundles
+
+
+_LITERAL = re.compile(rb'"reference":"(?!urn:)[A-Z][A-Za-z]+/')
+
+
+def source_bundles() -> list[bytes]:
+    """The FHIR-input samples written back for the server they came from
+    (``--fhir-target source``, each file settled alone): those that name that server's
+    resources by id (``Patient/lakeside-p1001``), which an empty server refuses with 400.
+    A document the server refuses for good, on purpose."""
+    from leukofhir.emit.jsonio import dumps
+    from leukofhir.lifecycle.settle import settle_message
+    from leukofhir.lifecycle.store import MemoryStore
+    from leukofhir.pipeline import process
+    from tests.conftest import SAMPLES, make_context
+
+    context = make_context(fhir_target="source")
+    bundles: list[bytes] = []
+    for path in sorted(SAMPLES.glob("f*.*json")):
+        store = MemoryStore()
+        for outcome in process(path.read_bytes(), context):
+            settled, states = settle_message(outcome, store.load, context.rule_set)
+            store.save(states)
+            for document in settled.documents():
+                line = dumps(document)
+                if document["resourceType"] == "Bundle" and _LITERAL.search(line):
+                    bundles.append(line)
+    return bundles
 
 
 # ---------------------------------------------------------------- comparing servers

@@ -25,10 +25,11 @@ from leukofhir.delivery import (
     patient_key,
 )
 from leukofhir.delivery.deliverer import Hook
-from tests.fhirserver import sample_bundles
+from tests.fhirserver import sample_bundles, source_bundles
 
-OWN, FOREIGN = sample_bundles()
-DOCS = OWN[:16]  # 16 Bundles of 15 patients (one has two reports)
+SAMPLES = sample_bundles()  # every one loads into an empty server
+SOURCE = source_bundles()  # each names a source server's resource: 400 from an empty server
+DOCS = SAMPLES[:16]  # 16 Bundles of 15 patients (one has two reports)
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
 FAST = RetryPolicy(base=0.05, cap=0.5, retry_for=120)
 

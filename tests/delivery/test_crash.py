@@ -1,9 +1,7 @@
 """The delivering process SIGKILLed three times in the middle of its work, then resumed:
 the server ends with what the plain route gives.  A document whose write the server had
-applied when the process died (no delivered mark yet) is sent again, which changes nothing
-but the Provenance, POSTed unconditionally until the lifecycle work lands: so the Provenance
-is counted (at most one extra per document in flight at a kill) and left out of the
-comparison."""
+applied when the process died (no delivered mark yet) is sent again, which changes nothing,
+the Provenance included (written on a condition naming its document)."""
 
 from __future__ import annotations
 
@@ -22,7 +20,6 @@ from tests.delivery.helpers import DOCS, deliver, fresh_outbox
 from tests.fhirserver import FhirServer, canonical
 
 KILLS = 3
-IN_FLIGHT = 4  # the concurrency of deliver_process
 
 
 def delivered(outbox: Path) -> int:
@@ -61,9 +58,5 @@ def test_sigkill_three_times_then_resume(fhir: FhirServer, oracle: Oracle, tmp_p
     assert summary.dead == 0
     assert delivered(path) == len(DOCS)
     dump = fhir.dump()
-    leave_out = frozenset({"Provenance"})
-    assert canonical(dump, leave_out=leave_out) == [
-        line for line in expected if '"resourceType": "Provenance"' not in line
-    ]
-    provenance = sum(r["resourceType"] == "Provenance" for r in dump)
-    assert len(DOCS) <= provenance <= len(DOCS) + KILLS * IN_FLIGHT
+    assert canonical(dump) == expected
+    assert sum(r["resourceType"] == "Provenance" for r in dump) == len(DOCS)

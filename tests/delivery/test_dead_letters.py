@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -15,7 +16,7 @@ import orjson
 from leukofhir.delivery import Document, SqliteOutbox
 from leukofhir.delivery.deadletter import dead_letter_name
 from leukofhir.delivery.keys import patient_key
-from tests.delivery.helpers import DOCS, FOREIGN, deliver, documents
+from tests.delivery.helpers import DOCS, SOURCE, deliver, documents
 from tests.fhirserver import FhirServer
 
 
@@ -64,9 +65,10 @@ def test_400_is_a_dead_letter_the_rest_goes_on_the_fix_delivers_it(
 
 
 def test_retry_dead_after_the_server_was_fixed(fhir: FhirServer, tmp_path: Path) -> None:
-    """A FHIR-input sample names ``Patient/<id>`` of its source server: 400 here.  Once
-    that Patient exists on the server, ``retry_dead`` delivers the same bytes."""
-    data = FOREIGN[0]
+    """A FHIR-input sample written for its source server (``--fhir-target source``) names
+    ``Patient/<id>`` of that server: 400 here.  Once that Patient (and whatever else it
+    names) exists on the server, ``retry_dead`` delivers the same bytes."""
+    data = SOURCE[0]
     outbox = SqliteOutbox.open(tmp_path / "outbox.sqlite", dead_letters=tmp_path / "dead")
     outbox.enqueue(documents([data]), time.time())
     assert deliver(outbox, fhir.base).dead == 1
@@ -77,8 +79,10 @@ def test_retry_dead_after_the_server_was_fixed(fhir: FhirServer, tmp_path: Path)
     assert kind == "Patient"
 
     assert deliver(outbox, fhir.base).attempts == 0  # dead stays dead until asked
+    assert fhir.counts() == {}  # the refused transaction applied nothing
     httpx.put(f"{fhir.base}/{missing}", json={"resourceType": kind, "id": ident}).raise_for_status()
-    for needed in _other_missing(fhir, data):
+    others = _other_missing(fhir, data)
+    for needed in others:
         httpx.put(f"{fhir.base}/{needed}", json=_minimal(needed)).raise_for_status()
     assert outbox.retry_dead() == 1
     assert not list((tmp_path / "dead").iterdir())
@@ -87,6 +91,9 @@ def test_retry_dead_after_the_server_was_fixed(fhir: FhirServer, tmp_path: Path)
     record = outbox.record("doc000")
     assert record is not None
     assert record.state == "delivered"
+    wanted = Counter(e["resource"]["resourceType"] for e in orjson.loads(data)["entry"])
+    wanted.update(["Patient", *(needed.split("/")[0] for needed in others)])
+    assert fhir.counts() == dict(wanted)  # the document's resources, each once
 
 
 def _other_missing(fhir: FhirServer, data: bytes) -> list[str]:

@@ -1,7 +1,7 @@
 """Faults a real server shows: injected 503s with Retry-After, answers slower than the
 client waits (the write happened, the client saw none), a server not started yet.  Each
-time, at the end, the server holds what the plain route gives: nothing lost, nothing twice
-(the Provenance aside: see test_clean)."""
+time, at the end, the server holds what the plain route gives: nothing lost, nothing twice,
+the Provenance included (it is written on a condition naming its document)."""
 
 from __future__ import annotations
 
@@ -15,12 +15,6 @@ from tests.delivery.conftest import Oracle
 from tests.delivery.helpers import DOCS, FAST, deliver, documents, fresh_outbox
 from tests.fhirserver import FhirServer as ServerProcess
 from tests.fhirserver import canonical, free_port, require_server, running_server
-
-NO_PROVENANCE = frozenset({"Provenance"})
-
-
-def without_provenance(state: list[str]) -> list[str]:
-    return [line for line in state if '"resourceType": "Provenance"' not in line]
 
 
 def test_injected_503s_are_retried_until_everything_is_in_once(
@@ -39,15 +33,14 @@ def test_injected_503s_are_retried_until_everything_is_in_once(
     assert summary.dead == 0
     assert summary.retried == snapshot.by_status["503"] >= 1  # the faults did happen
     assert elapsed >= 1.0  # and their Retry-After: 1 was honoured
-    # An injected failure applies nothing, so even the Provenance is there once each.
+    # An injected failure applies nothing; a retry adds nothing.
     assert state == oracle(docs)
 
 
 def test_answers_later_than_the_client_waits(tmp_path: Path, oracle: Oracle) -> None:
     """The server applies each write, then answers after 700 ms; the client gives up after
     250 ms and retries.  A patient client (5 s) then finds every write made: the retries
-    change nothing but the Provenance, POSTed unconditionally today (one per applied
-    attempt: exactly what the lifecycle work must remove)."""
+    change nothing, and no Provenance is added by an attempt applied twice or more."""
     docs = DOCS[:6]
     expected = oracle(docs)
     with running_server(tmp_path / "srv", "--delay-ms", "700") as server:
@@ -75,8 +68,8 @@ def test_answers_later_than_the_client_waits(tmp_path: Path, oracle: Oracle) -> 
 
         assert deliver(outbox, server.base, timeout=5.0).delivered == len(docs)
         dump = server.dump()
-    assert canonical(dump, leave_out=NO_PROVENANCE) == without_provenance(expected)
-    assert sum(r["resourceType"] == "Provenance" for r in dump) == len(docs) + timeouts
+    assert canonical(dump) == expected
+    assert sum(r["resourceType"] == "Provenance" for r in dump) == len(docs)
 
 
 def test_a_server_that_is_not_up_yet(tmp_path: Path, oracle: Oracle) -> None:

@@ -5,27 +5,30 @@ from __future__ import annotations
 import orjson
 
 from leukofhir.delivery.keys import patient_key
-from tests.delivery.helpers import FOREIGN, OWN
+from tests.delivery.helpers import SAMPLES, SOURCE
 
 
 def test_reports_of_one_patient_share_a_key_and_others_do_not() -> None:
-    keys = [patient_key(orjson.loads(data)) for data in OWN]
+    keys = [patient_key(orjson.loads(data)) for data in SAMPLES]
     assert keys[3] == keys[4]  # two reports of one patient
+    # Every sample Bundle has a Patient with an identifier (a FHIR patient known only by
+    # its source reference, or by nothing, gets one of ours): 90 Bundles of 75 patients
+    # (one has 11 daily reports, five have two).
     named = [key for key in keys if key is not None]
-    assert len(named) == 66  # one sample has a Patient without identifier (no PID-3)
-    assert len(set(named)) == 63  # three patients have two reports each
+    assert len(named) == len(keys) == 90
+    assert len(set(named)) == 75
     assert all(len(key) == 32 for key in named)
-    identifier = orjson.loads(OWN[3])["entry"][0]["resource"]["identifier"][0]["value"]
+    identifier = orjson.loads(SAMPLES[3])["entry"][0]["resource"]["identifier"][0]["value"]
     assert identifier not in str(keys)
 
 
 def test_a_bundle_without_a_patient_entry_is_keyed_by_its_subject() -> None:
     kinds = {
         patient_key(bundle) is not None: bundle
-        for bundle in map(orjson.loads, FOREIGN)
+        for bundle in map(orjson.loads, SOURCE)
         if all(e["resource"]["resourceType"] != "Patient" for e in bundle["entry"])
     }
-    assert kinds[True]  # FHIR input: the subject names the source server's Patient
+    assert kinds[True]  # --fhir-target source: the subject names the source server's Patient
     assert [e["resource"]["resourceType"] for e in kinds[False]["entry"]] == ["Provenance"]
     bundle = {
         "entry": [{"resource": {"resourceType": "Flag", "subject": {"reference": "Patient/7"}}}]

@@ -26,9 +26,10 @@ from leukofhir.delivery.split import (
     read_bundle,
     reference_from_location,
 )
-from tests.fhirserver import sample_bundles
+from tests.fhirserver import sample_bundles, source_bundles
 
-OWN, FOREIGN = sample_bundles()
+SAMPLES = sample_bundles()
+SOURCE = source_bundles()
 MEDPLUM = PROFILES["medplum"]
 
 
@@ -48,7 +49,7 @@ def check_plan(bundle: dict[str, Any], parts: tuple[Part, ...], profile: ServerP
 
 
 def test_every_sample_fits_the_default_profile_whole() -> None:
-    for data in OWN + FOREIGN:
+    for data in SAMPLES + SOURCE:
         bundle = read_bundle(data)
         assert plan_parts(bundle, PROFILES["default"]) == (
             Part(tuple(range(len(bundle["entry"])))),
@@ -57,7 +58,7 @@ def test_every_sample_fits_the_default_profile_whole() -> None:
 
 def test_every_sample_split_for_medplum() -> None:
     split = 0
-    for data in OWN + FOREIGN:
+    for data in SAMPLES + SOURCE:
         bundle = read_bundle(data)
         parts = plan_parts(bundle, MEDPLUM)
         check_plan(bundle, parts, MEDPLUM)
@@ -66,7 +67,7 @@ def test_every_sample_split_for_medplum() -> None:
 
 
 def test_done_entries_are_left_out() -> None:
-    bundle = read_bundle(OWN[0])
+    bundle = read_bundle(SAMPLES[0])
     first, *rest = plan_parts(bundle, MEDPLUM)
     again = plan_parts(bundle, MEDPLUM, done=set(first.entries))
     assert [i for p in again for i in p.entries] == [i for p in rest for i in p.entries]
