@@ -23,6 +23,8 @@ from structlog.typing import FilteringBoundLogger
 
 from leukofhir import __version__
 from leukofhir.context import FHIR_TARGETS, Context, Settings
+from leukofhir.delivery.command import add_deliver_parser
+from leukofhir.delivery.options import add_delivery_arguments, delivery_options
 from leukofhir.emit.jsonio import dumps
 from leukofhir.errors import ConfigError, UsageError
 from leukofhir.ingest.dtm import DtmError, zone
@@ -137,10 +139,12 @@ def _parser() -> argparse.ArgumentParser:
         help="check each message against its HL7 version's structure (hl7apy);"
         " findings are reported as warnings",
     )
+    add_delivery_arguments(replay)
     replay.set_defaults(run=replay_command)
     _add_batch_parser(commands)
     add_serve_parser(commands)
     add_journal_parser(commands)
+    add_deliver_parser(commands)
     return parser
 
 
@@ -203,6 +207,7 @@ def _add_batch_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
         "--validate-structure",
     ):
         batch.add_argument(flag, **_REPLAY_OPTIONS[flag])
+    add_delivery_arguments(batch)
     batch.set_defaults(run=batch_command)
 
 
@@ -265,6 +270,7 @@ def batch_command(args: argparse.Namespace) -> int:
         watch=args.watch,
         interval=args.interval,
         progress=None if args.progress == "auto" else args.progress == "bar",
+        delivery=delivery_options(args, os.environ),
     )
     from leukofhir.batch.summary import render_summary
 

@@ -415,6 +415,11 @@ class SqliteOutbox:
             oldest_pending_age=None if oldest is None else max(0.0, now - float(oldest)),
         )
 
+    def meta(self, key: str) -> str | None:
+        """A value of ``outbox_meta`` (e.g. the server the documents were queued for)."""
+        row = self._db.execute("SELECT value FROM outbox_meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
     def record(self, key: str) -> Record | None:
         row = self._db.execute(
             "SELECT id, key, state, attempts, retries, last_status, reason FROM outbox"
