@@ -24,6 +24,7 @@ from structlog.typing import FilteringBoundLogger
 from leukofhir import __version__
 from leukofhir.context import FHIR_TARGETS, Context, Settings
 from leukofhir.delivery.command import add_deliver_parser
+from leukofhir.delivery.now import DeliveryNow
 from leukofhir.delivery.options import add_delivery_arguments, delivery_options
 from leukofhir.emit.jsonio import dumps
 from leukofhir.errors import ConfigError, UsageError
@@ -339,6 +340,7 @@ def check_paths(paths: Sequence[Path]) -> None:
 def replay_command(args: argparse.Namespace) -> int:
     check_paths(args.paths)
     context = build_context(args)
+    delivery = _delivery_now(args)
     fmt = args.format or ("summary" if sys.stdout.isatty() and not args.out else "ndjson")
     log = get_logger("leukofhir.replay")
     counts: Counter[str] = Counter()
@@ -371,6 +373,8 @@ def replay_command(args: argparse.Namespace) -> int:
                 outcome = _settled(outcome, store, context)
                 counts[outcome.disposition.value] += 1
                 _log_outcome(log, path, outcome)
+                if delivery is not None:
+                    _deliver(delivery, path, outcome)
                 if args.out:
                     _write_files(args.out, path, outcome, indent=fmt == "json")
                 elif summary is not None:
@@ -381,12 +385,31 @@ def replay_command(args: argparse.Namespace) -> int:
                     _write_ndjson(outcome)
     finally:
         store.close()
+        if delivery is not None:
+            delivery.close()
     if fmt == "json" and not args.out:
         sys.stdout.buffer.write(dumps(collected, indent=True) + b"\n")
     if summary is not None:
         summary.totals(counts)
     log.info("replay finished", **{k.replace(" ", "_"): v for k, v in counts.items()})
-    return 1 if counts["rejected"] or counts["unreadable files"] else 0
+    if delivery is not None and delivery.stopped:
+        print(f"leukofhir: FHIR delivery stopped: {delivery.stopped}", file=sys.stderr)
+        return 3
+    undelivered = delivery is not None and set(delivery.counts) - {"delivered"}
+    return 1 if counts["rejected"] or counts["unreadable files"] or undelivered else 0
+
+
+def _delivery_now(args: argparse.Namespace) -> DeliveryNow | None:
+    options = delivery_options(args, os.environ)
+    return None if options is None else DeliveryNow(options)
+
+
+def _deliver(delivery: DeliveryNow, source: Path, outcome: MessageOutcome) -> None:
+    """Each Bundle of the message to the server before the next message is read."""
+    stem = f"{source.name}.m{outcome.index + 1:04d}"
+    for suffix, document in outcome.named_documents():
+        if document.get("resourceType") == "Bundle":
+            delivery.send(stem + suffix.removesuffix(".bundle.json"), dumps(document))
 
 
 def _state_store(path: Path | None) -> StateStore:

@@ -32,7 +32,7 @@ from leukofhir.delivery.command import remember_base
 from leukofhir.delivery.keys import facts_key
 from leukofhir.delivery.lock import DeliveryLock
 from leukofhir.delivery.options import DeliveryOptions
-from leukofhir.delivery.outbox import Document, OutboxCounts, SqliteOutbox
+from leukofhir.delivery.outbox import Document, SqliteOutbox
 
 __all__ = ["DEAD_FOLDER", "BatchDelivery", "delivery_section"]
 
@@ -129,23 +129,11 @@ def delivery_section(
 ) -> dict[str, Any]:
     """``summary.json``'s ``delivery``: the outbox's counts, this run's attempts by
     verdict, the dead letters (keys, statuses and reasons: no patient data)."""
-    counts: OutboxCounts = outbox.counts(time.time())
     letters = outbox.dead_letters()
     return {
         "server": options.base if options is not None else "",
         "profile": options.profile.name if options is not None else "",
-        "documents": {
-            "delivered": counts.delivered,
-            "pending": counts.pending,
-            "scheduled_retry": counts.scheduled,
-            "held_behind_dead_letter": counts.held,
-            "dead": counts.dead,
-            "abandoned": counts.abandoned,
-        },
-        "retries": counts.retries,
-        "oldest_pending_seconds": (
-            None if counts.oldest_pending_age is None else round(counts.oldest_pending_age, 1)
-        ),
+        "documents": outbox.counts(time.time()).report(),
         "this_run": dict(sorted(this_run.items())),
         "stopped": stopped,
         "dead_letters": [

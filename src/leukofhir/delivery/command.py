@@ -122,19 +122,7 @@ def _exit_code(outbox: SqliteOutbox) -> int:
 
 
 def _print_status(outbox: SqliteOutbox, stopped: str | None) -> None:
-    counts = outbox.counts(time.time())
-    status: dict[str, Any] = {
-        "delivered": counts.delivered,
-        "pending": counts.pending,
-        "scheduled_retry": counts.scheduled,
-        "held_behind_dead_letter": counts.held,
-        "dead": counts.dead,
-        "abandoned": counts.abandoned,
-        "retries": counts.retries,
-        "oldest_pending_seconds": (
-            None if counts.oldest_pending_age is None else round(counts.oldest_pending_age, 1)
-        ),
-    }
+    status: dict[str, Any] = outbox.counts(time.time()).report()
     if stopped:
         status["stopped"] = stopped
     letters = [

@@ -151,6 +151,20 @@ class OutboxCounts:
     retries: int  # retries ever scheduled
     oldest_pending_age: float | None  # seconds since the oldest pending one was queued
 
+    def report(self) -> dict[str, int | float | None]:
+        """As ``summary.json`` and ``deliver --status`` show them."""
+        age = self.oldest_pending_age
+        return {
+            "delivered": self.delivered,
+            "pending": self.pending,
+            "scheduled_retry": self.scheduled,
+            "held_behind_dead_letter": self.held,
+            "dead": self.dead,
+            "abandoned": self.abandoned,
+            "retries": self.retries,
+            "oldest_pending_seconds": None if age is None else round(age, 1),
+        }
+
 
 class Outbox(Protocol):
     """What the delivery loop needs of an outbox (:class:`SqliteOutbox` is the one)."""
