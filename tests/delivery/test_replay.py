@@ -29,8 +29,11 @@ def test_replay_delivers_each_bundle_and_says_so(fhir: FhirServer) -> None:
 def test_replay_holds_a_patient_behind_its_dead_letter(fhir: FhirServer) -> None:
     """Written for the source server, f01 names resources this server lacks: 400; f05 is
     the same patient's next report: held, not sent; exit 1."""
-    paths = [str(SAMPLES / f) for f in ("f01-single-observation-wbc-leukopenic.json",
-                                        "f05-report-contained-results-lymphopenia.json")]  # fmt: skip
+    names = (
+        "f01-single-observation-wbc-leukopenic.json",
+        "f05-report-contained-results-lymphopenia.json",
+    )
+    paths = [str(SAMPLES / name) for name in names]
     done = run(leukofhir("replay", *paths, "--fhir-target", "source", "--fhir-base", fhir.base))
     assert done.returncode == 1
     assert [(line["verdict"], line.get("status")) for line in attempts(done.stderr)] == [

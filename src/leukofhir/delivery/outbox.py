@@ -84,6 +84,8 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_line ON outbox (patient, seq, id)
     WHERE state IN ('pending', 'dead');
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_attempt, seq, id) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS outbox_finished ON outbox (finished)
+    WHERE state IN ('delivered', 'abandoned');
 """
 
 # A document that comes after another pending or dead one of its patient.
@@ -428,6 +430,25 @@ class SqliteOutbox:
             retries=retries,
             oldest_pending_age=None if oldest is None else max(0.0, now - float(oldest)),
         )
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        """Set (or, with None, remove) a value of ``outbox_meta`` (its own commit)."""
+        with self._transaction(synced=False):
+            if value is None:
+                self._db.execute("DELETE FROM outbox_meta WHERE key = ?", (key,))
+            else:
+                self._db.execute("INSERT OR REPLACE INTO outbox_meta VALUES (?, ?)", (key, value))
+
+    def prune(self, before: float, limit: int = 500) -> int:
+        """Forget up to ``limit`` documents delivered (or abandoned) before ``before``
+        (seconds since the epoch), oldest first; how many.  Pending and dead ones stay."""
+        with self._transaction(synced=False):
+            cursor = self._db.execute(
+                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE state IN"
+                " ('delivered', 'abandoned') AND finished < ? ORDER BY finished LIMIT ?)",
+                (before, limit),
+            )
+        return cursor.rowcount
 
     def meta(self, key: str) -> str | None:
         """A value of ``outbox_meta`` (e.g. the server the documents were queued for)."""
