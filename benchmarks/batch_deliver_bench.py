@@ -41,13 +41,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 
-import httpx  # noqa: E402
-
+from deliver_bench import sequential  # noqa: E402
 from tests.fhirserver import FhirServer  # noqa: E402
 
 from generate import generate_messages  # noqa: E402
 
-HEADERS = {"Content-Type": "application/fhir+json"}
 NOW = "2026-01-01T00:00:00+00:00"
 
 
@@ -79,14 +77,6 @@ def bundles(out: Path) -> list[bytes]:
         rows = db.execute("SELECT outputs FROM messages ORDER BY source, offset").fetchall()
     names = [n for (o,) in rows for n in json.loads(o) if n.endswith(".bundle.json")]
     return [(out / name).read_bytes() for name in names]
-
-
-def sequential(base: str, docs: list[bytes]) -> float:
-    with httpx.Client(timeout=60) as client:
-        started = time.perf_counter()
-        for data in docs:
-            client.post(base, content=data, headers=HEADERS).raise_for_status()
-        return time.perf_counter() - started
 
 
 def main() -> int:

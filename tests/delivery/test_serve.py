@@ -6,7 +6,6 @@ back (never processed twice); a 401 stops delivery and ``/healthz`` says so."""
 from __future__ import annotations
 
 import contextlib
-import socket
 import sqlite3
 import time
 from pathlib import Path
@@ -14,24 +13,15 @@ from pathlib import Path
 import httpx
 
 from leukofhir.ingest.framing import split_messages
-from leukofhir.ingest.mllp import MllpFramer, frame
 from tests.delivery.wiring import leukofhir, plain_state, run
 from tests.fhirserver import FhirServer, canonical, free_port, running_server
-from tests.serve.helpers import environment, sample, service
+from tests.serve.helpers import environment, mllp_exchange, sample, service
 
 TOKEN = "serve-Token.42"
 
 
-def ask(port: int, message: bytes, timeout: float = 30.0) -> bytes:
-    """Send one message over MLLP, return its ACK."""
-    framer = MllpFramer()
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(frame(message))
-        while True:
-            data = sock.recv(65536)
-            assert data, "closed without an ACK"
-            if acks := framer.feed(data):
-                return acks[0]
+def ask(port: int, message: bytes) -> bytes:
+    return mllp_exchange(port, message, timeout=30.0)
 
 
 def msa(ack: bytes) -> str:

@@ -22,10 +22,10 @@ from pathlib import Path
 from leukofhir.delivery.client import TransactionClient
 from leukofhir.delivery.deliverer import Deliverer, Hook, RunSummary, Stopped
 from leukofhir.delivery.options import DeliveryOptions
-from leukofhir.delivery.outbox import SqliteOutbox
+from leukofhir.delivery.outbox import Outbox, SqliteOutbox
 from leukofhir.delivery.stats import DeliveryStats
 
-__all__ = ["BackgroundDelivery", "Totals", "deliver_outbox"]
+__all__ = ["BackgroundDelivery", "Totals", "deliver_outbox", "deliverer_for"]
 
 
 @dataclass(slots=True)
@@ -46,6 +46,26 @@ class Totals:
         self.stopped = summary.stopped or self.stopped
 
 
+def deliverer_for(
+    outbox: Outbox,
+    client: TransactionClient,
+    options: DeliveryOptions,
+    hooks: Sequence[Hook],
+    *,
+    poll: float = 1.0,
+) -> Deliverer:
+    """The delivery loop over ``outbox`` to ``client``'s server, as ``options`` say."""
+    return Deliverer(
+        outbox,
+        client.post,
+        profile=options.profile,
+        policy=options.policy(),
+        concurrency=options.concurrency,
+        hooks=hooks,
+        poll=poll,
+    )
+
+
 async def deliver_outbox(
     outbox: SqliteOutbox,
     options: DeliveryOptions,
@@ -56,14 +76,7 @@ async def deliver_outbox(
     """Deliver until nothing is left to try (held documents aside) or delivery stops."""
     stats = stats or DeliveryStats()
     async with TransactionClient(options.server(), observe=stats.observe) as client:
-        deliverer = Deliverer(
-            outbox,
-            client.post,
-            profile=options.profile,
-            policy=options.policy(),
-            concurrency=options.concurrency,
-            hooks=[stats.record, *hooks],
-        )
+        deliverer = deliverer_for(outbox, client, options, [stats.record, *hooks])
         return await deliverer.run(until_idle=True)
 
 
@@ -171,14 +184,8 @@ class BackgroundDelivery:
             async with TransactionClient(
                 self.options.server(), observe=self.stats.observe
             ) as client:
-                self._deliverer = Deliverer(
-                    outbox,
-                    client.post,
-                    profile=self.options.profile,
-                    policy=self.options.policy(),
-                    concurrency=self.options.concurrency,
-                    hooks=[self.stats.record, *self._hooks],
-                )
+                hooks = [self.stats.record, *self._hooks]
+                self._deliverer = deliverer_for(outbox, client, self.options, hooks)
                 self._started.set()
                 while not self._closing:
                     self._new.clear()

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 from pathlib import Path
 
+from leukofhir.delivery.background import deliverer_for
 from leukofhir.delivery.client import TransactionClient
 from leukofhir.delivery.command import BASE_META
 from leukofhir.delivery.deliverer import Deliverer
@@ -85,14 +86,8 @@ class ServiceDelivery:
             async with TransactionClient(
                 self.options.server(), observe=self.metrics.observe_fhir
             ) as client:
-                self._deliverer = Deliverer(
-                    outbox,
-                    client.post,
-                    profile=self.options.profile,
-                    policy=self.options.policy(),
-                    concurrency=self.options.concurrency,
-                    hooks=[self.metrics.record_delivery],
-                    poll=POLL,
+                self._deliverer = deliverer_for(
+                    outbox, client, self.options, [self.metrics.record_delivery], poll=POLL
                 )
                 if self._stopping:
                     return
