@@ -13,8 +13,8 @@ take turns within each run:
   after the other in input order by one plain keep-alive httpx client (no leukofhir code);
 * ``batch --fhir-base, concurrency N``: the whole batch as a subprocess, from start to exit
   (scan, process, write, ledger, deliver): delivery runs while processing goes on;
-* ``batch, then deliver``: the batch without delivery, then ``leukofhir deliver OUT``
-  (delivery after the pass), the two times added.
+* ``batch, then deliver``: the batch queueing only (``--fhir-queue-only``), then
+  ``leukofhir deliver OUT`` (delivery after the pass), the two times added.
 
 Reported: documents/s for each (the number of Bundles over the wall time), the median of
 ``--repeat`` runs, and each as a share of the sequential capacity.
@@ -124,9 +124,8 @@ def main() -> int:
 
         def after_the_pass() -> float:
             out = fresh("out")
-            return batch(source, out, *workers) + leukofhir(
-                "deliver", str(out), "--fhir-base", server.base
-            )
+            queue = ("--fhir-base", server.base, "--fhir-queue-only")
+            return batch(source, out, *workers, *queue) + leukofhir("deliver", str(out))
 
         modes: dict[str, Callable[[], float]] = {
             "server, sequential (plain httpx)": lambda: sequential(server.base, docs),

@@ -209,6 +209,12 @@ def _add_batch_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
     ):
         batch.add_argument(flag, **_REPLAY_OPTIONS[flag])
     add_delivery_arguments(batch)
+    batch.add_argument(
+        "--fhir-queue-only",
+        action="store_true",
+        help="with --fhir-base: queue every Bundle in the ledger's outbox, send nothing now"
+        " (leukofhir deliver OUT sends them later)",
+    )
     batch.set_defaults(run=batch_command)
 
 
@@ -272,7 +278,10 @@ def batch_command(args: argparse.Namespace) -> int:
         interval=args.interval,
         progress=None if args.progress == "auto" else args.progress == "bar",
         delivery=delivery_options(args, os.environ),
+        queue_only=args.fhir_queue_only,
     )
+    if args.fhir_queue_only and options.delivery is None:
+        raise UsageError("--fhir-queue-only needs --fhir-base")
     from leukofhir.batch.summary import render_summary
 
     try:

@@ -49,12 +49,16 @@ class BatchDelivery:
         options: DeliveryOptions,
         *,
         durable: bool,
+        send: bool = True,
     ) -> None:
         """``connection``: the ledger's, with no transaction open (creating the tables
-        commits).  Raises :class:`~leukofhir.delivery.lock.DeliveryBusyError` when another
-        process delivers from OUT."""
+        commits).  ``send`` False (``--fhir-queue-only``): queue only, ``leukofhir deliver
+        OUT`` sends them.  Raises :class:`~leukofhir.delivery.lock.DeliveryBusyError` when
+        another process delivers from OUT."""
+        self.sending = send
         self.lock = DeliveryLock(out)
-        self.lock.acquire()
+        if send:
+            self.lock.acquire()
         self.options = options
         self.outbox = SqliteOutbox(connection)
         remember_base(connection, options.base)
@@ -67,7 +71,8 @@ class BatchDelivery:
         )
 
     def start(self) -> None:
-        self.background.start()
+        if self.sending:
+            self.background.start()
 
     def stage(self, bundles: Sequence[tuple[str, str, bytes]]) -> int:
         """Queue (output name, lifecycle patient or "", bytes) in the caller's open
@@ -83,7 +88,7 @@ class BatchDelivery:
 
     def committed(self) -> None:
         """The ledger committed: what it staged may go."""
-        if self._staged:
+        if self._staged and self.sending:
             self._staged = 0
             self.background.wake()
 
@@ -101,6 +106,8 @@ class BatchDelivery:
 
     def finish(self, interrupted: threading.Event, *, wait: bool) -> Totals:
         """``wait``: until nothing is left to try (or ``interrupted``); else stop now."""
+        if not self.sending:
+            return self.background.totals
         try:
             if wait:
                 return self.background.finish(interrupted)

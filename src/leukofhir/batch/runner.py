@@ -100,6 +100,7 @@ class BatchOptions:
     task_bytes: int = 1 << 20
     sort_limit: int = SORT_LIMIT  # entries of one folder sorted in memory; more spill to OUT
     delivery: DeliveryOptions | None = None  # --fhir-base: deliver every Bundle
+    queue_only: bool = False  # --fhir-queue-only: queue them; leukofhir deliver sends them
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +182,7 @@ class _Runner:
                     options.out,
                     options.delivery,
                     durable=options.fsync,
+                    send=not options.queue_only,
                 )
             except DeliveryBusyError as exc:
                 self.close()
@@ -384,7 +386,7 @@ class _Runner:
                 continue
             for task, result in zip(tasks, future.result(), strict=True):
                 self._record(task, result)
-            if self.delivery is not None:  # its documents go now, not after 2,000 rows
+            if self.delivery is not None and self.delivery.sending:  # go now, not after 2,000
                 self._flush()
 
     def _record(self, task: FileTask, result: FileResult) -> None:
@@ -542,7 +544,7 @@ class _Runner:
     def _finish_delivery(self, progress: Progress) -> None:
         """Wait until nothing is left to try (unless stopped, by a signal or an error: then
         what is pending stays so), showing progress meanwhile."""
-        if self.delivery is None:
+        if self.delivery is None or not self.delivery.sending:
             return
         wait = not (self.error or self.stop.is_set())
         if wait:
