@@ -20,8 +20,9 @@ reaching another process waits for that one while it lives, and takes the messag
 when it died; 0 is nobody's (a row put back by ``retry``), taken by the first that looks.
 
 Retention (``prune``) deletes ``done`` rows finished before a given instant, a few hundred
-per transaction; it never touches a row in any other state (``received``, ``failed``, or a
-later "not delivered yet" state of an outbox): only what is finished *and* settled goes.
+per transaction; it never touches a row in any other state (``received``, ``failed``): only
+what is finished *and* settled goes.  The outbox (``outbox=True``: the Bundles queued for a
+FHIR server) is pruned on its own, of delivered documents only (:mod:`.upkeep`).
 
 With ``durable`` (the default) the commit of an outcome is synced (``synchronous=FULL``),
 and so is a receipt when the caller asks (it is about to say "stored" before the outcome
