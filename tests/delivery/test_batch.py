@@ -271,6 +271,27 @@ def test_400_is_a_dead_letter_held_patient_then_retry_dead(
     assert keys.index(first) < keys.index(held)  # the held one after its dead letter
 
 
+def test_abandoning_a_dead_letter_releases_its_patient(fhir: FhirServer, tmp_path: Path) -> None:
+    """f01 (dead) holds f05 (the same patient); given up with ``--abandon``, the line goes
+    on: f05 is sent (and, naming the source server too, dies in turn)."""
+    source = make_in(tmp_path / "in", samples=True, messages=0, patients=0)
+    for path in source.iterdir():
+        if path.name[5:8] not in {"f01", "f05"}:
+            path.unlink()
+    out = tmp_path / "out"
+    assert run(batch_argv(source, out, fhir.base, "--fhir-target", "source")).returncode == 1
+    status = json.loads(run(leukofhir("deliver", str(out), "--status")).stdout)
+    assert (status["dead"], status["held_behind_dead_letter"]) == (1, 1)
+    (letter,) = status["dead_letters"]
+    assert letter["key"] == outputs_of(out, "f01-")[0]
+    given_up = run(leukofhir("deliver", str(out), "--abandon", str(letter["id"])))
+    assert given_up.returncode == 1  # f05 is still pending
+    sent = run(leukofhir("deliver", str(out)))
+    assert [line["key"] for line in attempts(sent.stderr)] == outputs_of(out, "f05-")
+    final = json.loads(sent.stdout.splitlines()[-1])
+    assert (final["abandoned"], final["dead"], final["pending"]) == (1, 1, 0)
+
+
 @pytest.fixture(scope="module")
 def medplum(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FhirServer]:
     with running_server(tmp_path_factory.mktemp("medplum"), "--medplum-limits") as server:

@@ -49,7 +49,10 @@ def test_ack_after_delivered_and_the_server_holds_the_plain_route(
             assert fhir.counts()["Provenance"] == number
         metrics = httpx.get(f"http://127.0.0.1:{running.http}/metrics").text
         health = httpx.get(f"http://127.0.0.1:{running.http}/healthz")
+        busy = run(leukofhir("deliver", str(running.out)))  # one deliverer per OUT
     assert health.status_code == 200
+    assert busy.returncode == 3
+    assert "another process delivers" in busy.stderr
     assert f'leukofhir_outbox_documents{{state="delivered"}} {len(messages)}.0' in metrics
     assert f'leukofhir_fhir_deliveries_total{{result="delivered"}} {len(messages)}.0' in metrics
     assert "leukofhir_fhir_request_seconds_bucket" in metrics

@@ -77,7 +77,7 @@ def deliver_command(args: argparse.Namespace) -> int:
             _print_status(outbox, None)
             return _exit_code(outbox)
         if args.abandon:
-            print(f"abandoned: {outbox.abandon(args.abandon)}")
+            print(f"abandoned: {outbox.abandon(args.abandon)}", file=sys.stderr)
             _print_status(outbox, None)
             return _exit_code(outbox)
         stored = outbox.meta(BASE_META)
@@ -92,7 +92,7 @@ def deliver_command(args: argparse.Namespace) -> int:
             return 3
         try:
             if args.retry_dead:
-                print(f"dead letters queued again: {outbox.retry_dead()}")
+                print(f"dead letters queued again: {outbox.retry_dead()}", file=sys.stderr)
             summary = asyncio.run(deliver_outbox(outbox, options))
         finally:
             lock.release()
