@@ -141,12 +141,15 @@ def load_config(
     try:
         return ServeConfig(**values)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])} ({sources.get(str(e['loc'][0]), 'default')}):"
-            f" {e['msg']}"
-            for e in exc.errors()
-        )
+        problems = "; ".join(_problem(e["loc"], e["msg"], sources) for e in exc.errors())
         raise ConfigError(error(ErrorCode.DATA_TYPE, f"bad setting: {problems}")) from None
+
+
+def _problem(where: tuple[int | str, ...], message: str, sources: Mapping[str, str]) -> str:
+    if not where:  # a rule over several settings
+        return message
+    source = sources.get(str(where[0]), "default")
+    return f"{'.'.join(str(p) for p in where)} ({source}): {message}"
 
 
 def _read_file(path: Path) -> dict[str, Any]:
