@@ -1,7 +1,7 @@
 """The batch's side of delivery to a FHIR server (``batch --fhir-base``).
 
-* Every Bundle the parent settles is queued in the ledger's outbox (tables ``outbox``,
-  ``outbox_meta`` of ``ledger.sqlite``) in the SAME transaction as its message's row and
+* Every Bundle the parent settles is queued in the ledger's outbox (its tables in
+  ``ledger.sqlite``) in the SAME transaction as its message's row and
   the patients' new states: key = its output name (``processed/hh/….r1.bundle.json``),
   ordering key = a hash of the patient as the lifecycle knows it, ``seq`` = input order.
   A document is therefore durable, and its output file in place, before anything sends it.

@@ -151,7 +151,7 @@ class Failed:
 class Journal:
     def __init__(self, folder: Path, *, durable: bool = True, outbox: bool = False) -> None:
         """``outbox``: queue the Bundles of finished messages for a FHIR server (tables
-        ``outbox`` and ``outbox_meta``, :mod:`leukofhir.delivery.outbox`), with their
+        ``outbox``, ``outbox_data``, ``outbox_meta``, :mod:`leukofhir.delivery.outbox`), with their
         outcome, in the same transaction."""
         folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / JOURNAL_NAME
