@@ -4,6 +4,7 @@ grouping, validation, errors.  The builders at the top make invented resources."
 from __future__ import annotations
 
 import json
+import time
 import tracemalloc
 from collections.abc import Iterator
 from decimal import Decimal
@@ -572,3 +573,50 @@ def test_loose_report_is_located_at_its_first_entry() -> None:
     lab_report = only_report(dumps(bundle("collection", entries)))
     assert str(lab_report.location) == "Bundle.entry[0].resource"
     assert [obs.reference for obs in lab_report.observations] == ["urn:uuid:a", "urn:uuid:b"]
+
+
+# --- numbers beyond the bounds ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "text", "words"),
+    [
+        ({"valueString": "<1E+999999999"}, "<1E+999999999", "about 1E+999999999"),
+        ({"valueString": "1" * 30}, "1" * 30, "30 significant digits"),
+    ],
+)
+def test_a_number_beyond_the_bounds_is_read_as_text(
+    extra: dict[str, Any], text: str, words: str
+) -> None:
+    resource = observation("o1", value=None, **extra)
+    (obs,) = only_report(dumps(resource)).observations
+    assert obs.value is not None
+    assert (obs.value.text, obs.value.number) == (text, None)
+    assert words in obs.value.problem
+
+
+def test_a_quantity_value_beyond_the_bounds_keeps_no_number() -> None:
+    data = dumps(observation("o1", value="VALUE")).replace(b'"VALUE"', b"1E-99999999")
+    (obs,) = only_report(data).observations
+    assert obs.value is not None
+    assert (obs.value.text, obs.value.number) == ("1E-99999999", None)
+
+
+def test_a_reference_range_beyond_the_bounds_is_not_read_as_a_range() -> None:
+    ranges = [{"low": {"value": 4.3}, "high": {"value": "HIGH"}, "text": "4.3 to huge"}]
+    data = dumps(observation("o1", referenceRange=ranges)).replace(b'"HIGH"', b"1E+400")
+    (obs,) = only_report(data).observations
+    assert obs.reference_range == "4.3 to huge"
+
+
+@pytest.mark.parametrize(
+    "text", ["1" * 20_000 + " x", "<" + "1" * 20_000 + "e", "." + "1" * 20_000]
+)
+def test_a_long_value_string_is_read_in_linear_time(text: str) -> None:
+    # the pattern \d+\.?\d* tried every split of a digit run: 8,000 digits took 4 s
+    data = dumps(observation("o1", value=None, valueString=text))
+    start = time.perf_counter()
+    (obs,) = only_report(data).observations
+    assert time.perf_counter() - start < 0.5
+    assert obs.value is not None
+    assert obs.value.text == text
