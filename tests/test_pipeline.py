@@ -199,3 +199,16 @@ def test_an_hl7_number_of_5000_digits_is_not_a_5000_digit_json_number() -> None:
     observation = outcome.reports[0].bundle["entry"][1]["resource"]
     assert observation["valueString"] == digits  # the text as sent, never a number
     assert "low" not in observation["referenceRange"][0]
+
+
+@pytest.mark.parametrize("forged", ["\x1e0123\x1e", "\x1e5.100\x1e", '\x1e1}, "x": {\x1e'])
+def test_no_input_text_is_written_as_a_number(forged: str) -> None:
+    # FHIR input strings reach the output as sent (identifier, subject reference): the JSON
+    # writer's old number marker (\x1e…\x1e) in one came out as the bare number 0123
+    observation = fhir_observation("4.1", identifier=[{"system": "urn:x", "value": forged}])
+    observation["subject"] = {"reference": forged}
+    (document,) = [json.loads(d) for d in documents_of(fhir_bundle(observation, value="4.1"))]
+    resources = [entry["resource"] for entry in document["entry"]]
+    report = next(r for r in resources if r["resourceType"] == "DiagnosticReport")
+    assert report["subject"] == {"reference": forged}
+    assert report["result"][0]["identifier"] == {"system": "urn:x", "value": forged}
