@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -212,3 +213,34 @@ def test_no_input_text_is_written_as_a_number(forged: str) -> None:
     report = next(r for r in resources if r["resourceType"] == "DiagnosticReport")
     assert report["subject"] == {"reference": forged}
     assert report["result"][0]["identifier"] == {"system": "urn:x", "value": forged}
+
+
+def test_a_document_that_is_not_json_is_located_by_line_and_column() -> None:
+    (outcome,) = process(b'{"resourceType": "Observation",\n "x": }', CONTEXT)
+    document = outcome.operation_outcome()
+    assert document is not None
+    (issue,) = document["issue"]
+    assert issue["location"] == ["Line[2] Col[7]"]
+    assert "expression" not in issue
+    outcomes = process(b'{"resourceType": "Observation"}\n{"id": \n', CONTEXT)
+    (line,) = [o for o in outcomes if o.disposition is Disposition.REJECTED]
+    document = line.operation_outcome()
+    assert document is not None
+    assert document["issue"][0]["location"] == ["Line[2] Col[7]"]
+    assert document["issue"][0]["expression"] == ["$ndjson[2]"]
+
+
+def test_a_fault_in_reading_the_input_ends_it_with_a_rejected_outcome(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from leukofhir import pipeline
+
+    def frames(data: bytes) -> Iterator[RawMessage]:
+        yield RawMessage(NORMAL, 0, 0)
+        raise RuntimeError("a fault of ours")
+
+    monkeypatch.setattr(pipeline, "split_messages", frames)
+    first, second = process(NORMAL + NORMAL, CONTEXT)
+    assert first.disposition is Disposition.PROCESSED
+    assert second.disposition is Disposition.REJECTED
+    assert (second.index, second.issues[0].code) == (1, ErrorCode.INTERNAL_ERROR)

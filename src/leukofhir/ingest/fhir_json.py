@@ -10,28 +10,44 @@ difference is about 2 % of what one report costs once its resources are validate
 and it spares a second pass that would recover the text of each number.
 
 ``NaN`` and ``Infinity`` (which the standard library would accept) are refused, so
-the same texts are JSON here as for orjson.  :mod:`orjson` serialises the canonical
-bytes of a report (sorted keys, decimals as their text) from which its digest is
-computed.
+the same texts are JSON here as for orjson.  An integer too long for Python's ``int``
+(over 4,300 digits) is read as a Decimal, so that it is refused as a number beyond the
+bounds (:mod:`leukofhir.limits`) like any other, instead of failing the document.
+Nesting deeper than ``MAX_DEPTH`` is refused, with the line and column where it goes
+too deep (found by a walk of the parsed tree, about 1 % of a Bundle's cost; NDJSON
+lines with fewer brackets than the limit skip it).  :mod:`orjson` serialises the
+canonical bytes of a report (sorted keys, decimals as their text) from which its
+digest is computed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from typing import Any
 
 import orjson
 
+from leukofhir.limits import MAX_DEPTH
+
 __all__ = ["JsonError", "canonical_digest", "load_json", "strip_bom"]
 
 _BOM = b"\xef\xbb\xbf"
+_INT_DIGITS = 4300  # sys.int_info.default_max_str_digits
+_DEEP = f"objects and arrays nest deeper than {MAX_DEPTH} levels (leukofhir reads at most that)"
 
 
 class JsonError(ValueError):
-    """The text is not JSON; ``str()`` says where (line and column)."""
+    """The text is not JSON leukofhir reads; ``str()`` says why and where (line, column)."""
+
+    def __init__(self, reason: str, line: int | None = None, column: int | None = None) -> None:
+        where = f" at line {line} column {column}" if line is not None else ""
+        super().__init__(reason + where)
+        self.reason = reason
+        self.line = line
+        self.column = column
 
 
 def strip_bom(data: bytes) -> bytes:
@@ -42,18 +58,82 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _integer(text: str) -> int | Decimal:
+    """A JSON integer; one too long for ``int()`` (4,300 digits) stays a number, as a Decimal."""
+    return int(text) if len(text) < _INT_DIGITS else Decimal(text)
+
+
 def load_json(data: bytes) -> Any:
     """The JSON value of ``data`` (UTF-8), decimals as :class:`Decimal`; :class:`JsonError`."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise JsonError(f"not UTF-8 text (byte {exc.start})") from None
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - data.rfind(b"\n", 0, exc.start)
+        raise JsonError(f"not UTF-8 text (byte {exc.start})", line, column) from None
     try:
-        return json.loads(text, parse_float=Decimal, parse_constant=_refuse_constant)
+        value = json.loads(
+            text, parse_float=Decimal, parse_int=_integer, parse_constant=_refuse_constant
+        )
     except json.JSONDecodeError as exc:
-        raise JsonError(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    except (ValueError, RecursionError) as exc:  # NaN, a 5000-digit integer, deep nesting
-        raise JsonError(str(exc) or type(exc).__name__) from None
+        raise JsonError(exc.msg, exc.lineno, exc.colno) from None
+    except RecursionError:
+        raise _too_deep(text) from None
+    except ValueError as exc:  # NaN, Infinity: the first capital N or I outside a string
+        offset = next((at for at, char in _structure(text) if char in "NI"), 0)
+        raise JsonError(str(exc), *_line_column(text, offset)) from None
+    if data.count(b"{") + data.count(b"[") > MAX_DEPTH and _deeper_than(value, MAX_DEPTH):
+        raise _too_deep(text)
+    return value
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether objects and arrays nest deeper than ``limit`` (no recursion of its own)."""
+    stack = [(value, 1)] if type(value) is dict or type(value) is list else []
+    pop, push = stack.pop, stack.append
+    while stack:
+        node, depth = pop()
+        if depth > limit:
+            return True
+        for child in node.values() if type(node) is dict else node:
+            kind = type(child)
+            if kind is dict or kind is list:
+                push((child, depth + 1))
+    return False
+
+
+def _too_deep(text: str) -> JsonError:
+    """The error for ``text`` nesting deeper than ``MAX_DEPTH``, at the bracket that does."""
+    depth = 0
+    for offset, char in _structure(text):
+        if char in "{[":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return JsonError(_DEEP, *_line_column(text, offset))
+        elif char in "}]":
+            depth -= 1
+    return JsonError(_DEEP)  # pragma: no cover - only called on text that nests too deep
+
+
+def _structure(text: str) -> Iterator[tuple[int, str]]:
+    """(offset, character) of every character outside strings (to locate a failure: slow)."""
+    in_string = escaped = False
+    for offset, char in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        else:
+            yield offset, char
+
+
+def _line_column(text: str, offset: int) -> tuple[int, int]:
+    return text.count("\n", 0, offset) + 1, offset - text.rfind("\n", 0, offset)
 
 
 def _default(value: Any) -> str:
