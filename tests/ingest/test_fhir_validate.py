@@ -10,6 +10,7 @@ import pytest
 from leukofhir.errors import ErrorCode, Severity
 from leukofhir.ingest import fhir_validate
 from leukofhir.ingest.fhir_validate import validate_resource
+from leukofhir.limits import MAX_REFERENCE
 from tests.ingest import test_fhir
 
 PATH = "Bundle.entry[2].resource"
@@ -91,3 +92,30 @@ def test_a_deep_r5_element_inside_a_list_is_removed_from_a_copy_only() -> None:
     assert failure is None
     assert [w.location.expression for w in warnings] == [f"{PATH}.referenceRange[0].normalValue"]
     assert resource["referenceRange"][0]["normalValue"] == {"text": "x"}
+
+
+@pytest.mark.parametrize(
+    ("extra", "full_url", "element"),
+    [
+        ({"subject": "Patient/" + "p" * MAX_REFERENCE}, "", "subject.reference"),
+        ({"specimen": {"reference": "S" * 50_000}}, "", "specimen.reference"),
+        ({"hasMember": [{"reference": "Observation/a"}, {"reference": "x" * 5000}]}, "", ""),
+        ({}, "https://x/" + "f" * MAX_REFERENCE, "fullUrl"),
+    ],
+)
+def test_a_reference_longer_than_the_bound_rejects_the_report(
+    extra: dict[str, Any], full_url: str, element: str
+) -> None:
+    failure, _ = validate_resource(observation("o1", **extra), PATH, full_url)
+    assert failure is not None
+    assert failure.code is ErrorCode.VALUE_TOO_LONG
+    assert failure.issue_type == "too-long"
+    where = element or "hasMember[1].reference"
+    base = "Bundle.entry[2]" if element == "fullUrl" else PATH
+    assert failure.location.expression == f"{base}.{where}"
+    assert len(failure.message) < 300  # says how long, does not repeat it
+
+
+def test_a_reference_at_the_bound_is_read() -> None:
+    subject = "https://x/" + "p" * (MAX_REFERENCE - 30) + "/Patient/p1"
+    assert validate_resource(observation("o1", subject=subject), PATH) == (None, [])

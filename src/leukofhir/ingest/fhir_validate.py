@@ -15,9 +15,11 @@ FHIRPath under the resource's path (``Bundle.entry[3].resource.valueQuantity.uni
 Checked before the models see the resource, because the models fail on them with
 errors other than a ``ValidationError`` (a ``KeyError`` for ``"resourceType": "Foo"``):
 every resource inside it (``contained``) must have a ``resourceType`` that names an R4
-resource (``Transport`` is R5-only).  Anything else the models raise rejects the report
-with code 207 (``exception``), located at the resource: a fault in a library is never
-taken for a valid resource.
+resource (``Transport`` is R5-only); and a reference leukofhir follows or writes
+(``subject``, ``specimen``, ``result``, ``hasMember``, the entry's ``fullUrl``) is at most
+:data:`leukofhir.limits.MAX_REFERENCE` characters (error 104, ``too-long``).  Anything
+else the models raise rejects the report with code 207 (``exception``), located at the
+resource: a fault in a library is never taken for a valid resource.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from fhir.resources.R4B.resource import Resource
 from pydantic import BaseModel, ValidationError
 
 from leukofhir.errors import ErrorCode, Issue, Location, error, issue_for, warning
+from leukofhir.limits import MAX_REFERENCE
 
 __all__ = ["R5_ONLY", "validate_resource"]
 
@@ -75,14 +78,17 @@ def fhirpath(base: str, loc: Sequence[int | str]) -> str:
     return path
 
 
-def validate_resource(resource: dict[str, Any], path: str) -> tuple[Issue | None, list[Issue]]:
+def validate_resource(
+    resource: dict[str, Any], path: str, full_url: str = ""
+) -> tuple[Issue | None, list[Issue]]:
     """(the error that rejects ``resource``, or None; the warnings on R5-only elements)."""
     kind = resource.get("resourceType")
     model = _MODELS.get(kind) if isinstance(kind, str) else None
     if model is None:  # pragma: no cover - callers validate these two types only
         return None, []
-    if (wrong := _string_number(resource, path)) is not None:
-        return wrong, []
+    for check in (_string_number(resource, path), _long_reference(resource, path, full_url)):
+        if check is not None:
+            return check, []
     if "contained" in resource and (wrong := _unknown_resource(resource["contained"], path)):
         return wrong, []
     try:
@@ -92,6 +98,31 @@ def validate_resource(resource: dict[str, Any], path: str) -> tuple[Issue | None
     except Exception as exc:  # the models' own fault: never taken for a valid resource
         return issue_for(exc, Location(expression=path)), []
     return None, []
+
+
+def _long_reference(resource: dict[str, Any], path: str, full_url: str) -> Issue | None:
+    """A reference leukofhir follows or writes that is longer than ``MAX_REFERENCE``."""
+    if len(full_url) > MAX_REFERENCE:
+        return _too_long(len(full_url), path.removesuffix(".resource") + ".fullUrl")
+    for name in ("subject", "specimen", "result", "hasMember"):
+        element = resource.get(name)
+        items = element if isinstance(element, list) else [element]
+        for number, item in enumerate(items):
+            reference = item.get("reference") if isinstance(item, dict) else None
+            if isinstance(reference, str) and len(reference) > MAX_REFERENCE:
+                at = f"[{number}]" if isinstance(element, list) else ""
+                return _too_long(len(reference), f"{path}.{name}{at}.reference")
+    return None
+
+
+def _too_long(length: int, element: str) -> Issue:
+    return error(
+        ErrorCode.VALUE_TOO_LONG,
+        f"{element} is a reference of {length:,} characters; leukofhir follows references of"
+        f" at most {MAX_REFERENCE:,}; this report is rejected",
+        Location(expression=element),
+        fhir_type="too-long",
+    )
 
 
 def _unknown_resource(contained: Any, path: str) -> Issue | None:
