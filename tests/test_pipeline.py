@@ -244,3 +244,9 @@ def test_a_fault_in_reading_the_input_ends_it_with_a_rejected_outcome(
     assert first.disposition is Disposition.PROCESSED
     assert second.disposition is Disposition.REJECTED
     assert (second.index, second.issues[0].code) == (1, ErrorCode.INTERNAL_ERROR)
+
+
+def test_a_lone_surrogate_never_reaches_the_writer() -> None:
+    # found by tests/test_pipeline_fuzz.py: the quoted resourceType made orjson raise
+    (document,) = documents_of(b'{"resourceType": "\\ud800", "id": "x"}')
+    assert json.loads(document)["issue"][0]["location"] == ["Line[1] Col[19]"]

@@ -44,3 +44,25 @@ def test_an_integer_too_long_for_int_is_a_number_not_a_failure() -> None:
     value = load_json(b'{"v": ' + b"7" * 5000 + b"}")["v"]
     assert value == Decimal("7" * 5000)
     assert len(canonical_digest([{"v": value}])) == 64
+
+
+@pytest.mark.parametrize(
+    ("data", "column"),
+    [
+        (b'{"a": "\\ud800"}', 8),
+        (b'{"a": "\\uDC00"}', 8),
+        (b'{"a": "ok \\ud83d"}', 11),
+        (b'{"a": "\\ud83d\\ude00 \\ud83d x"}', 21),
+    ],
+)
+def test_a_lone_surrogate_escape_is_refused(data: bytes, column: int) -> None:
+    # json.loads lets "\ud800" through as a str no UTF-8 writer takes: orjson raised on
+    # the OperationOutcome quoting it ("a \ud800 is not a lab result")
+    with pytest.raises(JsonError) as caught:
+        load_json(data)
+    assert "surrogate" in str(caught.value)
+    assert (caught.value.line, caught.value.column) == (1, column)
+
+
+def test_surrogate_pairs_and_escaped_backslashes_are_read() -> None:
+    assert load_json(b'{"a": "\\ud83d\\ude00", "b": "\\\\ud800"}') == {"a": "😀", "b": "\\ud800"}

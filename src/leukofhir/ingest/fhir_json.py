@@ -15,7 +15,9 @@ the same texts are JSON here as for orjson.  An integer too long for Python's ``
 bounds (:mod:`leukofhir.limits`) like any other, instead of failing the document.
 Nesting deeper than ``MAX_DEPTH`` is refused, with the line and column where it goes
 too deep (found by a walk of the parsed tree, about 1 % of a Bundle's cost; NDJSON
-lines with fewer brackets than the limit skip it).  :mod:`orjson` serialises the
+lines with fewer brackets than the limit skip it).  A ``\\ud800`` escape that is not
+half of a surrogate pair is refused (it is no Unicode character, and no UTF-8 writer
+could put it out again).  :mod:`orjson` serialises the
 canonical bytes of a report (sorted keys, decimals as their text) from which its
 digest is computed.
 """
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from typing import Any
@@ -37,6 +40,8 @@ __all__ = ["JsonError", "canonical_digest", "load_json", "strip_bom"]
 _BOM = b"\xef\xbb\xbf"
 _INT_DIGITS = 4300  # sys.int_info.default_max_str_digits
 _DEEP = f"objects and arrays nest deeper than {MAX_DEPTH} levels (leukofhir reads at most that)"
+_SURROGATE = "a \\u escape of half a UTF-16 surrogate pair is no Unicode character"
+_ESCAPE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|.)")  # every escape, \\\\ included, left to right
 
 
 class JsonError(ValueError):
@@ -84,7 +89,27 @@ def load_json(data: bytes) -> Any:
         raise JsonError(str(exc), *_line_column(text, offset)) from None
     if data.count(b"{") + data.count(b"[") > MAX_DEPTH and _deeper_than(value, MAX_DEPTH):
         raise _too_deep(text)
+    if (b"\\ud" in data or b"\\uD" in data) and (offset := _lone_surrogate(text)) is not None:
+        raise JsonError(_SURROGATE, *_line_column(text, offset))
     return value
+
+
+def _lone_surrogate(text: str) -> int | None:
+    """The offset of a ``\\uD800``-``\\uDFFF`` escape that is not half of a pair, if any:
+    JSON lets one through, but it is no Unicode character and no UTF-8 writer takes it."""
+    pending = -1  # offset of a high surrogate escape still waiting for its low half
+    for match in _ESCAPE.finditer(text):
+        unit = int(match[1], 16) if match[1] else -1
+        if pending >= 0:
+            if 0xDC00 <= unit <= 0xDFFF and match.start() == pending + 6:
+                pending = -1
+                continue
+            return pending
+        if 0xD800 <= unit <= 0xDBFF:
+            pending = match.start()
+        elif 0xDC00 <= unit <= 0xDFFF:
+            return match.start()
+    return pending if pending >= 0 else None
 
 
 def _deeper_than(value: Any, limit: int) -> bool:
