@@ -53,7 +53,10 @@ EXACT = Context(prec=80, traps=[Inexact, InvalidOperation, Overflow, DivisionByZ
 def number_problem(number: Decimal) -> str:
     """Why ``number`` is beyond what leukofhir reads, or ``""`` when it is within bounds.
 
-    Reads only the digit count and the exponent: the number is never written out."""
+    Reads the digit count and the exponent (and ``str()``, which writes a large or tiny
+    number in exponent form): the fixed-point text is never made."""
+    if number.is_finite() and len(text := str(number)) <= MAX_DIGITS and "E" not in text:
+        return ""  # the common case, cheaply: at most 18 characters in plain notation
     _, digits, exponent = number.as_tuple()
     if not isinstance(exponent, int):
         return f"{number} is not a finite number"

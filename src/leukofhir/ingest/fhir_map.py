@@ -26,7 +26,7 @@ from typing import Any
 from leukofhir.errors import Location
 from leukofhir.ingest.dtm import DtmError, to_fhir_datetime
 from leukofhir.ingest.fhir_index import as_dict, as_list, as_str
-from leukofhir.limits import number_problem, sent_number
+from leukofhir.limits import sent_number
 from leukofhir.model import UCUM, Coding, Identifier, LabObservation, Patient, Value
 
 __all__ = [
@@ -217,8 +217,6 @@ def _reference_range(ranges: Any) -> str:
     )
     low = _number(as_dict(chosen.get("low")).get("value"))
     high = _number(as_dict(chosen.get("high")).get("value"))
-    if any(number_problem(bound) for bound in (low, high) if bound is not None):
-        return as_str(chosen.get("text"))  # beyond the bounds: read as a range that does not parse
     if low is not None and high is not None:
         return f"{decimal_text(low)}-{decimal_text(high)}"
     if low is not None:

@@ -65,6 +65,7 @@ R5_ONLY = frozenset(
 )
 
 _ISSUE_TYPE = {"missing": "required", "extra_forbidden": "structure"}
+_REFERENCES = ("subject", "specimen", "result", "hasMember")  # those the reader follows
 
 
 def fhirpath(base: str, loc: Sequence[int | str]) -> str:
@@ -104,13 +105,14 @@ def _long_reference(resource: dict[str, Any], path: str, full_url: str) -> Issue
     """A reference leukofhir follows or writes that is longer than ``MAX_REFERENCE``."""
     if len(full_url) > MAX_REFERENCE:
         return _too_long(len(full_url), path.removesuffix(".resource") + ".fullUrl")
-    for name in ("subject", "specimen", "result", "hasMember"):
+    for name in _REFERENCES:
         element = resource.get(name)
-        items = element if isinstance(element, list) else [element]
-        for number, item in enumerate(items):
-            reference = item.get("reference") if isinstance(item, dict) else None
-            if isinstance(reference, str) and len(reference) > MAX_REFERENCE:
-                at = f"[{number}]" if isinstance(element, list) else ""
+        if element is None:
+            continue
+        for number, item in enumerate(element if type(element) is list else (element,)):
+            reference = item.get("reference") if type(item) is dict else None
+            if type(reference) is str and len(reference) > MAX_REFERENCE:
+                at = f"[{number}]" if type(element) is list else ""
                 return _too_long(len(reference), f"{path}.{name}{at}.reference")
     return None
 
