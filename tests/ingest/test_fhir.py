@@ -737,3 +737,16 @@ def test_a_long_value_string_is_read_in_linear_time(text: str) -> None:
     assert time.perf_counter() - start < 0.5
     assert obs.value is not None
     assert obs.value.text == text
+
+
+@pytest.mark.parametrize("form", ["bundle", "ndjson"])
+def test_a_result_reference_longer_than_the_bound_is_not_followed(form: str) -> None:
+    long = "https://x/" + "p" * 50_000 + "/Observation/w"
+    resources = [diagnostic_report("r1", ["Observation/n", long]), *cbc_observations()]
+    data = dumps(bundle("collection", [("", r) for r in resources]))
+    found = units(data if form == "bundle" else ndjson(resources))
+    report = next(u.message for u in found if u.message and u.message.reports[0].reference)
+    (missing,) = [i for i in report.issues if i.location.expression.endswith("result[1]")]
+    assert missing.severity is Severity.WARNING
+    assert f"a reference of {len(long):,} characters" in missing.message
+    assert len(missing.message) < 300

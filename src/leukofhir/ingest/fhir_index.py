@@ -34,7 +34,16 @@ from typing import Any
 
 from leukofhir.limits import MAX_REFERENCE
 
-__all__ = ["Entry", "ResourceIndex", "as_dict", "as_list", "as_str", "restful_base", "type_id"]
+__all__ = [
+    "Entry",
+    "ResourceIndex",
+    "as_dict",
+    "as_list",
+    "as_str",
+    "restful_base",
+    "shown",
+    "type_id",
+]
 
 # [base/]Type/id[/_history/version], with fullmatch; see the module doc for why it is linear
 _REFERENCE = re.compile(
@@ -52,6 +61,16 @@ def as_list(value: Any) -> list[Any]:
 
 def as_str(value: Any) -> str:
     return value if isinstance(value, str) else ""
+
+
+def shown(reference: str) -> str:
+    """A reference as an issue quotes it: as sent, or its length when it is too long."""
+    if len(reference) > MAX_REFERENCE:
+        return (
+            f"a reference of {len(reference):,} characters (leukofhir follows references of"
+            f" at most {MAX_REFERENCE:,})"
+        )
+    return reference or "the reference"
 
 
 def _parts(reference: str) -> re.Match[str] | None:

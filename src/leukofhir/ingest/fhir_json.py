@@ -16,7 +16,8 @@ bounds (:mod:`leukofhir.limits`) like any other, instead of failing the document
 Nesting deeper than ``MAX_DEPTH`` is refused, with the line and column where it goes
 too deep; it is found by a walk of the parsed tree's objects and arrays (about 2 % of
 what a Bundle costs to read: 50 µs for the 20-Observation benchmark Bundle on the
-shared VM).  A ``\\ud800`` escape that is not half of a surrogate pair is refused
+shared VM), which a small document with fewer brackets than the limit (an NDJSON line)
+skips.  A ``\\ud800`` escape that is not half of a surrogate pair is refused
 (it is no Unicode character, and no UTF-8 writer could put it out again).
 :mod:`orjson` serialises the canonical bytes of a report (sorted keys, decimals as
 their text) from which its digest is computed.
@@ -40,6 +41,7 @@ __all__ = ["JsonError", "canonical_digest", "load_json", "strip_bom"]
 _BOM = b"\xef\xbb\xbf"
 _INT_DIGITS = 4300  # sys.int_info.default_max_str_digits
 _DEEP = f"objects and arrays nest deeper than {MAX_DEPTH} levels (leukofhir reads at most that)"
+_COUNTED = 4096  # bytes up to which the brackets are counted before walking
 _SURROGATE = "a \\u escape of half a UTF-16 surrogate pair is no Unicode character"
 _ESCAPE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|.)")  # every escape, \\\\ included, left to right
 
@@ -87,11 +89,22 @@ def load_json(data: bytes) -> Any:
     except ValueError as exc:  # NaN, Infinity: the first capital N or I outside a string
         offset = next((at for at, char in _structure(text) if char in "NI"), 0)
         raise JsonError(str(exc), *_line_column(text, offset)) from None
-    if type(value) in (dict, list) and _deeper_than(value, MAX_DEPTH - 1):
+    if (
+        type(value) in (dict, list)
+        and _may_nest_too_deep(data)
+        and _deeper_than(value, MAX_DEPTH - 1)
+    ):
         raise _too_deep(text)
-    if (b"\\ud" in data or b"\\uD" in data) and (lone := _lone_surrogate(text)) is not None:
+    if b"\\" in data and (lone := _lone_surrogate(text)) is not None:  # only escapes make one
         raise JsonError(_SURROGATE, *_line_column(text, lone))
     return value
+
+
+def _may_nest_too_deep(data: bytes) -> bool:
+    """False when ``data`` is so small and has so few brackets that it cannot nest deeper
+    than ``MAX_DEPTH`` (counting costs a third of the walk for an NDJSON line; for a large
+    Bundle, which has more brackets than the limit anyway, it is skipped)."""
+    return len(data) > _COUNTED or data.count(b"{") + data.count(b"[") > MAX_DEPTH
 
 
 def _lone_surrogate(text: str) -> int | None:

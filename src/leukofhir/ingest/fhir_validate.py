@@ -15,9 +15,10 @@ FHIRPath under the resource's path (``Bundle.entry[3].resource.valueQuantity.uni
 Checked before the models see the resource, because the models fail on them with
 errors other than a ``ValidationError`` (a ``KeyError`` for ``"resourceType": "Foo"``):
 every resource inside it (``contained``) must have a ``resourceType`` that names an R4
-resource (``Transport`` is R5-only); and a reference leukofhir follows or writes
-(``subject``, ``specimen``, ``result``, ``hasMember``, the entry's ``fullUrl``) is at most
-:data:`leukofhir.limits.MAX_REFERENCE` characters (error 104, ``too-long``).  Anything
+resource (``Transport`` is R5-only); and the references the output writes (the entry's
+``fullUrl``, ``subject``) are at most :data:`leukofhir.limits.MAX_REFERENCE` characters
+(error 104, ``too-long``; a longer ``result`` or ``hasMember`` reference is not
+followed, and grouping says so).  Anything
 else the models raise rejects the report with code 207 (``exception``), located at the
 resource: a fault in a library is never taken for a valid resource.
 """
@@ -65,7 +66,6 @@ R5_ONLY = frozenset(
 )
 
 _ISSUE_TYPE = {"missing": "required", "extra_forbidden": "structure"}
-_REFERENCES = ("subject", "specimen", "result", "hasMember")  # those the reader follows
 
 
 def fhirpath(base: str, loc: Sequence[int | str]) -> str:
@@ -102,18 +102,14 @@ def validate_resource(
 
 
 def _long_reference(resource: dict[str, Any], path: str, full_url: str) -> Issue | None:
-    """A reference leukofhir follows or writes that is longer than ``MAX_REFERENCE``."""
+    """The entry's ``fullUrl`` or the ``subject`` reference, which the output writes, when
+    longer than ``MAX_REFERENCE`` (longer references elsewhere are not followed at all)."""
     if len(full_url) > MAX_REFERENCE:
         return _too_long(len(full_url), path.removesuffix(".resource") + ".fullUrl")
-    for name in _REFERENCES:
-        element = resource.get(name)
-        if element is None:
-            continue
-        for number, item in enumerate(element if type(element) is list else (element,)):
-            reference = item.get("reference") if type(item) is dict else None
-            if type(reference) is str and len(reference) > MAX_REFERENCE:
-                at = f"[{number}]" if type(element) is list else ""
-                return _too_long(len(reference), f"{path}.{name}{at}.reference")
+    subject = resource.get("subject")
+    reference = subject.get("reference") if type(subject) is dict else None
+    if type(reference) is str and len(reference) > MAX_REFERENCE:
+        return _too_long(len(reference), f"{path}.subject.reference")
     return None
 
 
