@@ -7,8 +7,9 @@ README's "Limits" section says what every edge answers):
 - ``MAX_DEPTH``: nesting of JSON objects and arrays in one FHIR document or NDJSON line
   (a CBC Bundle nests about 10 deep).  Deeper: the document (or line) is rejected.
 - ``MAX_REFERENCE``: characters of a FHIR reference (``Reference.reference``, an entry's
-  ``fullUrl``).  Longer: not followed; in a resource leukofhir uses, the report is
-  rejected (error 104, ``too-long``).
+  ``fullUrl``).  Longer: not followed (a result not read, with a warning); as the
+  ``subject`` or ``fullUrl`` of a resource leukofhir uses, which the output would
+  write, the report is rejected (error 104, ``too-long``).
 - ``MAX_DIGITS``, ``MAX_PLACES``: a number has at most 18 significant digits (the
   precision XML Schema asks every processor of ``xs:decimal``, FHIR's decimal, to
   support; HL7 v2 NM is 16 characters), at most 18 digits before the point (below

@@ -12,15 +12,15 @@ it is removed (from a copy of only the containers on its path), reported as a wa
 and the resource is validated again.  Any other failure is an error located by
 FHIRPath under the resource's path (``Bundle.entry[3].resource.valueQuantity.unit``).
 
-Checked before the models see the resource, because the models fail on them with
-errors other than a ``ValidationError`` (a ``KeyError`` for ``"resourceType": "Foo"``):
-every resource inside it (``contained``) must have a ``resourceType`` that names an R4
-resource (``Transport`` is R5-only); and the references the output writes (the entry's
-``fullUrl``, ``subject``) are at most :data:`leukofhir.limits.MAX_REFERENCE` characters
-(error 104, ``too-long``; a longer ``result`` or ``hasMember`` reference is not
-followed, and grouping says so).  Anything
-else the models raise rejects the report with code 207 (``exception``), located at the
-resource: a fault in a library is never taken for a valid resource.
+Checked before the models see the resource: every resource inside it (``contained``)
+must have a ``resourceType`` that names an R4 resource (``Transport`` is R5-only), as
+the models raise a ``KeyError`` (``'R4.FooType'``) or a ``TypeError`` on one that does
+not; and the references the output writes (the entry's ``fullUrl``, ``subject``) must
+be at most :data:`leukofhir.limits.MAX_REFERENCE` characters (error 104, ``too-long``;
+a longer ``result`` or ``hasMember`` reference is not followed, and grouping says so).
+Anything else the models raise besides a ``ValidationError`` rejects the report with
+code 207 (``exception``), located at the resource: a fault in a library is never taken
+for a valid resource.
 """
 
 from __future__ import annotations
