@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from leukofhir.limits import MAX_DIGITS, number_problem, sent_number
+from leukofhir.limits import MAX_DIGITS, number_problem, sent_number, sent_text
 
 
 @pytest.mark.parametrize(
@@ -45,3 +45,10 @@ def test_a_number_beyond_the_bounds_travels_as_its_text_only() -> None:
     assert "physical range" in value.problem
     assert sent_number("2.5", Decimal("2.5")).number == Decimal("2.5")
     assert MAX_DIGITS == 18
+
+
+def test_a_number_text_no_decimal_holds_is_text_only() -> None:
+    value = sent_text(">1e-99999999999999999999", "1e-99999999999999999999", ">")
+    assert (value.number, value.comparator) == (None, ">")
+    assert "19 digits" in value.problem
+    assert sent_text("4.2", "4.2").number == Decimal("4.2")

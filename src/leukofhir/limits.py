@@ -23,7 +23,15 @@ Within these bounds the arithmetic of derived counts is exact (:data:`EXACT`).
 
 from __future__ import annotations
 
-from decimal import Context, Decimal, DivisionByZero, Inexact, InvalidOperation, Overflow
+from decimal import (
+    Context,
+    Decimal,
+    DecimalException,
+    DivisionByZero,
+    Inexact,
+    InvalidOperation,
+    Overflow,
+)
 
 from leukofhir.model import Value
 
@@ -35,6 +43,7 @@ __all__ = [
     "MAX_REFERENCE",
     "number_problem",
     "sent_number",
+    "sent_text",
 ]
 
 MAX_DEPTH = 100
@@ -82,3 +91,15 @@ def sent_number(text: str, number: Decimal, comparator: str = "") -> Value:
     if problem := number_problem(number):
         return Value(text, None, comparator, problem)
     return Value(text, number, comparator)
+
+
+def sent_text(text: str, number_text: str, comparator: str = "") -> Value:
+    """:func:`sent_number` for a number still in text (``number_text``, a number by the
+    reader's pattern), whose exponent may be beyond what a Decimal holds at all
+    (``1E+9999999999999999999``: 19 digits)."""
+    try:
+        number = Decimal(number_text)
+    except DecimalException:
+        problem = "a number with an exponent of 19 digits or more is beyond any physical range"
+        return Value(text, None, comparator, problem)
+    return sent_number(text, number, comparator)

@@ -698,6 +698,7 @@ def test_a_fault_before_a_document_is_grouped_rejects_the_document(
     [
         ({"valueString": "<1E+999999999"}, "<1E+999999999", "about 1E+999999999"),
         ({"valueString": "1" * 30}, "1" * 30, "30 significant digits"),
+        ({"valueString": "1E+9999999999999999999"}, "1E+9999999999999999999", "19 digits"),
     ],
 )
 def test_a_number_beyond_the_bounds_is_read_as_text(

@@ -23,6 +23,8 @@ def test_decimals_keep_their_text_and_integers_stay_integers() -> None:
         (b"[" * (MAX_DEPTH + 1) + b"]" * (MAX_DEPTH + 1), 1, MAX_DEPTH + 1),
         (b"[" * 100_000, 1, MAX_DEPTH + 1),  # beyond the parser's own recursion
         (b'{"s": "[[[[\\"{{",\n "t":' + b"[" * 150 + b"]" * 150 + b"}", 2, 5 + MAX_DEPTH),
+        # an exponent of 19 digits: Decimal() raised InvalidOperation out of json.loads
+        (b'{"a": "1E+9999999999999999999",\n "b": [1.5, -2E-99999999999999999999]}', 2, 13),
     ],
 )
 def test_an_error_says_the_line_and_column(data: bytes, line: int, column: int) -> None:

@@ -18,7 +18,8 @@ too deep; it is found by a walk of the parsed tree's objects and arrays (about 2
 what a Bundle costs to read: 50 µs for the 20-Observation benchmark Bundle on the
 shared VM), which a small document with fewer brackets than the limit (an NDJSON line)
 skips.  A ``\\ud800`` escape that is not half of a surrogate pair is refused
-(it is no Unicode character, and no UTF-8 writer could put it out again).
+(it is no Unicode character, and no UTF-8 writer could put it out again); so is a
+number whose exponent has 19 digits or more (no Decimal holds it).
 :mod:`orjson` serialises the canonical bytes of a report (sorted keys, decimals as
 their text) from which its digest is computed.
 """
@@ -29,7 +30,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Iterator
-from decimal import Decimal
+from decimal import Decimal, DecimalException
 from typing import Any
 
 import orjson
@@ -43,6 +44,8 @@ _INT_DIGITS = 4300  # sys.int_info.default_max_str_digits
 _DEEP = f"objects and arrays nest deeper than {MAX_DEPTH} levels (leukofhir reads at most that)"
 _COUNTED = 4096  # bytes up to which the brackets are counted before walking
 _SURROGATE = "a \\u escape of half a UTF-16 surrogate pair is no Unicode character"
+_FLOAT = re.compile(r"-?\d+(?:\.\d+)?[eE][+-]?\d+")
+_HUGE = "of 19 digits or more, beyond what any decimal holds"
 _ESCAPE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|.)")  # every escape, \\\\ included, left to right
 
 
@@ -86,6 +89,8 @@ def load_json(data: bytes) -> Any:
         raise JsonError(exc.msg, exc.lineno, exc.colno) from None
     except RecursionError:
         raise _too_deep(text) from None
+    except DecimalException:  # parse_float: an exponent of 19 digits, which no Decimal holds
+        raise _unreadable_number(text) from None
     except ValueError as exc:  # NaN, Infinity: the first capital N or I outside a string
         offset = next((at for at, char in _structure(text) if char in "NI"), 0)
         raise JsonError(str(exc), *_line_column(text, offset)) from None
@@ -146,6 +151,18 @@ def _too_deep(text: str) -> JsonError:
         elif char in "}]":
             depth -= 1
     return JsonError(_DEEP)  # pragma: no cover - only called on text that nests too deep
+
+
+def _unreadable_number(text: str) -> JsonError:
+    """The error for the first number of ``text`` that no Decimal holds, where it stands."""
+    for offset, char in _structure(text):
+        if char in "-0123456789" and (match := _FLOAT.match(text, offset)):
+            try:
+                Decimal(match[0])
+            except DecimalException:
+                where = _line_column(text, offset)
+                return JsonError(f"the number {match[0][:40]} has an exponent {_HUGE}", *where)
+    return JsonError(f"a number has an exponent {_HUGE}")  # pragma: no cover
 
 
 def _structure(text: str) -> Iterator[tuple[int, str]]:

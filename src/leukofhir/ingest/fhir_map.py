@@ -26,7 +26,7 @@ from typing import Any
 from leukofhir.errors import Location
 from leukofhir.ingest.dtm import DtmError, to_fhir_datetime
 from leukofhir.ingest.fhir_index import as_dict, as_list, as_str
-from leukofhir.limits import sent_number
+from leukofhir.limits import sent_number, sent_text
 from leukofhir.model import UCUM, Coding, Identifier, LabObservation, Patient, Value
 
 __all__ = [
@@ -200,7 +200,7 @@ def string_value(text: str) -> Value:
         if stripped.startswith(comparator):
             rest = stripped[len(comparator) :].strip()
             if _NUMBER.fullmatch(rest):
-                return sent_number(text, Decimal(rest), comparator)
+                return sent_text(text, rest, comparator)
     return Value(text, None)
 
 
