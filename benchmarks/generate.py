@@ -355,8 +355,10 @@ class _Builder:
         )
 
 
-def _message(rng: random.Random, index: int, seed: int) -> bytes:
+def _message(rng: random.Random, index: int, seed: int, patients: int = 0) -> bytes:
     sender = rng.choice(SENDERS)
+    if patients:  # a patient's CBCs come from one laboratory
+        sender = SENDERS[index % patients % len(SENDERS)]
     unit = rng.choice(ALL_COUNT_UNITS)
     european = unit in UNITS_PER_LITRE
     sex = rng.choices(("F", "M", "U"), weights=(48, 48, 4))[0]
@@ -371,6 +373,12 @@ def _message(rng: random.Random, index: int, seed: int) -> bytes:
     filler = f"F{seed % 100:02d}-{index:08d}"
     placer = f"P{rng.randrange(10**7, 10**8)}"
     mrn = f"{rng.randrange(10**6, 10**7)}"
+    if patients:  # a daily CBC for each of ``patients`` patients (the lifecycle benchmark)
+        mrn = f"{1000000 + index % patients}"
+        day = timedelta(days=index // patients)
+        collected, received, resulted = (EPOCH + day, EPOCH + day, EPOCH + day)
+        received += timedelta(minutes=30)
+        resulted += timedelta(hours=1)
     message_type = "ORU^R01^ORU_R01" if sender.version >= "2.5" else "ORU^R01"
 
     b = _Builder(sender)
@@ -490,12 +498,14 @@ def _message(rng: random.Random, index: int, seed: int) -> bytes:
     return (SEGMENT_END.join(b.segments) + SEGMENT_END).encode("utf-8")
 
 
-def generate_messages(count: int, seed: int) -> list[bytes]:
-    """``count`` CBC ORU^R01 messages (19 OBX each), deterministic for a given ``seed``."""
+def generate_messages(count: int, seed: int, *, patients: int = 0) -> list[bytes]:
+    """``count`` CBC ORU^R01 messages (19 OBX each), deterministic for a given ``seed``.
+    With ``patients``, they are a daily CBC of that many patients (message ``i`` is day
+    ``i // patients`` of patient ``i % patients``); otherwise every message is a patient."""
     if count < 0:
         raise ValueError("count must be >= 0")
     rng = random.Random(seed)
-    return [_message(rng, index, seed) for index in range(count)]
+    return [_message(rng, index, seed, patients) for index in range(count)]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -142,9 +142,9 @@ def test_a_conclusion_never_claims_absence_of_what_was_not_evaluated() -> None:
 # --- reliability (issue 9): every input gives outcomes, valid JSON, bounded in size --------
 
 
-def documents_of(data: bytes) -> list[bytes]:
+def documents_of(data: bytes, context: Context = CONTEXT) -> list[bytes]:
     """Every output document, each checked by the standard library's JSON parser."""
-    out = [dumps(doc) for o in process(data, CONTEXT) for doc in o.documents()]
+    out = [dumps(doc) for o in process(data, context) for doc in o.documents()]
     for document in out:
         json.loads(document)
     return out
@@ -183,8 +183,11 @@ def test_an_absurd_decimal_is_refused_before_it_is_written(value: str) -> None:
     assert refused.location.expression == "Bundle.entry[0].resource.value"
     assert "value not used" in refused.message
     assert sum(len(d) for d in documents_of(data)) < 20 * len(data)
-    written = outcome.reports[0].bundle["entry"][0]["resource"]
-    assert written["resourceType"] == "Observation"
+    (written,) = [
+        e["resource"]
+        for e in outcome.reports[0].bundle["entry"]
+        if e["resource"]["resourceType"] == "Observation"
+    ]
     assert written["valueString"] == value  # as sent, never formatted as a number
 
 
@@ -208,11 +211,18 @@ def test_no_input_text_is_written_as_a_number(forged: str) -> None:
     # writer's old number marker (\x1e…\x1e) in one came out as the bare number 0123
     observation = fhir_observation("4.1", identifier=[{"system": "urn:x", "value": forged}])
     observation["subject"] = {"reference": forged}
-    (document,) = [json.loads(d) for d in documents_of(fhir_bundle(observation, value="4.1"))]
+    data = fhir_bundle(observation, value="4.1")
+    # written back to the source: its references and identifiers as sent
+    (document,) = [json.loads(d) for d in documents_of(data, make_context(fhir_target="source"))]
     resources = [entry["resource"] for entry in document["entry"]]
     report = next(r for r in resources if r["resourceType"] == "DiagnosticReport")
     assert report["subject"] == {"reference": forged}
     assert report["result"][0]["identifier"] == {"system": "urn:x", "value": forged}
+    # to another server (the default): the Observation written by its identifier, a string
+    (document,) = [json.loads(d) for d in documents_of(data)]
+    written = [e["resource"] for e in document["entry"]]
+    (own,) = [r for r in written if r["resourceType"] == "Observation"]
+    assert isinstance(own["identifier"][0]["value"], str)
 
 
 def test_a_document_that_is_not_json_is_located_by_line_and_column() -> None:

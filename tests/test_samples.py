@@ -17,6 +17,8 @@ from fhir.resources.R4B.operationoutcome import OperationOutcome
 
 from leukofhir.context import Context
 from leukofhir.emit.jsonio import dumps
+from leukofhir.lifecycle.settle import settle_message
+from leukofhir.lifecycle.store import MemoryStore
 from leukofhir.pipeline import process
 from tests.conftest import GOLDEN, ROOT, SAMPLES
 
@@ -30,9 +32,13 @@ EXPECTED = {
 
 
 def render(path: Path, context: Context) -> bytes:
-    lines = [
-        dumps(doc) for outcome in process(path.read_bytes(), context) for doc in outcome.documents()
-    ]
+    """The file replayed alone: its messages settled in order against a fresh state."""
+    store = MemoryStore()
+    lines = []
+    for outcome in process(path.read_bytes(), context):
+        settled, states = settle_message(outcome, store.load, context.rule_set)
+        store.save(states)
+        lines.extend(dumps(doc) for doc in settled.documents())
     return b"\n".join(lines) + b"\n"
 
 
@@ -71,3 +77,29 @@ def test_findings_match_the_hand_computed_expectations(path: Path, context: Cont
             )
             not_evaluated = {n.rule_id for n in report.evaluation.not_evaluated}
             assert set(want.get("not_evaluated", [])) <= not_evaluated
+
+
+@pytest.mark.parametrize("path", SAMPLE_FILES, ids=lambda p: p.name)
+def test_settled_outcomes_match_the_hand_computed_expectations(
+    path: Path, context: Context
+) -> None:
+    """The file's messages settled in order against one state (as the golden render does):
+    each message's disposition is ``settled_outcome`` when the lifecycle changes it (a
+    superseded version writes nothing: skipped), else ``outcome``; a superseded version
+    says which version was already applied."""
+    expected = EXPECTED[path.name]
+    store = MemoryStore()
+    for outcome, message in zip(
+        process(path.read_bytes(), context), expected["messages"], strict=True
+    ):
+        settled, states = settle_message(outcome, store.load, context.rule_set)
+        store.save(states)
+        assert settled.disposition.value == message.get("settled_outcome", message["outcome"])
+        superseded = [i.message for i in settled.issues if "superseded" in i.message]
+        if "superseded_by" in message:
+            assert settled.settled is not None
+            assert all(bundle is None for bundle in settled.settled)
+            assert len(superseded) == len(outcome.reports)
+            assert all(f"MSH-10 {message['superseded_by']}" in text for text in superseded)
+        else:
+            assert not superseded

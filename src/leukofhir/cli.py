@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import sqlite3
 import stat
 import sys
 from collections import Counter
@@ -21,11 +22,13 @@ from typing import Any, BinaryIO
 from structlog.typing import FilteringBoundLogger
 
 from leukofhir import __version__
-from leukofhir.context import Context, Settings
+from leukofhir.context import FHIR_TARGETS, Context, Settings
 from leukofhir.emit.jsonio import dumps
 from leukofhir.errors import ConfigError, UsageError
 from leukofhir.ingest.dtm import DtmError, zone
 from leukofhir.inputfile import PassedOver, input_files, kind, open_input, read_input
+from leukofhir.lifecycle.settle import settle_message
+from leukofhir.lifecycle.store import MemoryStore, SqliteStore, StateStore
 from leukofhir.logs import configure, get_logger
 from leukofhir.pipeline import Disposition, MessageOutcome, process, process_ndjson
 from leukofhir.serve.command import add_journal_parser, add_serve_parser
@@ -115,6 +118,14 @@ def _parser() -> argparse.ArgumentParser:
         help="processing time for Provenance.recorded (ISO 8601 with offset);"
         " default: the clock. Fix it for byte-identical re-runs",
     )
+    replay.add_argument("--fhir-target", **_REPLAY_OPTIONS["--fhir-target"])
+    replay.add_argument(
+        "--state",
+        type=Path,
+        metavar="FILE",
+        help="keep the patients' lifecycle state (standing Flags, report versions) in this"
+        " SQLite file across runs; default: in memory, across the files of this run",
+    )
     replay.add_argument(
         "--validate",
         action="store_true",
@@ -183,7 +194,14 @@ def _add_batch_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
         default="auto",
         help="a progress bar (auto: on a terminal) or periodic log lines",
     )
-    for flag in ("--mapping", "--timezone", "--now", "--validate", "--validate-structure"):
+    for flag in (
+        "--mapping",
+        "--timezone",
+        "--now",
+        "--fhir-target",
+        "--validate",
+        "--validate-structure",
+    ):
         batch.add_argument(flag, **_REPLAY_OPTIONS[flag])
     batch.set_defaults(run=batch_command)
 
@@ -206,6 +224,13 @@ _REPLAY_OPTIONS: dict[str, dict[str, Any]] = {
         "help": "processing time (Provenance.recorded); default: the clock at the start of"
         " a pass, kept in the ledger until the pass completes (so a resumed run writes the"
         " same bytes)",
+    },
+    "--fhir-target": {
+        "choices": FHIR_TARGETS,
+        "default": "other",
+        "help": "FHIR input: 'other' (default) writes the input's Patient, Observations and"
+        " DiagnosticReport too, by identifier, so that the output loads into any server;"
+        " 'source' refers to them as sent, to write back to the server they came from",
     },
     "--validate": {"action": "store_true", "help": "check every Bundle (fhir.resources)"},
     "--validate-structure": {
@@ -234,6 +259,7 @@ def batch_command(args: argparse.Namespace) -> int:
         now=context.now if args.now else None,
         mappings=tuple(args.mapping),
         timezone=args.timezone,
+        fhir_target=args.fhir_target,
         validate_output=args.validate,
         validate_structure=args.validate_structure,
         watch=args.watch,
@@ -275,6 +301,7 @@ def build_context(args: argparse.Namespace) -> Context:
         timezone=args.timezone,
         validate_structure=args.validate_structure,
         validate_output=args.validate,
+        fhir_target=args.fhir_target,
     )
     try:
         return settings.context(now)
@@ -318,37 +345,59 @@ def replay_command(args: argparse.Namespace) -> int:
         summary: SummaryPrinter | None = SummaryPrinter()
     else:
         summary = None
-    for path in input_files(args.paths):
-        if isinstance(path, PassedOver):
-            if path.unreadable:
-                log.error("file unreadable", file=str(path.path), error=path.reason)
-            else:
-                log.warning("path skipped", file=str(path.path), reason=path.reason)
-            counts["unreadable files" if path.unreadable else "skipped paths"] += 1
-            continue
-        try:
-            outcomes = _outcomes(path, context, args.format_in)
-        except OSError as exc:
-            log.error("file unreadable", file=str(path), error=exc.strerror or str(exc))
-            counts["unreadable files"] += 1
-            continue
-        for outcome in outcomes:
-            counts[outcome.disposition.value] += 1
-            _log_outcome(log, path, outcome)
-            if args.out:
-                _write_files(args.out, path, outcome, indent=fmt == "json")
-            elif summary is not None:
-                summary.print(path, outcome)
-            elif fmt == "json":
-                collected.extend(outcome.documents())
-            else:
-                _write_ndjson(outcome)
+    store = _state_store(args.state)
+    try:
+        for path in input_files(args.paths):
+            if isinstance(path, PassedOver):
+                if path.unreadable:
+                    log.error("file unreadable", file=str(path.path), error=path.reason)
+                else:
+                    log.warning("path skipped", file=str(path.path), reason=path.reason)
+                counts["unreadable files" if path.unreadable else "skipped paths"] += 1
+                continue
+            try:
+                outcomes = _outcomes(path, context, args.format_in)
+            except OSError as exc:
+                log.error("file unreadable", file=str(path), error=exc.strerror or str(exc))
+                counts["unreadable files"] += 1
+                continue
+            for outcome in outcomes:
+                outcome = _settled(outcome, store, context)
+                counts[outcome.disposition.value] += 1
+                _log_outcome(log, path, outcome)
+                if args.out:
+                    _write_files(args.out, path, outcome, indent=fmt == "json")
+                elif summary is not None:
+                    summary.print(path, outcome)
+                elif fmt == "json":
+                    collected.extend(outcome.documents())
+                else:
+                    _write_ndjson(outcome)
+    finally:
+        store.close()
     if fmt == "json" and not args.out:
         sys.stdout.buffer.write(dumps(collected, indent=True) + b"\n")
     if summary is not None:
         summary.totals(counts)
     log.info("replay finished", **{k.replace(" ", "_"): v for k, v in counts.items()})
     return 1 if counts["rejected"] or counts["unreadable files"] else 0
+
+
+def _state_store(path: Path | None) -> StateStore:
+    if path is None:
+        return MemoryStore()
+    try:
+        return SqliteStore(path)
+    except sqlite3.Error as exc:
+        raise UsageError(f"--state: {path}: {exc}") from exc
+
+
+def _settled(outcome: MessageOutcome, store: StateStore, context: Context) -> MessageOutcome:
+    """The outcome with its Bundles settled against the patients' history (``store``)."""
+    outcome, states = settle_message(outcome, store.load, context.rule_set)
+    if states:
+        store.save(states)
+    return outcome
 
 
 def _outcomes(path: Path, context: Context, input_format: str) -> Iterator[MessageOutcome]:

@@ -25,6 +25,13 @@ class Context:
     default_timezone: str = "UTC"
     validate_structure: bool = False  # hl7apy structure check, reported as warnings
     validate_output: bool = False  # every Bundle through the fhir.resources models
+    # FHIR input: "other" writes the input's resources too (by identifier), so that the
+    # output loads into any server; "source" refers to them as sent (writing back to the
+    # server they came from)
+    fhir_target: str = "other"
+
+
+FHIR_TARGETS = ("other", "source")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +44,7 @@ class Settings:
     timezone: str = "UTC"
     validate_structure: bool = False
     validate_output: bool = False
+    fhir_target: str = "other"
 
     def context(self, now: datetime) -> Context:
         return Context(
@@ -46,4 +54,5 @@ class Settings:
             default_timezone=self.timezone,
             validate_structure=self.validate_structure,
             validate_output=self.validate_output,
+            fhir_target=self.fhir_target,
         )

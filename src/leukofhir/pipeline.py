@@ -7,13 +7,13 @@ the environment or a file: all of that comes in the :class:`Context`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import partial
 
 from leukofhir.context import Context
-from leukofhir.emit.bundle import build_bundle
+from leukofhir.emit.bundle import Draft, build_draft
 from leukofhir.emit.datatypes import Json
 from leukofhir.emit.outcome import build_operation_outcome
 from leukofhir.errors import (
@@ -30,7 +30,7 @@ from leukofhir.ingest.fhir import FhirUnit, looks_like_fhir, read_fhir, read_fhi
 from leukofhir.ingest.framing import RawMessage, split_messages
 from leukofhir.ingest.hl7v2 import read_lab_message
 from leukofhir.model import LOINC, Cbc, Evaluation, LabMessage, LabReport
-from leukofhir.rules import evaluate
+from leukofhir.rules import RuleSet, evaluate
 from leukofhir.terminology import build_cbc
 
 
@@ -44,7 +44,16 @@ class Disposition(Enum):
 class ReportOutcome:
     cbc: Cbc
     evaluation: Evaluation
-    bundle: Json = field(hash=False, compare=False)
+    draft: Draft = field(hash=False, compare=False)
+    rule_set: RuleSet = field(hash=False, compare=False, repr=False)
+
+    @property
+    def bundle(self) -> Json:
+        """The Bundle as it is for a patient without earlier reports (the lifecycle's empty
+        state; see :mod:`leukofhir.lifecycle.settle` for a patient's real history)."""
+        from leukofhir.lifecycle.settle import settle_alone
+
+        return settle_alone(self.draft, self.rule_set)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +64,9 @@ class MessageOutcome:
     message: LabMessage | None = None
     reports: tuple[ReportOutcome, ...] = ()
     issues: tuple[Issue, ...] = ()
+    # the reports' Bundles once settled against the patients' history (None: a superseded
+    # version, nothing written); None until :func:`leukofhir.lifecycle.settle.settle_message`
+    settled: tuple[Json | None, ...] | None = field(default=None, hash=False, compare=False)
 
     @property
     def control_id(self) -> str:
@@ -71,21 +83,18 @@ class MessageOutcome:
         """Processed, and every issue is a note (severity ``information``, type
         ``informational``: "OBX[2] … are no CBC field leukofhir evaluates; not used"):
         a store may keep the notes beside the Bundles instead of an OperationOutcome file."""
-        return (
-            self.disposition is Disposition.PROCESSED
-            and bool(self.issues)
-            and all(
-                i.severity is Severity.INFORMATION and i.issue_type == "informational"
-                for i in self.issues
-            )
-        )
+        return notes_only(self.disposition, self.issues)
 
     def operation_outcome(self) -> Json | None:
         """The OperationOutcome that travels after the Bundles (None when nothing to say)."""
         if not self.issues:
             return None
-        seed = self.message.digest if self.message else f"{self.index}|{self.offset}"
-        return build_operation_outcome(self.issues, seed=seed, context=self.label)
+        return build_operation_outcome(self.issues, seed=self.seed, context=self.label)
+
+    @property
+    def seed(self) -> str:
+        """What the ids of the message's OperationOutcome derive from."""
+        return self.message.digest if self.message else f"{self.index}|{self.offset}"
 
     def documents(self) -> list[Json]:
         """What the message produced, in output order: its Bundles, then its OperationOutcome."""
@@ -94,10 +103,24 @@ class MessageOutcome:
     def named_documents(self) -> list[tuple[str, Json]]:
         """:meth:`documents` with the file-name suffix each gets when written one per file
         (``.r1.bundle.json`` …, ``.outcome.json``): replay ``--out`` and batch share it."""
-        out = [(f".r{n}.bundle.json", report.bundle) for n, report in enumerate(self.reports, 1)]
+        bundles = self.settled
+        if bundles is None:  # not settled: as for a patient without history
+            bundles = tuple(report.bundle for report in self.reports)
+        out = [(f".r{n}.bundle.json", b) for n, b in enumerate(bundles, 1) if b is not None]
         if (outcome := self.operation_outcome()) is not None:
             out.append((".outcome.json", outcome))
         return out
+
+
+def notes_only(disposition: Disposition, issues: Sequence[Issue]) -> bool:
+    """See :attr:`MessageOutcome.notes_only`."""
+    return (
+        disposition is Disposition.PROCESSED
+        and bool(issues)
+        and all(
+            i.severity is Severity.INFORMATION and i.issue_type == "informational" for i in issues
+        )
+    )
 
 
 def process(
@@ -218,7 +241,15 @@ def evaluate_message(
                     lab_report,
                 )
             )
-        bundle = build_bundle(message, cbc, evaluation, recorded=recorded, issues=issues)
+        draft = build_draft(
+            message,
+            cbc,
+            evaluation,
+            rule_set=context.rule_set,
+            recorded=recorded,
+            issues=issues,
+            refer_to_input=context.fhir_target == "source",
+        )
         if message.patient is None and evaluation.findings:
             issues.append(
                 information(
@@ -228,11 +259,12 @@ def evaluate_message(
                     fhir_type="incomplete",
                 )
             )
+        report = ReportOutcome(cbc, evaluation, draft, context.rule_set)
         if context.validate_output:
             from leukofhir.emit.validate import validate_bundle
 
-            validate_bundle(bundle)
-        reports.append(ReportOutcome(cbc, evaluation, bundle))
+            validate_bundle(report.bundle)
+        reports.append(report)
     if not reports:
         local = sum(
             1

@@ -23,10 +23,13 @@ NOW = "2026-01-01T00:00:00+00:00"
 OLD = 1_700_000_000  # an mtime well past any --min-age
 
 
-def make_inputs(folder: Path, count: int, *, per_file: int = 1, seed: int = 7) -> int:
-    """``count`` generated messages in files of ``per_file``; mtimes one second apart."""
+def make_inputs(
+    folder: Path, count: int, *, per_file: int = 1, seed: int = 7, patients: int = 0
+) -> int:
+    """``count`` generated messages in files of ``per_file``; mtimes one second apart.
+    With ``patients``: a daily CBC of that many patients (standing Flags come and go)."""
     folder.mkdir(parents=True, exist_ok=True)
-    messages = generate_messages(count, seed)
+    messages = generate_messages(count, seed, patients=patients)
     files = 0
     for start in range(0, count, per_file):
         path = folder / f"gen-{seed}-{start:06d}.hl7"

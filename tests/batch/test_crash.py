@@ -22,6 +22,7 @@ from tests.batch.helpers import (
 def _inputs(folder: Path) -> None:
     make_inputs(folder / "single", 600, per_file=1, seed=11)
     make_inputs(folder / "multi", 1200, per_file=60, seed=12)
+    make_inputs(folder / "daily", 600, per_file=3, seed=13, patients=20)  # the lifecycle
     (folder / "bad").mkdir()
     (folder / "bad" / "empty.hl7").write_bytes(b"")
     (folder / "bad" / "binary.dat").write_bytes(bytes(range(256)) * 40)
@@ -82,10 +83,10 @@ def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(
     assert ledger_rows(killed) == ledger_rows(clean)
     assert not list(killed.rglob("*.tmp"))
     summary = json.loads((killed / "summary.json").read_bytes())
-    assert summary["messages"] == {"total": 1803, "processed": 1800, "skipped": 0, "rejected": 3}
+    assert summary["messages"] == {"total": 2403, "processed": 2400, "skipped": 0, "rejected": 3}
     # one message, one row; nothing written twice
     rows = ledger_rows(killed)
-    assert len({(r[0], r[1], r[3]) for r in rows}) == len(rows) == 1803
+    assert len({(r[0], r[1], r[3]) for r in rows}) == len(rows) == 2403
     # a further run finds nothing to do
     again = _run(source, killed)
     assert b'"this_run"' not in again.stdout

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from leukofhir.batch import BatchOptions, run_batch
+from leukofhir.batch import settle as settle_module
 from leukofhir.batch import work as work_module
 from leukofhir.logs import get_logger
 from leukofhir.pipeline import MessageOutcome
@@ -114,17 +115,18 @@ def test_a_fault_is_logged_with_its_type_only(
 def test_a_fault_while_rendering_rejects_the_message(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The outcome is fine but writing it as JSON raises (an output the writer refuses)."""
+    """The outcome is fine but writing its Bundle raises (an output the writer refuses;
+    Bundles are written by the parent, once settled against the patients' history)."""
     _three_with_poison_in_the_middle(tmp_path / "in")
-    real = work_module.dumps
+    real = settle_module.finish_bytes
 
-    def dumps(document: Any, **kwargs: Any) -> bytes:
-        written = real(document, **kwargs)
-        if document.get("resourceType") == "Bundle" and b"POISON-" in written:
+    def finish_bytes(draft: Any, writes: Any, rule_set: Any) -> bytes | None:
+        written = real(draft, writes, rule_set)
+        if written is not None and b"POISON-" in written:
             raise TypeError("Integer exceeds 64-bit range")
         return written
 
-    monkeypatch.setattr(work_module, "dumps", dumps)
+    monkeypatch.setattr(settle_module, "finish_bytes", finish_bytes)
     result = run_batch(_options(tmp_path), LOG)
     assert result.summary["messages"] == {"total": 6, "processed": 5, "skipped": 0, "rejected": 1}
     outcome, reason, outputs = _rows(tmp_path / "out")["f.hl7", 1]

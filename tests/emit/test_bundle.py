@@ -28,10 +28,18 @@ def test_entry_order_and_requests() -> None:
     )
     for entry in bundle["entry"]:
         assert entry["fullUrl"].startswith("urn:uuid:")
-        request = entry["request"]
-        assert request["method"] == "POST"
-        if entry["resource"]["resourceType"] != "Provenance":
+        kind, request = entry["resource"]["resourceType"], entry["request"]
+        if kind in {"Observation", "DiagnosticReport", "Flag"}:  # conditional update
+            assert request == {"method": "PUT", "url": f"{kind}?" + request["url"].split("?")[1]}
+            assert request["url"].split("?")[1].startswith("identifier=")
+        elif kind == "Patient":  # conditional create
+            assert request["method"] == "POST"
             assert request["ifNoneExist"].startswith("identifier=")
+        else:  # Provenance: conditional create on the document's tag
+            assert request["method"] == "POST"
+            assert request["ifNoneExist"] == (
+                f"_tag=https://leukofhir.dev/fhir/sid/document%7C{bundle['id']}"
+            )
 
 
 def test_every_reference_points_into_the_bundle() -> None:
@@ -78,6 +86,6 @@ def test_values_are_exactly_as_sent() -> None:
 def test_provenance_names_the_rule_set_and_the_message() -> None:
     bundle = bundle_of("01-normal-cbc-5-part-diff.hl7")
     provenance = resources(bundle, "Provenance")[0]
-    assert provenance["policy"] == ["https://leukofhir.dev/fhir/rules/leukopenia/1.0.0"]
+    assert provenance["policy"] == ["https://leukofhir.dev/fhir/rules/leukopenia/1.1.0"]
     assert provenance["recorded"] == "2026-01-01T00:00:00+00:00"
     assert provenance["entity"][0]["what"]["identifier"]["value"]

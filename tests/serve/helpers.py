@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -115,11 +116,11 @@ class Poisoned:
         self.active = True
         original = Processor.run_one
 
-        def run_one(processor: Processor, job: Job) -> Processed:
+        def run_one(processor: Processor, job: Job, *args: Any, **kwargs: Any) -> Processed:
             if self.active and b"POISON" in job.data:
                 self.calls += 1
                 raise error or KeyError("R4.FooType")
-            return original(processor, job)
+            return original(processor, job, *args, **kwargs)
 
         monkeypatch.setattr(Processor, "run_one", run_one)
 

@@ -53,10 +53,10 @@ from leukofhir.serve import work
 _run_one = work.Processor.run_one
 
 
-def run_one(self, job):
+def run_one(self, job, *args, **kwargs):
     if {MARKER!r} in job.data:
         raise KeyError("R4.FooType")
-    return _run_one(self, job)
+    return _run_one(self, job, *args, **kwargs)
 
 
 work.Processor.run_one = run_one

@@ -24,10 +24,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
-from leukofhir.errors import ErrorCode, error
+from leukofhir.errors import ErrorCode, Issue, error
 from leukofhir.pipeline import Disposition, MessageOutcome
 
-__all__ = ["Fault", "faulted", "guarded"]
+__all__ = ["Fault", "fault_issue", "faulted", "guarded"]
 
 T = TypeVar("T")
 
@@ -56,8 +56,16 @@ def guarded(items: Iterator[T], fault: Fault) -> Iterator[T]:
 def faulted(index: int, offset: int, exc: Exception, *, rest: bool = False) -> MessageOutcome:
     """A rejected outcome for a message (or, with ``rest``, the rest of a file) whose
     processing raised ``exc``: code 207, FHIR issue type ``exception``."""
+    issue = fault_issue(exc, rest=index if rest else None)
+    return MessageOutcome(index, offset, Disposition.REJECTED, issues=(issue,))
+
+
+def fault_issue(exc: Exception, *, rest: int | None = None) -> Issue:
+    """The code 207 issue (FHIR ``exception``) for a message whose processing raised
+    ``exc``, or (``rest``: how many messages were read before) for the rest of an input."""
     kind = type(exc).__name__
-    if rest:
+    if rest is not None:
+        index = rest
         text = (
             f"leukofhir failed while reading this input ({kind}) after {index} message(s);"
             " the rest of the input could not be told apart and is rejected as one unit,"
@@ -68,5 +76,4 @@ def faulted(index: int, offset: int, exc: Exception, *, rest: bool = False) -> M
             f"leukofhir failed on this message ({kind}); the message is kept as rejected;"
             " please report it with the input"
         )
-    issue = error(ErrorCode.INTERNAL_ERROR, text, fhir_type="exception")
-    return MessageOutcome(index, offset, Disposition.REJECTED, issues=(issue,))
+    return error(ErrorCode.INTERNAL_ERROR, text, fhir_type="exception")

@@ -19,6 +19,10 @@ Tables::
                            information-only issues, written here instead of a file
                            (:mod:`leukofhir.batch.work`); added by schema version 2
     stale(output)          outputs of rows replaced or removed, to delete once committed
+    lifecycle_state(patient, state)
+                           each patient's lifecycle state (standing Flags, report versions;
+                           :mod:`leukofhir.lifecycle.store`), written in the same transaction
+                           as the rows of the messages that changed it
 
 Invariant: a message's row is committed only after all of its outputs are in place, and a
 file's ``done`` row in the same transaction as its messages' rows.  A file that changed
@@ -39,12 +43,15 @@ import json
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["FileState", "Ledger", "MessageRow"]
+from leukofhir.lifecycle.state import PatientState
+from leukofhir.lifecycle.store import StateTable
+
+__all__ = ["REASON_MAX", "FileState", "Ledger", "MessageRow"]
 
 SCHEMA_VERSION = "3"
 LEDGER_NAME = "ledger.sqlite"
@@ -97,6 +104,9 @@ class MessageRow:
     notes: tuple[str, ...] = ()  # processed: information-only issues (no outcome file)
 
 
+REASON_MAX = 300  # characters of a rejected or skipped message's reason kept in its row
+
+
 @dataclass(frozen=True, slots=True)
 class FileState:
     size: int
@@ -122,6 +132,7 @@ class Ledger:
         self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         self._db.executescript(_SCHEMA)
         self._migrate()
+        self._states = StateTable(self._db)
         self._commit_rows = commit_rows
         self._commit_seconds = commit_seconds
         self._pending = 0
@@ -388,6 +399,21 @@ class Ledger:
             [(source, offset, sha) for offset, sha in gone],
         )
         self._db.executemany("INSERT OR IGNORE INTO stale VALUES (?)", [(o,) for o in stale])
+
+    def load_state(self, patient: str) -> PatientState:
+        """A patient's lifecycle state, as of the current transaction."""
+        return self._states.load(patient)
+
+    def save_states(self, states: Mapping[str, PatientState]) -> None:
+        """Patients' new lifecycle states, in the current (batched) transaction."""
+        if states:
+            self._begin()
+            self._states.save(states)
+            self._pending += len(states)
+
+    def state_size(self) -> tuple[int, int]:
+        """(patients, bytes of their stored states)."""
+        return self._states.size()
 
     def close(self) -> None:
         self._db.close()

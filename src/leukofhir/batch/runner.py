@@ -30,7 +30,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,8 +41,9 @@ from typing import Any
 from structlog.typing import FilteringBoundLogger
 
 from leukofhir.batch.gone import Seen
-from leukofhir.batch.ledger import Ledger
+from leukofhir.batch.ledger import Ledger, MessageRow
 from leukofhir.batch.scan import SORT_LIMIT, Found, ScanStats, scan
+from leukofhir.batch.settle import settle, settle_fault
 from leukofhir.batch.store import Store, move_no_overwrite, sweep_temporaries
 from leukofhir.batch.summary import (
     Progress,
@@ -60,6 +61,7 @@ from leukofhir.batch.work import (
     run_tasks,
 )
 from leukofhir.context import Settings
+from leukofhir.rules import load_rule_set
 
 __all__ = ["BatchError", "BatchOptions", "BatchResult", "run_batch"]
 
@@ -83,6 +85,7 @@ class BatchOptions:
     now: datetime | None = None
     mappings: tuple[Path, ...] = ()
     timezone: str = "UTC"
+    fhir_target: str = "other"
     validate_output: bool = False
     validate_structure: bool = False
     watch: bool = False
@@ -142,8 +145,10 @@ class _Runner:
                 timezone=options.timezone,
                 validate_output=options.validate_output,
                 validate_structure=options.validate_structure,
+                fhir_target=options.fhir_target,
             ),
         )
+        self.rule_set = load_rule_set()
         self.pool: Executor | None = None
         self.inline: Worker | None = None
         if options.workers > 1:
@@ -340,16 +345,17 @@ class _Runner:
         self._inflight[future] = tasks
 
     def _drain(self, keep: int) -> None:
+        """Record finished tasks in the order they were handed out (the lifecycle folds
+        messages in input order), until at most ``keep`` are in flight."""
         while len(self._inflight) > keep:
-            done, _ = wait(self._inflight, return_when=FIRST_COMPLETED)
-            for future in done:
-                tasks = self._inflight.pop(future)
-                exc = future.exception()
-                if exc is not None:
-                    self._fail(exc, tasks)
-                    continue
-                for task, result in zip(tasks, future.result(), strict=True):
-                    self._record(task, result)
+            future = next(iter(self._inflight))  # the oldest
+            tasks = self._inflight.pop(future)
+            exc = future.exception()  # waits for it
+            if exc is not None:
+                self._fail(exc, tasks)
+                continue
+            for task, result in zip(tasks, future.result(), strict=True):
+                self._record(task, result)
 
     def _record(self, task: FileTask, result: FileResult) -> None:
         if result.state == OUT_ERROR:
@@ -357,11 +363,16 @@ class _Runner:
         if self.error:
             return
         try:
+            rows = self._settle(result)
+        except OSError as exc:  # writing to OUT failed: stops the batch
+            self._fail(exc, [task])
+            return
+        try:
             self.ledger.record_file(
                 result.source,
                 result.size,
                 result.mtime_ns,
-                result.rows,
+                rows,
                 recorded=task.recorded,
                 state=result.state,
                 error=result.error,
@@ -377,7 +388,7 @@ class _Runner:
             self.log.warning("file not processed", file=result.source, reason=result.error)
             return
         self.run_counts.files["changed" if task.skip else "new"] += 1
-        for row in result.rows:
+        for row in rows:
             self.run_counts.messages[row.outcome] += 1
         for number, kind in result.faults:  # the type only: an exception's text may quote input
             self.log.warning(
@@ -387,10 +398,34 @@ class _Runner:
                 error=kind,
             )
         if self._moving():
-            rejected = any(row.outcome == "rejected" for row in result.rows) or (
+            rejected = any(row.outcome == "rejected" for row in rows) or (
                 bool(task.skip) and self.ledger.has_rejected(result.source)
             )
             self._will_move(Path(task.path), result.source, rejected)
+
+    def _settle(self, result: FileResult) -> list[MessageRow]:
+        """The file's processed messages settled against the patients' states, in order:
+        their outputs written, their rows completed, the new states saved in the same
+        transaction as the rows (:mod:`leukofhir.batch.settle`)."""
+        rows = list(result.rows)
+        for position, message in result.unsettled:
+            try:
+                files, rows[position], states = settle(
+                    message, rows[position], self.ledger.load_state, self.rule_set
+                )
+            except Exception as exc:  # a bug in the lifecycle: this message only is rejected
+                self.log.warning(
+                    "message rejected: settling failed (code 207)",
+                    file=result.source,
+                    message=rows[position].index + 1,
+                    error=type(exc).__name__,
+                )
+                files, rows[position] = settle_fault(message, rows[position], exc)
+                states = {}
+            for name, body in files:
+                self.store.write(name, body)
+            self.ledger.save_states(states)
+        return rows
 
     def _fail(self, exc: BaseException, tasks: list[FileTask]) -> None:
         if not self.error:

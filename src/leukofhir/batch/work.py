@@ -42,8 +42,9 @@ from functools import partial
 from pathlib import Path
 
 from leukofhir.batch.fault import Fault, faulted, guarded
-from leukofhir.batch.ledger import MessageRow
+from leukofhir.batch.ledger import REASON_MAX, MessageRow
 from leukofhir.batch.naming import message_key, output_base
+from leukofhir.batch.settle import Unsettled, unsettled
 from leukofhir.batch.store import Store
 from leukofhir.context import Context, Settings
 from leukofhir.emit.jsonio import dumps
@@ -55,7 +56,6 @@ from leukofhir.pipeline import Disposition, MessageOutcome, process, process_mes
 
 __all__ = ["FileResult", "FileTask", "Worker", "WorkerConfig", "init_worker", "run_tasks"]
 
-_REASON_MAX = 300
 OUT_ERROR = "out-error"  # a FileResult state: the outputs could not be written
 
 
@@ -86,6 +86,8 @@ class FileResult:
     error: str = ""
     present: tuple[tuple[int, str], ...] = ()  # (offset, sha256) still there, already done
     faults: tuple[tuple[int, str], ...] = ()  # (message from 1, exception type): rejected, 207
+    # processed messages the parent settles and writes: (position in ``rows``, message)
+    unsettled: tuple[tuple[int, Unsettled], ...] = ()
 
 
 class Worker:
@@ -126,6 +128,7 @@ class Worker:
             tuple(done.rows),
             present=tuple(done.present),
             faults=tuple(done.faults),
+            unsettled=tuple(done.unsettled),
         )
 
     def _hl7v2(self, task: FileTask, data: bytes, context: Context, done: _Done) -> None:
@@ -178,25 +181,31 @@ class Worker:
             done.present.append((offset, sha))
             return
         try:
-            files, row = self._render(task.source, work(), raw, sha, suffix)
+            files, row, later = self._render(task.source, work(), raw, sha, suffix)
         except Exception as exc:  # a bug in the core: this message only is rejected
             done.faults.append((index + 1, type(exc).__name__))
-            files, row = self._render(task.source, faulted(index, offset, exc), raw, sha, suffix)
+            outcome = faulted(index, offset, exc)
+            files, row, later = self._render(task.source, outcome, raw, sha, suffix)
         for name, body in files:
             self.store.write(name, body)
+        if later is not None:
+            done.unsettled.append((len(done.rows), later))
         done.rows.append(row)
 
     def _render(
         self, source: str, outcome: MessageOutcome, raw: bytes, sha: str, suffix: str
-    ) -> tuple[list[tuple[str, bytes]], MessageRow]:
-        """The files of one outcome (name under OUT, bytes) and its ledger row."""
+    ) -> tuple[list[tuple[str, bytes]], MessageRow, Unsettled | None]:
+        """The files of one outcome (name under OUT, bytes) and its ledger row; a message
+        with reports is left to the parent to settle (:mod:`leukofhir.batch.settle`)."""
         kind = outcome.disposition.value
-        base = output_base(kind, outcome.control_id, message_key(source, outcome.offset, sha))
+        key = message_key(source, outcome.offset, sha)
+        later = unsettled(outcome, key) if outcome.reports else None
+        base = output_base(kind, outcome.control_id, key)
         files: list[tuple[str, bytes]] = []
         if outcome.disposition is Disposition.REJECTED:
             files.append((base + suffix, raw))
         notes = _notes_only(outcome)
-        for document_suffix, document in outcome.named_documents():
+        for document_suffix, document in () if later else outcome.named_documents():
             if notes and document["resourceType"] == "OperationOutcome":
                 continue  # in the ledger instead
             files.append((base + document_suffix, dumps(document) + b"\n"))
@@ -216,7 +225,7 @@ class Worker:
             outputs=tuple(name for name, _ in files),
             notes=notes,
         )
-        return files, row
+        return files, row, later
 
 
 @dataclass(slots=True)
@@ -226,6 +235,7 @@ class _Done:
     rows: list[MessageRow] = field(default_factory=list)
     present: list[tuple[int, str]] = field(default_factory=list)
     faults: list[tuple[int, str]] = field(default_factory=list)
+    unsettled: list[tuple[int, Unsettled]] = field(default_factory=list)
 
 
 def _given(outcome: MessageOutcome) -> MessageOutcome:
@@ -245,7 +255,7 @@ def _reason(outcome: MessageOutcome) -> str:
     if outcome.disposition is Disposition.PROCESSED or not outcome.issues:
         return ""
     serious = [i for i in outcome.issues if i.severity in (Severity.ERROR, Severity.FATAL)]
-    return (serious or list(outcome.issues))[0].text[:_REASON_MAX]
+    return (serious or list(outcome.issues))[0].text[:REASON_MAX]
 
 
 # -- pool side ---------------------------------------------------------------------------

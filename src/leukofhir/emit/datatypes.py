@@ -153,6 +153,41 @@ def if_none_exist(ident: Json) -> str:
     return f"identifier={_quote(ident['system'])}%7C{_quote(value)}"
 
 
+def conditional_update(kind: str, ident: Json) -> Json:
+    """The ``request`` of a conditional update on one identifier (FHIR R4 http.html
+    §3.1.0.4.3): 0 matches → created, 1 → replaced; the way a stateless interface engine
+    sends a newer version of a result."""
+    return {"method": "PUT", "url": f"{kind}?{if_none_exist(ident)}"}
+
+
+def logical_reference(kind: str, key: str) -> Json:
+    """A reference by identifier (``key`` is ``system|value``): it holds in any Bundle and
+    on any server where a search by that identifier finds the resource."""
+    system, _, value = key.partition("|")
+    ident: Json = {"system": system, "value": value} if system else {"value": value}
+    return {"type": kind, "identifier": ident}
+
+
+SOURCE_REFERENCE = f"{BASE}/sid/source-reference"
+
+
+def source_identifier(reference: str) -> Json | None:
+    """An identifier for an input resource known by its reference on the source server
+    (``Patient/rb-4471``, an absolute URL) and by no identifier of its own, so that the
+    output can write it to another server, and find it again there, by identifier.
+    None for ``urn:`` and ``#contained`` references, which mean nothing outside their
+    own Bundle.  (A relative reference names a resource of *some* server: two sources
+    using the same ``Type/id`` for different resources would meet; absolute URLs do not.)"""
+    if not reference or reference.startswith(("urn:", "#")):
+        return None
+    return {"system": SOURCE_REFERENCE, "value": text(reference)}
+
+
+def identifier_key(ident: Json) -> str:
+    """``system|value`` of an Identifier dict: how the lifecycle names a resource."""
+    return f"{ident.get('system', '')}|{ident['value']}"
+
+
 @lru_cache(maxsize=4096)
 def _quote(part: str) -> str:
     return part if _URL_SAFE.match(part) else quote(part, safe="")

@@ -18,8 +18,10 @@ from leukofhir.emit.datatypes import (
     RawDecimal,
     code,
     concept,
+    conditional_update,
     decimal,
-    if_none_exist,
+    identifier,
+    source_identifier,
     text,
 )
 from leukofhir.errors import ErrorCode, Issue, warning
@@ -122,7 +124,12 @@ def identifier_for(
 ) -> Json:
     """Filler order number + OBX-3 + OBX-4 (the IG's Observation identifier).  When two lines
     of one order share OBX-3 and OBX-4 (``repeated``), the OBX position is added, or a
-    conditional create would merge two results into one."""
+    conditional create would merge two results into one.  A FHIR input Observation keeps
+    its own identifier, else the one of its reference on the source server."""
+    if obs.identifiers:
+        return identifier(obs.identifiers[0], "observation")
+    if (known := source_identifier(obs.reference)) is not None:
+        return known
     primary, sub = line_key(obs)
     value = f"{order_key(report, digest)}/{primary}" + (f"/{sub}" if sub else "")
     if repeated:
@@ -168,7 +175,7 @@ def build_observation(
         resource["note"] = [{"text": note} for n in obs.notes if (note := text(n))]
     if obs.reference_range and (ref_range := _reference_range(obs.reference_range, obs.unit)):
         resource["referenceRange"] = [ref_range]
-    return resource, {"method": "POST", "url": "Observation", "ifNoneExist": if_none_exist(ident)}
+    return resource, conditional_update("Observation", ident)
 
 
 def build_derived(
@@ -207,7 +214,7 @@ def build_derived(
     if interpretation:
         resource["interpretation"] = [_interpretation(interpretation)]
     resource["derivedFrom"] = sources
-    return resource, {"method": "POST", "url": "Observation", "ifNoneExist": if_none_exist(ident)}
+    return resource, conditional_update("Observation", ident)
 
 
 @lru_cache(maxsize=4096)

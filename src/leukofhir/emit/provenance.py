@@ -22,10 +22,11 @@ def rule_set_uri(rule_set_id: str, version: str) -> str:
     return f"{BASE}/rules/{rule_set_id}/{version}"
 
 
-def build_provenance(
-    message: LabMessage, *, targets: list[Json], recorded: str, policy: str
-) -> tuple[Json, Json]:
-    """POSTed unconditionally: a second delivery is a second, truthful processing record."""
+DOCUMENT_TAG = f"{BASE}/sid/document"
+
+
+def source_entity(message: LabMessage) -> Json:
+    """The message the output was made from (``Provenance.entity``, role ``source``)."""
     source = message.control_id or message.digest
     kind = (
         f"HL7 v2 {message.message_type}^{message.trigger} message"
@@ -33,23 +34,35 @@ def build_provenance(
         else "FHIR input"
     )
     facility = text(message.sending_facility) or "unknown-facility"
+    return {
+        "role": "source",
+        "what": {
+            "identifier": {
+                "system": f"{BASE}/sid/message/{quote(facility, safe='')}",
+                "value": text(source),
+            },
+            "display": f"{kind}, control id {text(source)}",
+        },
+    }
+
+
+def build_provenance(
+    document: str, source: Json, *, targets: list[Json], recorded: str, policy: str
+) -> tuple[Json, Json]:
+    """Created once per output document: ``meta.tag`` carries the document's id and the
+    ``request`` is a conditional create on that tag, so that a retry or a re-delivery of
+    the same document never adds a second Provenance (R4 Provenance has no identifier)."""
     resource: Json = {
         "resourceType": "Provenance",
+        "meta": {"tag": [{"system": DOCUMENT_TAG, "code": document}]},
         "target": targets,
         "recorded": recorded,
         "policy": [policy],
         "agent": [{"type": ASSEMBLER, "who": DEVICE}],
-        "entity": [
-            {
-                "role": "source",
-                "what": {
-                    "identifier": {
-                        "system": f"{BASE}/sid/message/{quote(facility, safe='')}",
-                        "value": text(source),
-                    },
-                    "display": f"{kind}, control id {text(source)}",
-                },
-            }
-        ],
+        "entity": [source],
     }
-    return resource, {"method": "POST", "url": "Provenance"}
+    return resource, {
+        "method": "POST",
+        "url": "Provenance",
+        "ifNoneExist": f"_tag={DOCUMENT_TAG}%7C{document}",
+    }

@@ -6,8 +6,9 @@ from leukofhir.emit.datatypes import (
     Json,
     coding,
     concept,
+    conditional_update,
     identifier,
-    if_none_exist,
+    source_identifier,
     text,
 )
 from leukofhir.errors import ErrorCode, Issue, warning
@@ -100,6 +101,8 @@ def report_identifiers(report: LabReport, digest: str) -> list[Json]:
     idents = [
         identifier(order, "order") for order in (report.filler_order, report.placer_order) if order
     ]
+    if not idents and (known := source_identifier(report.reference)) is not None:
+        idents.append(known)
     if not idents:
         idents.append(identifier(Identifier(f"{digest}^{report.location}"), "report"))
     return idents
@@ -135,11 +138,7 @@ def build_report(
         resource["conclusionCode"] = [
             {"coding": [coding(f.code)], "text": text(f.text)} for f in evaluation.findings
         ]
-    return resource, {
-        "method": "POST",
-        "url": "DiagnosticReport",
-        "ifNoneExist": if_none_exist(idents[0]),
-    }
+    return resource, conditional_update("DiagnosticReport", idents[0])
 
 
 def _panel_code(report: Cbc) -> tuple[Coding, ...]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 from functools import cache
 from importlib import resources
@@ -21,6 +22,7 @@ from leukofhir.rules.ruleset import (
     Interval,
     PancytopeniaRule,
     Profile,
+    Resolution,
     Rule,
     RuleSet,
     Source,
@@ -163,7 +165,8 @@ def _parse(text: str, name: str, *, origin: str) -> RuleSet:
         for grade in r.get(priorities, "grade", "priorities", dict)
     }
     labels = _labels(r, data)
-    rules = _rules(r, data, source_ids, grade_priority, labels)
+    default = _resolution(r, r.get(data, "episodes", "", dict), "episodes", Resolution())
+    rules = _rules(r, data, source_ids, grade_priority, labels, default)
     critical = tuple(
         _critical(r, table, f"critical[{i}]", interpretations)
         for i, table in enumerate(r.tables(data, "critical", ""))
@@ -211,6 +214,7 @@ def _rules(
     source_ids: set[str],
     grade_priority: dict[int, str],
     labels: dict[tuple[Analyte, Measure], str],
+    default: Resolution,
 ) -> tuple[Rule, ...]:
     rules: list[Rule] = []
     for i, table in enumerate(r.tables(data, "rules", "")):
@@ -228,7 +232,7 @@ def _rules(
             raise r.fail(f"{where}.kind", f"unknown kind {kind!r}")
         if any(rule.id == other.id for other in rules):
             raise r.fail(f"{where}.id", f"{rule.id!r} is used twice")
-        rules.append(rule)
+        rules.append(replace(rule, resolution=_resolution(r, table, where, default)))
     return tuple(rules)
 
 
@@ -317,6 +321,21 @@ def _pancytopenia(
         considerations=r.texts(table, "considerations", where),
         next_steps=r.texts(table, "next_steps", where),
     )
+
+
+def _resolution(r: _Reader, table: _Table, where: str, default: Resolution) -> Resolution:
+    """``resolve_after`` (reports, at least 1) and ``resolve_min_interval_hours`` (0 or more;
+    0 when a single report resolves), each falling back to ``default``."""
+    after = r.get(table, "resolve_after", where, int, default.after)
+    hours = r.get(table, "resolve_min_interval_hours", where, int, default.min_interval_hours)
+    if after < 1:
+        raise r.fail(f"{where}.resolve_after", "must be at least 1")
+    if hours < 0 or (after == 1 and hours):
+        raise r.fail(
+            f"{where}.resolve_min_interval_hours",
+            "must be 0 or more, and 0 when resolve_after is 1 (one report spans no time)",
+        )
+    return Resolution(after, hours)
 
 
 def _critical(

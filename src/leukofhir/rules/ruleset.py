@@ -25,6 +25,7 @@ __all__ = [
     "Interval",
     "PancytopeniaRule",
     "Profile",
+    "Resolution",
     "Rule",
     "RuleSet",
     "Source",
@@ -69,6 +70,16 @@ class Band:
 
 
 @dataclass(frozen=True, slots=True)
+class Resolution:
+    """When a standing Flag's episode of a finding closes (LIFECYCLE.md): after ``after``
+    consecutive reports where the finding was evaluated and absent, the last at least
+    ``min_interval_hours`` after the first."""
+
+    after: int = 2
+    min_interval_hours: int = 24
+
+
+@dataclass(frozen=True, slots=True)
 class ThresholdRule:
     """A finding from one absolute count: present when ``count < threshold`` (kind
     ``below``) or ``count > threshold`` (kind ``above``).
@@ -91,6 +102,7 @@ class ThresholdRule:
     considerations: tuple[str, ...] = ()
     next_steps: tuple[str, ...] = ()
     label: str = ""  # how reasons name the count: "absolute neutrophil count"
+    resolution: Resolution = Resolution()
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +123,7 @@ class PancytopeniaRule:
     sources: tuple[str, ...] = ()
     considerations: tuple[str, ...] = ()
     next_steps: tuple[str, ...] = ()
+    resolution: Resolution = Resolution()
 
 
 Rule = ThresholdRule | PancytopeniaRule

@@ -56,6 +56,7 @@ from leukofhir.serve.reply import (
     store_failure,
 )
 from leukofhir.serve.sink import Sink
+from leukofhir.serve.states import PatientStates
 from leukofhir.serve.work import (
     Job,
     Processor,
@@ -129,6 +130,7 @@ class Intake:
         self.metrics = metrics
         self.owner = os.getpid()
         self._processor = Processor(settings)
+        self._states = PatientStates(journal.states)
         self._clock = clock
         self._inflight: dict[int, _Pending] = {}
         self._finished: list[tuple[_Pending, Completion, Reply]] = []
@@ -223,13 +225,16 @@ class Intake:
         return Ticket(pending.header, entry, pending.reply)
 
     async def rerun(self, ticket: Ticket) -> tuple[Result, ...]:
-        """The results of a stored message made again without writing anything (the same
-        bytes as its outputs: processing is deterministic given the time it was received)."""
+        """The results of a stored message made again without writing anything: its own
+        resources as they were (processing is deterministic given the time it was
+        received), settled against the patients' states as they are now (a version applied
+        before restates the Flags it is the latest word on)."""
         entry = ticket.entry
         if entry is None:
             return ()
         data = self.journal.data(entry.id)
-        return self._processor.run_one(Job(entry.id, "hl7v2", entry.received, data)).results
+        job = Job(entry.id, "hl7v2", entry.received, data)
+        return self._processor.run_one(job, self._states, keep=False).results
 
     # -- routing ---------------------------------------------------------------------------
     def _route(self, pending: _Pending, entry: Entry) -> None:
@@ -284,7 +289,7 @@ class Intake:
             if refusal is not None and refusal.code is ErrorCode.UNSUPPORTED_PROCESSING_ID:
                 processed = refused(job, refusal)  # the core does not judge MSH-11
             else:
-                processed = self._processor.run_one(job)
+                processed = self._processor.run_one(job, self._states)
             reply = self._reply(pending, processed.results)
         except Exception as exc:  # a fault of ours on this message: it fails, alone
             self._fail(pending, fault_of(exc))
@@ -305,6 +310,7 @@ class Intake:
             reply.findings,
             outputs,
             notes_of(processed.results),
+            changes=processed.changes,
         )
         self._finish(pending, completion, reply)
 
@@ -342,14 +348,20 @@ class Intake:
         finished, self._finished = self._finished, []
         moment = self._clock().astimezone(UTC).isoformat(timespec="seconds")
         try:
-            self.journal.complete([completion for _, completion, _ in finished], moment)
+            stale = set(self.journal.complete([c for _, c, _ in finished], moment))
         except Exception as exc:  # the journal failed: nothing is acknowledged
             log.error("journal_failed", error=type(exc).__name__, messages=len(finished))
+            self._states.committed()
             for pending, _, _ in finished:
                 self._settle(pending, self._failure_reply(pending, _KEEP_FAILED))
             return
-        for pending, _, reply in finished:
-            self._settle(pending, reply)
+        self._states.committed()
+        for pending, completion, reply in finished:
+            if completion.id in stale:  # its patient changed meanwhile: settle it again
+                log.info("settled_again", control_id=pending.header.control_id)
+                self._work(pending)
+            else:
+                self._settle(pending, reply)
 
     def _settle(self, pending: _Pending, reply: Reply) -> None:
         """Answer a message and whoever waits for it."""

@@ -43,7 +43,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from leukofhir.lifecycle.store import StateTable
 from leukofhir.serve.journal_schema import create_or_upgrade
+from leukofhir.serve.states import Changes
 
 __all__ = ["Arrival", "Completion", "Entry", "Failed", "Journal", "Pending"]
 
@@ -105,6 +107,7 @@ class Completion:
     outputs: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()  # information-only issues kept here instead of a file
     reason: str = ""  # failed: the exception's type and where it was raised
+    changes: Changes | None = None  # the patients' states it read and its new ones
 
     @property
     def state(self) -> str:
@@ -136,6 +139,7 @@ class Journal:
         self._synced: bool | None = None
         self._sync(durable)
         create_or_upgrade(self._db, str(self.path))
+        self.states = StateTable(self._db)  # the patients' lifecycle states
 
     def receive(
         self, arrivals: Sequence[Arrival], received: str, *, durable: bool = True, owner: int = 0
@@ -190,11 +194,22 @@ class Journal:
             )
         return cursor.rowcount == 1
 
-    def complete(self, completions: Sequence[Completion], finished: str) -> None:
+    def complete(self, completions: Sequence[Completion], finished: str) -> list[int]:
         """Outcomes and replies of finished messages, done or failed at the ISO instant
-        ``finished`` (one transaction, synced)."""
+        ``finished``, with the patients' new states (one transaction, synced).  A message
+        whose patients' states changed since it read them (another service process settled
+        a message of the same patient) is left out: the ids of those, to settle again."""
         self._sync(True)
+        stale: list[int] = []
         with self._transaction():
+            done = []
+            for c in completions:
+                if c.changes is not None and c.changes.states:
+                    if not self.states.unchanged(c.changes.read):
+                        stale.append(c.id)
+                        continue
+                    self.states.save(c.changes.states)
+                done.append(c)
             self._db.executemany(
                 "UPDATE messages SET state = ?, outcome = ?, ack = ?, reply = ?, reports = ?,"
                 " findings = ?, outputs = ?, notes = ?, reason = ?, finished = ?"
@@ -213,9 +228,10 @@ class Journal:
                         finished,
                         c.id,
                     )
-                    for c in completions
+                    for c in done
                 ],
             )
+        return stale
 
     def pending(self, owners: Sequence[int] | None = None) -> list[Pending]:
         """Stored but unfinished messages, oldest first (processed again on start, or when

@@ -5,7 +5,7 @@ touches a socket or the journal."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from leukofhir.batch.naming import message_key
@@ -16,6 +16,7 @@ from leukofhir.emit.outcome import build_operation_outcome
 from leukofhir.errors import ErrorCode, Issue, Location, error
 from leukofhir.pipeline import MessageOutcome, process
 from leukofhir.serve.sink import Delivery, Sink
+from leukofhir.serve.states import Changes, PatientStates
 
 OUTCOME_SUFFIX = ".outcome.json"
 
@@ -64,6 +65,7 @@ class Result:
 class Processed:
     id: int
     results: tuple[Result, ...]
+    changes: Changes = field(default_factory=Changes)  # the patients' states it read, wrote
 
 
 class Processor:
@@ -72,12 +74,19 @@ class Processor:
     def __init__(self, settings: Settings) -> None:
         self._base = settings.context(datetime.fromtimestamp(0).astimezone())
 
-    def run_one(self, job: Job) -> Processed:
+    def run_one(
+        self, job: Job, states: PatientStates | None = None, *, keep: bool = True
+    ) -> Processed:
+        """The job's results, settled against the patients' ``states`` (without them: as
+        for patients without history); ``keep``: see :meth:`PatientStates.settle`."""
         context = replace(self._base, now=datetime.fromisoformat(job.received))
-        results = tuple(_result(o) for o in process(job.data, context, input_format=job.format))
-        if job.format == "hl7v2" and len(results) > 1:  # one ACK cannot answer several
-            return refused(job, _several(len(results)))
-        return Processed(job.id, results)
+        outcomes = list(process(job.data, context, input_format=job.format))
+        if job.format == "hl7v2" and len(outcomes) > 1:  # one ACK cannot answer several
+            return refused(job, _several(len(outcomes)))
+        changes = Changes()
+        if states is not None:
+            outcomes, changes = states.settle(outcomes, context.rule_set, keep=keep)
+        return Processed(job.id, tuple(_result(o) for o in outcomes), changes)
 
 
 def notes_of(results: Sequence[Result]) -> tuple[str, ...]:

@@ -1,0 +1,124 @@
+"""What the results lifecycle costs: per message, and per patient in a state store.
+
+    python benchmarks/lifecycle_bench.py                       # 300 patients x 40 daily CBCs
+    python benchmarks/lifecycle_bench.py --patients 1000 --days 20 --runs 5
+
+Generated 19-OBX CBC messages (benchmarks/generate.py), a daily CBC per patient, in day
+order.  Timed, each the median of --runs runs over the same messages:
+  core       process() and the Bundles as JSON bytes, each report as if the patient had no
+             history (what the pure core gives alone)
+  memory     the same, settled against the patients' states in a MemoryStore (replay)
+  sqlite     the same with a SqliteStore (replay --state FILE): a committed transaction
+             per message
+Then the size of the states: bytes per patient (encoded), after --days reports each (the
+window keeps at most the latest 32 reports whole), extrapolated to 1,000,000 patients,
+and the SQLite file's size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from leukofhir.context import Context
+from leukofhir.emit.jsonio import dumps
+from leukofhir.lifecycle.settle import settle_message
+from leukofhir.lifecycle.state import WINDOW, encode_state
+from leukofhir.lifecycle.store import MemoryStore, SqliteStore, StateStore
+from leukofhir.pipeline import process
+from leukofhir.rules import load_rule_set
+from leukofhir.terminology import load_terminology
+
+from generate import generate_messages
+
+
+def run_core(messages: list[bytes], context: Context) -> None:
+    for data in messages:
+        for outcome in process(data, context):
+            for document in outcome.documents():
+                dumps(document)
+
+
+def run_settled(messages: list[bytes], context: Context, store: StateStore) -> None:
+    for data in messages:
+        for outcome in process(data, context):
+            settled, states = settle_message(outcome, store.load, context.rule_set)
+            if states:
+                store.save(states)
+            for document in settled.documents():
+                dumps(document)
+
+
+def median_seconds(work: Callable[[], None], runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--patients", type=int, default=300)
+    parser.add_argument("--days", type=int, default=40)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    count = args.patients * args.days
+    messages = generate_messages(count, args.seed, patients=args.patients)
+    context = Context(
+        now=datetime(2026, 1, 1, tzinfo=UTC),
+        terminology=load_terminology(),
+        rule_set=load_rule_set(),
+    )
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores,")
+    print(f"  Python {platform.python_version()}; {args.patients} patients x {args.days} days")
+    print(f"  = {count} messages; medians of {args.runs} runs")
+    core = median_seconds(lambda: run_core(messages, context), args.runs)
+    memory = median_seconds(lambda: run_settled(messages, context, MemoryStore()), args.runs)
+
+    def sqlite_run() -> None:
+        with tempfile.TemporaryDirectory() as folder:
+            store = SqliteStore(Path(folder) / "state.sqlite")
+            run_settled(messages, context, store)
+            store.close()
+
+    sqlite = median_seconds(sqlite_run, args.runs)
+    print(f"{'':8} {'µs/message':>11} {'messages/s':>11} {'lifecycle µs':>13}")
+    for name, seconds in (("core", core), ("memory", memory), ("sqlite", sqlite)):
+        extra = "" if name == "core" else f"{(seconds - core) / count * 1e6:13.0f}"
+        print(f"{name:8} {seconds / count * 1e6:11.0f} {count / seconds:11.0f} {extra}")
+
+    store = MemoryStore()
+    run_settled(messages, context, store)
+    sizes = sorted(len(encode_state(state)) for state in store.states())
+    mean = statistics.mean(sizes)
+    print(f"state per patient after {args.days} reports (window {WINDOW}):")
+    print(f"  mean {mean:,.0f} B, p95 {sizes[int(len(sizes) * 0.95) - 1]:,} B, max {sizes[-1]:,} B")
+    print(f"  per 1,000,000 patients: {mean * 1e6 / 2**30:.2f} GiB encoded")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "state.sqlite"
+        sqlite_store = SqliteStore(path)
+        run_settled(messages, context, sqlite_store)
+        patients, stored = sqlite_store.size()
+        sqlite_store.close()
+        print(
+            f"  stored (zlib): {stored / patients:,.0f} B per patient;"
+            f" SQLite file {path.stat().st_size / patients:,.0f} B per patient"
+            f" ({path.stat().st_size * 1e6 / patients / 2**30:.2f} GiB per 1,000,000)"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""Delivery of transaction Bundles to a FHIR server: a durable outbox, retries with
+backoff, dead letters, per-patient order, server limits.  A library for now: ``batch``,
+``serve`` and ``replay`` are not wired to it yet.
+
+Modules, one subject each: :mod:`.policy` (what an answer means, backoff), :mod:`.hints`
+(``Retry-After``, ``RateLimit``), :mod:`.answer` (reading a transaction-response),
+:mod:`.client` (httpx transport, token, TLS), :mod:`.split` (server limits, parts in
+dependency order), :mod:`.send` (one attempt at one document), :mod:`.outbox` (SQLite
+queue, order, dead letters), :mod:`.deadletter` (``OUT/dead`` files), :mod:`.deliverer`
+(the asyncio loop), :mod:`.stats` (counts and latency for metrics), :mod:`.keys` (ordering
+key of a Bundle).
+"""
+
+from leukofhir.delivery.answer import Answer
+from leukofhir.delivery.client import TOKEN_ENV, FhirServer, Token, TransactionClient, read_token
+from leukofhir.delivery.deliverer import Deliverer, RunSummary, Stopped, deliver_now
+from leukofhir.delivery.keys import patient_key
+from leukofhir.delivery.outbox import (
+    DeadLetter,
+    Document,
+    Outbox,
+    OutboxCounts,
+    Pending,
+    Record,
+    SqliteOutbox,
+)
+from leukofhir.delivery.policy import RetryPolicy, Verdict
+from leukofhir.delivery.send import Attempt, send_document
+from leukofhir.delivery.split import PROFILES, ServerProfile, SplitError
+from leukofhir.delivery.stats import Attempted, DeliveryStats, StatsSnapshot
+
+__all__ = [
+    "PROFILES",
+    "TOKEN_ENV",
+    "Answer",
+    "Attempt",
+    "Attempted",
+    "DeadLetter",
+    "Deliverer",
+    "DeliveryStats",
+    "Document",
+    "FhirServer",
+    "Outbox",
+    "OutboxCounts",
+    "Pending",
+    "Record",
+    "RetryPolicy",
+    "RunSummary",
+    "ServerProfile",
+    "SplitError",
+    "SqliteOutbox",
+    "StatsSnapshot",
+    "Stopped",
+    "Token",
+    "TransactionClient",
+    "Verdict",
+    "deliver_now",
+    "patient_key",
+    "read_token",
+    "send_document",
+]

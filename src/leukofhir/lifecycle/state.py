@@ -1,0 +1,324 @@
+"""One patient's lifecycle state: what the fold needs, bounded, and its compact JSON form.
+
+* ``reports``: the newest version of each of the patient's latest reports, in fold order
+  (collection time, then report identifier), at most :data:`WINDOW`, each a small
+  :class:`ReportRecord` (a letter per finding, the details of the present ones);
+* ``base``: the open episode of each finding at the ``horizon`` (the fold key of the last
+  report that left the window): the fold starts there, so an episode may stay open for
+  longer than the window;
+* ``versions``: the newest version of reports that left the window, at most
+  :data:`VERSIONS`, so that an old version arriving late never overwrites a newer one;
+* ``flags``: the Flags written for the patient that a report could still change (active
+  ones, and inactive ones a report of the window closed), with a digest of what was
+  written, so that an unchanged Flag is not written again and a Flag the fold no longer
+  produces is withdrawn.
+
+A report collected at or before the horizon can no longer change an episode (its
+results are still written when it is the newest version); the outcome says so.
+The state holds no patient identifier: a store keys it by a hash of the patient's.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import orjson
+
+from leukofhir.lifecycle.episodes import Episode, Point
+from leukofhir.lifecycle.facts import (
+    ABSENT,
+    NOT_EVALUATED,
+    PRESENT,
+    ReportFacts,
+    Result,
+    Seen,
+    Version,
+)
+
+__all__ = [
+    "VERSIONS",
+    "WINDOW",
+    "FlagRecord",
+    "PatientState",
+    "ReportRecord",
+    "decode_state",
+    "encode_state",
+    "record_of",
+]
+
+WINDOW = 32  # reports kept per patient
+VERSIONS = 64  # versions kept of reports that left the window
+FORMAT = 1
+
+_LETTER = {PRESENT: "P", ABSENT: "A", NOT_EVALUATED: "N"}
+_STATE = {letter: state for state, letter in _LETTER.items()}
+
+
+@cache
+def seen_as(rule: str, state: str) -> Seen:
+    """The one Seen of an absent or unevaluated finding (they carry nothing else)."""
+    return Seen(rule, state)
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRecord:
+    """A report version as the state keeps it."""
+
+    report: str  # "system|value" of its DiagnosticReport identifier
+    version: Version
+    collected: str  # UTC instant: the fold's order
+    shown: str  # the collection time as sent
+    withdrawn: bool  # cancelled, entered in error, or every result is
+    letters: str  # P / A / N per rule of PatientState.rules
+    present: tuple[Seen, ...]  # the present findings, in rule order
+    results: str  # its result resources, packed (see :func:`results_of`)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.collected, self.report
+
+
+@dataclass(frozen=True, slots=True)
+class FlagRecord:
+    """A Flag as last written: enough to know whether it changed, to withdraw it, and to
+    forget it once no report can change it any more."""
+
+    identifier: str  # the uuid value of Flag.identifier
+    status: str  # active | inactive | entered-in-error
+    digest: str  # of what was written (unchanged → not written again)
+    rule: str
+    start: Point  # the report that opened the episode
+    end: tuple[str, str] | None = None  # fold key of the report that closed it
+
+
+@dataclass(frozen=True, slots=True)
+class PatientState:
+    rules: tuple[str, ...] = ()  # the rule ids ReportRecord.letters follow
+    reports: tuple[ReportRecord, ...] = ()
+    horizon: tuple[str, str] = ("", "")
+    base: tuple[Episode, ...] = ()
+    versions: tuple[tuple[str, Version], ...] = ()
+    flags: tuple[FlagRecord, ...] = ()
+    tail: tuple[Episode, ...] = ()  # the episodes open after the last report (derived, kept)
+
+    def report(self, key: str) -> ReportRecord | None:
+        return next((r for r in self.reports if r.report == key), None)
+
+    def version_of(self, key: str) -> Version | None:
+        """The newest version applied of report ``key`` (in the window or before it)."""
+        record = self.report(key)
+        if record is not None:
+            return record.version
+        return next((v for k, v in self.versions if k == key), None)
+
+    def seen(self, record: ReportRecord, index: int) -> Seen:
+        """The ``index``-th finding of :attr:`rules` in ``record``."""
+        letter = record.letters[index]
+        rule = self.rules[index]
+        if letter != "P":
+            return seen_as(rule, _STATE[letter])
+        return next(seen for seen in record.present if seen.rule == rule)
+
+
+def record_of(facts: ReportFacts, rules: tuple[str, ...]) -> ReportRecord:
+    """``facts`` as the state keeps them, their findings in the order of ``rules``."""
+    found = {seen.rule: seen for seen in facts.findings}
+    letters = "".join(_LETTER[found[r].state] if r in found else "N" for r in rules)
+    return ReportRecord(
+        facts.report,
+        facts.version,
+        facts.collected,
+        facts.shown,
+        facts.withdrawn,
+        letters,
+        tuple(seen for seen in facts.findings if seen.state == PRESENT),
+        _pack(facts.results),
+    )
+
+
+def results_of(record: ReportRecord) -> tuple[Result, ...]:
+    """The result resources of a record (unpacked only when a newer version arrives)."""
+    return _unpack(record.results)
+
+
+def _unpack(packed: str) -> tuple[Result, ...]:
+    if not packed:
+        return ()
+    id_prefix, code_prefix, status, *items = packed.split("\n")
+    out = []
+    for item in items:
+        suffix, code, own = [*item.split("\t"), "", ""][:3]
+        out.append(Result(id_prefix + suffix, code_prefix + (code or suffix), own or status))
+    return tuple(out)
+
+
+def _pack(results: tuple[Result, ...]) -> str:
+    """Identifiers and codes share their common prefixes; a code equal to the end of its
+    identifier, and the common status, are not repeated.  Tabs and newlines cannot occur
+    in FHIR identifiers and codes (the emitter strips control characters)."""
+    if not results:
+        return ""
+    ids, codes = [r.identifier for r in results], [r.code for r in results]
+    id_prefix, code_prefix = _prefix(ids), _prefix(codes)
+    statuses = [r.status for r in results]
+    common = max(set(statuses), key=statuses.count)
+    items = []
+    for r in results:
+        suffix, code = r.identifier[len(id_prefix) :], r.code[len(code_prefix) :]
+        fields = [suffix, "" if code == suffix else code, "" if r.status == common else r.status]
+        items.append("\t".join(fields).rstrip("\t"))
+    return "\n".join([id_prefix, code_prefix, common, *items])
+
+
+def _prefix(texts: list[str]) -> str:
+    # a prefix of characters, not of path components: identifiers share "system|order/"
+    return os.path.commonprefix(texts) if len(texts) > 1 else ""  # noqa: RUF071
+
+
+# -- JSON ------------------------------------------------------------------------------------
+# Positional lists, not objects: a state is read and written once per report, and its size
+# is what a store holds per patient.
+
+
+def encode_state(state: PatientState) -> bytes:
+    return orjson.dumps(
+        [
+            FORMAT,
+            list(state.rules),
+            [
+                [
+                    r.report,
+                    _version(r.version),
+                    r.collected,
+                    r.shown,
+                    r.withdrawn,
+                    r.letters,
+                    _present(r),
+                    r.results,
+                ]
+                for r in state.reports
+            ],
+            list(state.horizon),
+            [_episode(e) for e in state.base],
+            [[k, _version(v)] for k, v in state.versions],
+            [
+                [f.identifier, f.status, f.digest, f.rule, _when(f.start), f.end]
+                for f in state.flags
+            ],
+            [_episode(e) for e in state.tail],
+        ]
+    )
+
+
+def decode_state(data: bytes) -> PatientState:
+    fmt, rules, reports, horizon, base, versions, flags, tail = orjson.loads(data)
+    if fmt != FORMAT:
+        raise ValueError(f"lifecycle state format {fmt} is not {FORMAT}")
+    return PatientState(
+        rules=tuple(rules),
+        reports=tuple(
+            ReportRecord(
+                report,
+                Version(*version),
+                collected,
+                shown,
+                withdrawn,
+                letters,
+                _read_present(rules, letters, present, results),
+                results,
+            )
+            for report, version, collected, shown, withdrawn, letters, present, results in reports
+        ),
+        horizon=(horizon[0], horizon[1]),
+        base=tuple(_read_episode(e) for e in base),
+        versions=tuple((k, Version(*v)) for k, v in versions),
+        flags=tuple(
+            FlagRecord(
+                identifier, status, digest, rule, _read_when(rule, start), end and tuple(end)
+            )
+            for identifier, status, digest, rule, start, end in flags
+        ),
+        tail=tuple(_read_episode(e) for e in tail),
+    )
+
+
+def _present(record: ReportRecord) -> list[Any]:
+    """The present findings, their evidence as positions among the record's results."""
+    if not record.present:
+        return []
+    where = {result.identifier: n for n, result in enumerate(results_of(record))}
+    return [_detail(seen, where) for seen in record.present]
+
+
+def _read_present(
+    rules: list[str], letters: str, present: list[Any], results: str
+) -> tuple[Seen, ...]:
+    if not present:
+        return ()
+    named = [rule for rule, letter in zip(rules, letters, strict=True) if letter == "P"]
+    keys = tuple(r.identifier for r in _unpack(results))
+    return tuple(_read_detail(rule, item, keys) for rule, item in zip(named, present, strict=True))
+
+
+def _version(v: Version) -> list[Any]:
+    return [v.changed, v.rank, v.control_id, v.digest]
+
+
+def _detail(s: Seen, where: dict[str, int] | None = None) -> list[Any]:
+    evidence = [where.get(key, key) for key in s.evidence] if where else list(s.evidence)
+    return [s.grade, s.priority, s.text, s.number, s.comparator, s.unit, evidence]
+
+
+def _read_detail(rule: str, item: list[Any], keys: tuple[str, ...] = ()) -> Seen:
+    grade, priority, text, number, comparator, unit, evidence = item
+    named = tuple(keys[e] if isinstance(e, int) else e for e in evidence)
+    return Seen(rule, PRESENT, grade, priority, text, number, comparator, unit, named)
+
+
+def _when(p: Point) -> list[str]:
+    """Where a Flag started: its report and time (what a withdrawn Flag shows)."""
+    return [p.report, p.collected, p.shown]
+
+
+def _read_when(rule: str, item: list[str]) -> Point:
+    return Point(item[0], item[1], item[2], seen_as(rule, PRESENT))
+
+
+def _point(p: Point) -> list[Any]:
+    seen = p.seen
+    detail = _detail(seen) if seen.state == PRESENT else _LETTER[seen.state]
+    return [p.report, p.collected, p.shown, seen.rule, detail]
+
+
+def _read_point(item: list[Any]) -> Point:
+    report, collected, shown, rule, detail = item
+    seen = seen_as(rule, _STATE[detail]) if isinstance(detail, str) else _read_detail(rule, detail)
+    return Point(report, collected, shown, seen)
+
+
+def _episode(e: Episode) -> list[Any]:
+    return [
+        e.rule,
+        e.opened_by,
+        _point(e.start),
+        _point(e.latest),
+        _point(e.nadir),
+        _point(e.end) if e.end else None,
+        [_point(p) for p in e.pending],
+    ]
+
+
+def _read_episode(item: list[Any]) -> Episode:
+    rule, opened_by, start, latest, nadir, end, pending = item
+    return Episode(
+        rule,
+        opened_by,
+        _read_point(start),
+        _read_point(latest),
+        _read_point(nadir),
+        _read_point(end) if end else None,
+        tuple(_read_point(p) for p in pending),
+    )
