@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -133,3 +137,126 @@ def test_a_conclusion_never_claims_absence_of_what_was_not_evaluated() -> None:
     )
     assert "No leukopenia" not in report["conclusion"]
     assert "Not evaluated: leukopenia" in report["conclusion"]
+
+
+# --- reliability (issue 9): every input gives outcomes, valid JSON, bounded in size --------
+
+
+def documents_of(data: bytes, context: Context = CONTEXT) -> list[bytes]:
+    """Every output document, each checked by the standard library's JSON parser."""
+    out = [dumps(doc) for o in process(data, context) for doc in o.documents()]
+    for document in out:
+        json.loads(document)
+    return out
+
+
+def fhir_observation(value: str, **extra: object) -> dict[str, object]:
+    resource: dict[str, object] = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "6690-2"}]},
+        "subject": {"reference": "Patient/p1"},
+        "effectiveDateTime": "2026-03-14T08:00:00+01:00",
+        "valueQuantity": {"value": "VALUE", "unit": "10*9/L"},
+    }
+    resource.update(extra)
+    return resource
+
+
+def fhir_bundle(*resources: dict[str, object], value: str) -> bytes:
+    entries = [
+        {"fullUrl": f"urn:uuid:3f1c2a9e-6b4d-4e7a-9c1b-0d5e8f00000{n}", "resource": r}
+        for n, r in enumerate(resources)
+    ]
+    text = json.dumps({"resourceType": "Bundle", "type": "collection", "entry": entries})
+    return text.replace('"VALUE"', value).encode()
+
+
+@pytest.mark.parametrize("value", ["1E+999999999", "1E-99999999", "1E+99999", "-1E+9999"])
+def test_an_absurd_decimal_is_refused_before_it_is_written(value: str) -> None:
+    # known only by urn:uuid, the Observation is written anew: 1E+999999999 made a 1 GB line
+    data = fhir_bundle(fhir_observation(value), value=value)
+    assert len(data) < 700
+    (outcome,) = process(data, CONTEXT)
+    assert outcome.disposition is Disposition.PROCESSED
+    (refused,) = [i for i in outcome.issues if i.severity is Severity.WARNING]
+    assert refused.location.expression == "Bundle.entry[0].resource.value"
+    assert "value not used" in refused.message
+    assert sum(len(d) for d in documents_of(data)) < 20 * len(data)
+    (written,) = [
+        e["resource"]
+        for e in outcome.reports[0].bundle["entry"]
+        if e["resource"]["resourceType"] == "Observation"
+    ]
+    assert written["valueString"] == value  # as sent, never formatted as a number
+
+
+def test_an_hl7_number_of_5000_digits_is_not_a_5000_digit_json_number() -> None:
+    digits = "3" * 5000
+    data = message_with(f"OBX|1|NM|6690-2^WBC^LN||{digits}|10*3/uL|4.0-1{digits}||||F")
+    (outcome,) = process(data, CONTEXT)
+    assert outcome.disposition is Disposition.PROCESSED
+    (refused,) = [i for i in outcome.issues if str(i.location) == "OBX[1]-5"]
+    assert refused.severity is Severity.WARNING
+    assert "5,000 significant digits" in refused.message
+    assert sum(len(d) for d in documents_of(data)) < 5 * len(data)  # stdlib json reads it
+    observation = outcome.reports[0].bundle["entry"][1]["resource"]
+    assert observation["valueString"] == digits  # the text as sent, never a number
+    assert "low" not in observation["referenceRange"][0]
+
+
+@pytest.mark.parametrize("forged", ["\x1e0123\x1e", "\x1e5.100\x1e", '\x1e1}, "x": {\x1e'])
+def test_no_input_text_is_written_as_a_number(forged: str) -> None:
+    # FHIR input strings reach the output as sent (identifier, subject reference): the JSON
+    # writer's old number marker (\x1e…\x1e) in one came out as the bare number 0123
+    observation = fhir_observation("4.1", identifier=[{"system": "urn:x", "value": forged}])
+    observation["subject"] = {"reference": forged}
+    data = fhir_bundle(observation, value="4.1")
+    # written back to the source: its references and identifiers as sent
+    (document,) = [json.loads(d) for d in documents_of(data, make_context(fhir_target="source"))]
+    resources = [entry["resource"] for entry in document["entry"]]
+    report = next(r for r in resources if r["resourceType"] == "DiagnosticReport")
+    assert report["subject"] == {"reference": forged}
+    assert report["result"][0]["identifier"] == {"system": "urn:x", "value": forged}
+    # to another server (the default): the Observation written by its identifier, a string
+    (document,) = [json.loads(d) for d in documents_of(data)]
+    written = [e["resource"] for e in document["entry"]]
+    (own,) = [r for r in written if r["resourceType"] == "Observation"]
+    assert isinstance(own["identifier"][0]["value"], str)
+
+
+def test_a_document_that_is_not_json_is_located_by_line_and_column() -> None:
+    (outcome,) = process(b'{"resourceType": "Observation",\n "x": }', CONTEXT)
+    document = outcome.operation_outcome()
+    assert document is not None
+    (issue,) = document["issue"]
+    assert issue["location"] == ["Line[2] Col[7]"]
+    assert "expression" not in issue
+    outcomes = process(b'{"resourceType": "Observation"}\n{"id": \n', CONTEXT)
+    (line,) = [o for o in outcomes if o.disposition is Disposition.REJECTED]
+    document = line.operation_outcome()
+    assert document is not None
+    assert document["issue"][0]["location"] == ["Line[2] Col[7]"]
+    assert document["issue"][0]["expression"] == ["$ndjson[2]"]
+
+
+def test_a_fault_in_reading_the_input_ends_it_with_a_rejected_outcome(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from leukofhir import pipeline
+
+    def frames(data: bytes) -> Iterator[RawMessage]:
+        yield RawMessage(NORMAL, 0, 0)
+        raise RuntimeError("a fault of ours")
+
+    monkeypatch.setattr(pipeline, "split_messages", frames)
+    first, second = process(NORMAL + NORMAL, CONTEXT)
+    assert first.disposition is Disposition.PROCESSED
+    assert second.disposition is Disposition.REJECTED
+    assert (second.index, second.issues[0].code) == (1, ErrorCode.INTERNAL_ERROR)
+
+
+def test_a_lone_surrogate_never_reaches_the_writer() -> None:
+    # found by tests/test_pipeline_fuzz.py: the quoted resourceType made orjson raise
+    (document,) = documents_of(b'{"resourceType": "\\ud800", "id": "x"}')
+    assert json.loads(document)["issue"][0]["location"] == ["Line[1] Col[19]"]

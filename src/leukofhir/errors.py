@@ -99,7 +99,9 @@ class Severity(Enum):
 
 @dataclass(frozen=True, slots=True)
 class Location:
-    """Where an issue is: an HL7 v2 position (``OBX[3]-5.2``) or a FHIRPath expression.
+    """Where an issue is: an HL7 v2 position (``OBX[3]-5.2``), a FHIRPath expression, or a
+    position in text that could not be parsed (``line``/``column``, from 1; with an
+    expression too when it names the document, as ``$ndjson[7]`` does).
 
     ``sequence`` counts segments of the same name from 1, as HL7 ERR-2 (ERL) does.
     """
@@ -109,10 +111,17 @@ class Location:
     field: int | None = None
     component: int | None = None
     expression: str = ""
+    line: int | None = None
+    column: int | None = None
+
+    @property
+    def position(self) -> str:
+        """``Line[2] Col[7]`` (the HL7 FHIR validator's form), "" without a text position."""
+        return f"Line[{self.line}] Col[{self.column}]" if self.line is not None else ""
 
     def __str__(self) -> str:
-        if self.expression:
-            return self.expression
+        if self.expression or self.line is not None:
+            return " ".join(part for part in (self.expression, self.position) if part)
         text = self.segment
         if self.sequence is not None:
             text += f"[{self.sequence}]"
@@ -157,6 +166,20 @@ class LeukofhirError(Exception):
     def __init__(self, issue: Issue) -> None:
         super().__init__(issue.text)
         self.issue = issue
+
+
+def issue_for(exc: Exception, location: Location = NOWHERE) -> Issue:
+    """The issue that rejects what ``exc`` interrupted: a :class:`LeukofhirError`'s own, else
+    code 207 / ``exception`` naming only the exception's type (never the input's content)."""
+    if isinstance(exc, LeukofhirError):
+        return exc.issue
+    return error(
+        ErrorCode.INTERNAL_ERROR,
+        f"leukofhir failed on this message ({type(exc).__name__}); the message is"
+        " kept as rejected; please report it with the input",
+        location,
+        fhir_type="exception",
+    )
 
 
 class InputError(LeukofhirError):

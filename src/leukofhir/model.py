@@ -59,6 +59,7 @@ class Value:
     text: str  # exactly as sent, e.g. "05.100" or "<0.5"
     number: Decimal | None  # exact, None when not a number
     comparator: str = ""  # "", "<", "<=", ">", ">="
+    problem: str = ""  # why a number as sent is not read as one (beyond leukofhir.limits)
 
 
 @dataclass(frozen=True, slots=True)

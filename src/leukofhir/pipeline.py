@@ -19,11 +19,11 @@ from leukofhir.emit.outcome import build_operation_outcome
 from leukofhir.errors import (
     ErrorCode,
     Issue,
-    LeukofhirError,
     Location,
     Severity,
     error,
     information,
+    issue_for,
 )
 from leukofhir.ingest.er7 import parse_message
 from leukofhir.ingest.fhir import FhirUnit, looks_like_fhir, read_fhir, read_fhir_lines
@@ -136,9 +136,9 @@ def process(
         yield from process_fhir(data, context)
         return
     empty = True
-    for raw in split_messages(data):
+    for outcome in _unbroken(process_message(raw, context) for raw in split_messages(data)):
         empty = False
-        yield process_message(raw, context)
+        yield outcome
     if empty:
         issue = error(
             ErrorCode.REQUIRED_FIELD_MISSING,
@@ -152,13 +152,29 @@ def process(
 def process_fhir(data: bytes, context: Context) -> Iterator[MessageOutcome]:
     """FHIR input: one outcome per report (a bad report is rejected, the others go on)."""
     units = read_fhir(data, context.default_timezone, terminology=context.terminology)
-    return _fhir_outcomes(units, context)
+    return _unbroken(_fhir_outcomes(units, context))
 
 
 def process_ndjson(lines: Iterable[bytes], context: Context) -> Iterator[MessageOutcome]:
-    """FHIR NDJSON read line by line (an open file): memory does not grow with the file."""
+    """FHIR NDJSON read line by line (an open file): memory does not grow with the file.
+    An ``OSError`` reading ``lines`` is the caller's and passes through."""
     units = read_fhir_lines(lines, context.default_timezone, terminology=context.terminology)
-    return _fhir_outcomes(units, context)
+    return _unbroken(_fhir_outcomes(units, context))
+
+
+def _unbroken(outcomes: Iterator[MessageOutcome]) -> Iterator[MessageOutcome]:
+    """``outcomes`` as they come; should reading the input itself fail (the readers catch a
+    fault per message, report or NDJSON line, so this is the last net), one rejected
+    outcome with code 207 ends it instead of a traceback that would lose what follows."""
+    index = offset = 0
+    try:
+        for outcome in outcomes:
+            index, offset = outcome.index + 1, outcome.offset
+            yield outcome
+    except OSError:  # reading the caller's own source (an open file): the caller's to report
+        raise
+    except Exception as exc:
+        yield MessageOutcome(index, offset, Disposition.REJECTED, issues=(issue_for(exc),))
 
 
 def _fhir_outcomes(units: Iterable[FhirUnit], context: Context) -> Iterator[MessageOutcome]:
@@ -184,16 +200,8 @@ def process_message(raw: RawMessage, context: Context) -> MessageOutcome:
 def _guarded(index: int, offset: int, work: Callable[[], MessageOutcome]) -> MessageOutcome:
     try:
         return work()
-    except LeukofhirError as exc:
-        return MessageOutcome(index, offset, Disposition.REJECTED, issues=(exc.issue,))
     except Exception as exc:  # the promise: no input ends in a traceback
-        issue = error(
-            ErrorCode.INTERNAL_ERROR,
-            f"leukofhir failed on this message ({type(exc).__name__}); the message is"
-            " kept as rejected; please report it with the input",
-            fhir_type="exception",
-        )
-        return MessageOutcome(index, offset, Disposition.REJECTED, issues=(issue,))
+        return MessageOutcome(index, offset, Disposition.REJECTED, issues=(issue_for(exc),))
 
 
 def _process(raw: RawMessage, context: Context) -> MessageOutcome:

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 
 import pytest
 
 from leukofhir.emit.datatypes import (
     NAMESPACE,
     code,
+    decimal,
     identifier,
     if_none_exist,
     system_uri,
@@ -49,3 +51,15 @@ def test_if_none_exist_escapes_the_value() -> None:
     assert if_none_exist(ident) == (
         "identifier=https://leukofhir.dev/fhir/sid/patient/HOSP%7C12%5C%7C3%26x%3Dy"
     )
+
+
+@pytest.mark.parametrize("number", ["1E+999999999", "1E-99999999", "1E+100", "NaN", "-Infinity"])
+def test_a_number_beyond_the_output_bounds_is_refused_before_it_is_formatted(number: str) -> None:
+    # the readers refuse these; reaching the writer is a fault of ours, never a gigabyte line
+    with pytest.raises(ValueError, match="beyond the output bounds"):
+        decimal(Decimal(number))
+
+
+def test_a_derived_count_within_the_bounds_is_written() -> None:
+    product = Decimal("0.000000000000000001") * Decimal("0.000000000000000001")
+    assert decimal(product.scaleb(-2)) == "0." + "0" * 37 + "1"

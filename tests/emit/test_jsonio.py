@@ -36,3 +36,19 @@ def test_input_text_cannot_forge_a_number_marker(value: str) -> None:
 
 def test_indent() -> None:
     assert dumps({"a": decimal(Decimal("1.10"))}, indent=True) == b'{\n  "a": 1.10\n}'
+
+
+MARKED = st.from_regex(r"\A\x1e-?[0-9]{1,6}(\.[0-9]{1,4})?\x1e\Z")
+
+
+@given(st.one_of(st.text(), MARKED, st.builds("{}{}".format, st.text(max_size=5), MARKED)))
+def test_no_string_is_written_as_a_number(value: str) -> None:
+    # FHIR input strings reach the writer without text() cleaning: "\x1e0123\x1e" came out
+    # as the bare number 0123 when numbers were marked with \x1e inside strings
+    written = dumps({"v": value, "w": [value, decimal(Decimal("5.100"))]})
+    assert json.loads(written) == {"v": value, "w": [value, 5.1]}
+    assert written.endswith(b",5.100]}")
+
+
+def test_the_old_number_marker_is_an_ordinary_string() -> None:
+    assert dumps({"v": "\x1e0123\x1e"}) == b'{"v":"\\u001e0123\\u001e"}'

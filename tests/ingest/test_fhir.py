@@ -4,6 +4,7 @@ grouping, validation, errors.  The builders at the top make invented resources."
 from __future__ import annotations
 
 import json
+import time
 import tracemalloc
 from collections.abc import Iterator
 from decimal import Decimal
@@ -11,11 +12,12 @@ from typing import Any
 
 import pytest
 
-from leukofhir.errors import Severity
+from leukofhir.errors import ErrorCode, Severity
 from leukofhir.ingest.fhir import FhirUnit, looks_like_fhir, read_fhir, read_fhir_lines
 from leukofhir.ingest.fhir_index import make_entry
 from leukofhir.ingest.fhir_ndjson import NdjsonGrouper
 from leukofhir.model import UCUM, LabMessage, LabReport
+from leukofhir.rules.ranges import parse_range
 
 LOINC = "http://loinc.org"
 WHEN = "2025-03-04T08:15:00+01:00"
@@ -136,13 +138,21 @@ def test_looks_like_fhir(data: bytes, expected: bool) -> None:
 @pytest.mark.parametrize(
     ("data", "where", "words"),
     [
-        (b'{"resourceType": "Observation",', "", "not JSON"),
+        (b'{"resourceType": "Observation",', "Line[1] Col[32]", "not JSON"),
+        (b'{\n  "resourceType": "Observation",\n  "id": }', "Line[3] Col[9]", "not JSON"),
         (b"[1, 2]", "$this", "JSON array"),
         (b'{"id": "x"}', "$this", "resourceType"),
         (b'{"resourceType": "Patient", "id": "p"}', "Patient", "not a lab result"),
         (b"  \n ", "", "empty"),
-        (b'{"resourceType": "Observation", "value": NaN}', "", "not JSON"),
-        (b'\xff{"resourceType": 1}', "", "not JSON"),
+        (b'{"resourceType": "Observation", "value": NaN}', "Line[1] Col[42]", "not JSON"),
+        (b'\xff{"resourceType": 1}', "Line[1] Col[1]", "not JSON"),
+        (b'{"a": "\xff"}', "Line[1] Col[8]", "not UTF-8"),
+        (b"[" * 101 + b"]" * 101, "Line[1] Col[101]", "deeper than 100"),
+        (
+            b'{"a": "[[",\n"b":' + b"[" * 200 + b"]" * 200 + b"}",
+            "Line[2] Col[104]",
+            "deeper than 100",
+        ),
     ],
 )
 def test_what_is_not_a_lab_result_is_one_located_error(data: bytes, where: str, words: str) -> None:
@@ -510,7 +520,7 @@ def test_ndjson_bad_lines_are_units_of_their_own() -> None:
     data = ndjson(cbc_observations()) + b'{"broken": \n[]\n{"resourceType":"Specimen"}\n'
     found = units(data)
     errors = [(unit.offset, str(unit.error.location)) for unit in found if unit.error]
-    assert errors == [(4, "$ndjson[4]"), (5, "$ndjson[5]")]
+    assert errors == [(4, "$ndjson[4] Line[4] Col[11]"), (5, "$ndjson[5]")]
     assert sum(1 for unit in found if unit.message) == 1
 
 
@@ -572,3 +582,172 @@ def test_loose_report_is_located_at_its_first_entry() -> None:
     lab_report = only_report(dumps(bundle("collection", entries)))
     assert str(lab_report.location) == "Bundle.entry[0].resource"
     assert [obs.reference for obs in lab_report.observations] == ["urn:uuid:a", "urn:uuid:b"]
+
+
+# --- faults: each rejects its own line, document or report only -------------------------------
+
+
+def three_patients(bad: dict[str, Any]) -> list[dict[str, Any]]:
+    """Three reports (patients p1, p2, p3); p2's WBC carries ``bad``."""
+    resources = cbc_observations("a", "Patient/p1") + cbc_observations("b", "Patient/p2")
+    resources[3].update(bad)
+    return resources + cbc_observations("c", "Patient/p3")
+
+
+BAD_CONTAINED = [
+    [{"resourceType": "Foo"}],
+    [{"resourceType": "Transport"}],  # R5 only
+    [{"resourceType": 5}],
+    [{"resourceType": "Patient", "contained": [{"resourceType": "Foo"}]}],
+]
+
+
+@pytest.mark.parametrize("contained", BAD_CONTAINED)
+def test_a_contained_resource_of_no_r4_type_rejects_its_report_only(contained: Any) -> None:
+    resources = three_patients({"contained": contained})
+    found = units(dumps(bundle("collection", [("", r) for r in resources])))
+    assert [unit.message is not None for unit in found] == [True, False, True]
+    error = found[1].error
+    assert error is not None
+    assert error.location.expression.startswith("Bundle.entry[3].resource.contained[0]")
+    assert error.location.expression.endswith(".resourceType")
+
+
+@pytest.mark.parametrize("contained", BAD_CONTAINED)
+def test_ndjson_good_bad_good_gives_every_report(contained: Any) -> None:
+    found = units(ndjson(three_patients({"contained": contained})))
+    assert [unit.message is not None for unit in found] == [True, False, True]
+    error = found[1].error
+    assert error is not None
+    assert error.location.expression.startswith("$ndjson[4].contained[0]")
+
+
+def fail_for_patient(patient: str) -> Any:
+    from leukofhir.ingest import fhir
+
+    real = fhir.build_message
+
+    def build(group: Any, source: Any, path: str) -> Any:
+        if any(m.resource["subject"]["reference"] == patient for m in group.members):
+            raise RuntimeError("a fault of ours")
+        return real(group, source, path)
+
+    return build
+
+
+@pytest.mark.parametrize("form", ["bundle", "ndjson"])
+def test_a_fault_while_building_one_report_rejects_that_report_only(
+    monkeypatch: pytest.MonkeyPatch, form: str
+) -> None:
+    monkeypatch.setattr("leukofhir.ingest.fhir.build_message", fail_for_patient("Patient/p2"))
+    resources = three_patients({})
+    data = (
+        dumps(bundle("collection", [("", r) for r in resources]))
+        if form == "bundle"
+        else ndjson(resources)
+    )
+    found = units(data)
+    assert [unit.message is not None for unit in found] == [True, False, True]
+    error = found[1].error
+    assert error is not None
+    assert error.code is ErrorCode.INTERNAL_ERROR
+    assert error.issue_type == "exception"
+    assert "RuntimeError" in error.message
+    where = "Bundle.entry[3].resource" if form == "bundle" else "$ndjson[4]"
+    assert error.location.expression == where
+
+
+def test_a_fault_while_reading_one_ndjson_line_rejects_that_line_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from leukofhir.ingest import fhir
+
+    real = fhir.make_entry
+
+    def make(resource: dict[str, Any], path: str, position: int, full_url: str = "") -> Any:
+        if path == "$ndjson[4]":
+            raise TypeError("a fault of ours")
+        return real(resource, path, position, full_url)
+
+    monkeypatch.setattr(fhir, "make_entry", make)
+    found = units(ndjson(three_patients({})))
+    errors = [unit.error for unit in found if unit.error is not None]
+    assert [e.location.expression for e in errors] == ["$ndjson[4]"]
+    assert errors[0].code is ErrorCode.INTERNAL_ERROR
+    assert sum(1 for unit in found if unit.message) == 3  # p1, p2 without its WBC, p3
+
+
+def test_a_fault_before_a_document_is_grouped_rejects_the_document(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(*_: Any) -> Any:
+        raise KeyError("a fault of ours")
+
+    monkeypatch.setattr("leukofhir.ingest.fhir.bundle_entries", broken)
+    (unit,) = units(dumps(bundle("collection", [("", r) for r in cbc_observations()])))
+    assert unit.error is not None
+    assert unit.error.code is ErrorCode.INTERNAL_ERROR
+    assert unit.error.location.expression == "Bundle"
+
+
+# --- numbers beyond the bounds ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "text", "words"),
+    [
+        ({"valueString": "<1E+999999999"}, "<1E+999999999", "about 1E+999999999"),
+        ({"valueString": "1" * 30}, "1" * 30, "30 significant digits"),
+        ({"valueString": "1E+9999999999999999999"}, "1E+9999999999999999999", "19 digits"),
+    ],
+)
+def test_a_number_beyond_the_bounds_is_read_as_text(
+    extra: dict[str, Any], text: str, words: str
+) -> None:
+    resource = observation("o1", value=None, **extra)
+    (obs,) = only_report(dumps(resource)).observations
+    assert obs.value is not None
+    assert (obs.value.text, obs.value.number) == (text, None)
+    assert words in obs.value.problem
+
+
+def test_a_quantity_value_beyond_the_bounds_keeps_no_number() -> None:
+    data = dumps(observation("o1", value="VALUE")).replace(b'"VALUE"', b"1E-99999999")
+    (obs,) = only_report(data).observations
+    assert obs.value is not None
+    assert (obs.value.text, obs.value.number) == ("1E-99999999", None)
+
+
+@pytest.mark.parametrize("high", [b"1E+400", b"9" * 4000])
+def test_a_reference_range_beyond_the_bounds_is_not_read_as_a_range(high: bytes) -> None:
+    ranges = [{"low": {"value": 4.3}, "high": {"value": "HIGH"}}]
+    data = dumps(observation("o1", referenceRange=ranges)).replace(b'"HIGH"', high)
+    (obs,) = only_report(data).observations
+    assert obs.reference_range == f"4.3-{high.decode()}"  # kept as text, as sent
+    assert parse_range(obs.reference_range) is None  # never a number in the output
+
+
+@pytest.mark.parametrize(
+    "text", ["1" * 20_000 + " x", "<" + "1" * 20_000 + "e", "." + "1" * 20_000]
+)
+def test_a_long_value_string_is_read_in_linear_time(text: str) -> None:
+    # the pattern \d+\.?\d* tried every split of a digit run: 8,000 digits took 4 s
+    data = dumps(observation("o1", value=None, valueString=text))
+    start = time.perf_counter()
+    (obs,) = only_report(data).observations
+    assert time.perf_counter() - start < 0.5
+    assert obs.value is not None
+    assert obs.value.text == text
+
+
+@pytest.mark.parametrize("form", ["bundle", "ndjson"])
+def test_a_result_reference_longer_than_the_bound_is_not_followed(form: str) -> None:
+    long = "https://x/" + "p" * 50_000 + "/Observation/w"
+    resources = [diagnostic_report("r1", ["Observation/n", long]), *cbc_observations()]
+    data = dumps(bundle("collection", [("", r) for r in resources]))
+    found = units(data if form == "bundle" else ndjson(resources))
+    report = next(u.message for u in found if u.message and u.message.reports[0].reference)
+    (missing,) = [i for i in report.issues if i.location.expression.endswith("result[1]")]
+    assert missing.severity is Severity.WARNING
+    assert f"a reference of {len(long):,} characters" in missing.message
+    assert len(missing.message) < 300

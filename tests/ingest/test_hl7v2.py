@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 
 import pytest
@@ -108,6 +109,39 @@ def test_values(obx: str, text: str, number: Decimal | None, comparator: str) ->
     value = read(PID, "OBR|1|PL1|FI1|58410-2^CBC^LN", obx).reports[0].observations[0].value
     assert value is not None
     assert (value.text, value.number, value.comparator) == (text, number, comparator)
+
+
+@pytest.mark.parametrize(
+    ("obx", "number", "words"),
+    [
+        ("OBX|1|NM|6690-2^WBC^LN||" + "3" * 5000 + "|10*3/uL", None, "5,000 significant"),
+        ("OBX|1|NM|6690-2^WBC^LN||<" + "9" * 19 + "|10*3/uL", None, "19 significant"),
+        ("OBX|1|SN|6690-2^WBC^LN||>^0." + "0" * 18 + "1|10*3/uL", None, "finer"),
+        ("OBX|1|NM|6690-2^WBC^LN||" + "0" * 30 + "4.2|10*3/uL", Decimal("4.2"), ""),
+        ("OBX|1|NM|6690-2^WBC^LN||999999999999999999|10*3/uL", Decimal("1E18") - 1, ""),
+    ],
+)
+def test_a_number_beyond_the_bounds_is_kept_as_text(
+    obx: str, number: Decimal | None, words: str
+) -> None:
+    value = read(PID, "OBR|1|PL1|FI1|58410-2^CBC^LN", obx).reports[0].observations[0].value
+    assert value is not None
+    assert value.number == number
+    assert words in value.problem
+    assert value.text == obx.split("|")[5].replace("^", "")
+
+
+@pytest.mark.parametrize(
+    "text", ["1" * 20_000 + "!", "1" * 20_000 + ".1.", "<" + "1" * 20_000 + "x"]
+)
+def test_a_long_value_is_read_in_linear_time(text: str) -> None:
+    # the number pattern \d+\.?\d* tried every split of a digit run: 8,000 digits took 1.4 s
+    start = time.perf_counter()
+    value = read(PID, "OBR|1|PL1|FI1|58410-2^CBC^LN", f"OBX|1|NM|6690-2^WBC^LN||{text}")
+    assert time.perf_counter() - start < 0.5
+    observation = value.reports[0].observations[0]
+    assert observation.value is not None
+    assert observation.value.number is None
 
 
 def test_codes_units_flags_and_alternate_loinc() -> None:

@@ -119,3 +119,12 @@ def test_classify(number: str, comparator: str, text: str, code: str) -> None:
     normal = parse_range(text)
     assert normal is not None
     assert classify(D(number), comparator, normal) == code
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["4.0-1" + "1" * 5000, "1" * 19 + "-2" + "0" * 18, "<0.0000000000000000001", ">=" + "9" * 40],
+)
+def test_a_range_with_a_number_beyond_the_bounds_is_not_parsed(text: str) -> None:
+    # its bound would be written as a number: 5,000 digits that Python's json refuses
+    assert parse_range(text) is None

@@ -175,3 +175,14 @@ def test_derived_values_follow_the_sent_ones() -> None:
     cbc = cbc_of(wbc("3.0"), percent(LYMPH_PCT, "30"), percent(NEUT_PCT, "60"))
     assert [v.derived for v in cbc.values] == [False, False, False, True, True]
     assert [v.analyte for v in cbc.values[3:]] == [Analyte.NEUTROPHILS, Analyte.LYMPHOCYTES]
+
+
+def test_a_product_of_precise_inputs_is_not_rounded_across_a_band_edge() -> None:
+    # 18 significant digits each (the input bound): the exact product has 36 digits and
+    # lies below the neutropenia edge of 1.5; Decimal's default 28-digit context rounds
+    # it to 1.5, which would decide "no neutropenia".
+    cbc = cbc_of(wbc("2.99999999999999997"), percent(NEUT_PCT, "50.0000000000000005"))
+    derived = anc(cbc)
+    assert derived is not None
+    assert derived.number == Decimal("1.49999999999999999999999999999999985")
+    assert derived.number < Decimal("1.5")

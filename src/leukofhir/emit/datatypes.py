@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from leukofhir import __version__
+from leukofhir.limits import MAX_PLACES
 from leukofhir.model import Coding, Identifier
 
 Json = dict[str, Any]
@@ -37,10 +38,16 @@ _BLANKS = re.compile(r"\s+")
 _PLAIN_CODE = re.compile(r"[!-~]+(?: [!-~]+)*\Z")  # printable ASCII, single inner spaces
 _URL_SAFE = re.compile(r"[A-Za-z0-9._~:@/-]*\Z")  # legal as is in a query (RFC 3986 §3.4)
 _OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
+# magnitudes a written number may have: 1E+18 at most for a value as sent, about 1E+36 to
+# 1E-40 for a derived count (a product of two bounded numbers)
+_MAX_PLACES = 4 * MAX_PLACES
 
 
 class RawDecimal(str):
-    """A FHIR decimal written into JSON as a number, digit for digit (see :mod:`.jsonio`)."""
+    """A FHIR decimal written into JSON as a number, digit for digit (see :mod:`.jsonio`).
+
+    Only :func:`decimal` makes one, from a finite Decimal's fixed-point text; input text is
+    never a RawDecimal, so no input can be written as a number."""
 
     __slots__ = ()
 
@@ -52,7 +59,14 @@ def decimal(number: Decimal) -> int | float | RawDecimal:
     Where an ``int`` or a ``float`` prints back digit for digit (``41``, ``9.51``) it is
     used as is; only the rest (``5.100``, ``0.80``) takes the slower RawDecimal path.
     A property test checks that the JSON text always equals the decimal's own text.
+
+    Every number reaching here is within :mod:`leukofhir.limits` (the readers refuse the
+    others); a number that is not finite, or whose fixed-point text would be longer than
+    :data:`_MAX_PLACES`, raises ``ValueError`` before it is formatted (a fault of ours,
+    which the pipeline rejects with code 207, rather than a gigabyte of zeros).
     """
+    if not number.is_finite() or not -_MAX_PLACES < number.adjusted() < _MAX_PLACES:
+        raise ValueError("a number beyond the output bounds reached the JSON writer")
     digits = format(number, "f")
     if "." not in digits:
         if len(digits) < 16 and not digits.startswith("-0"):

@@ -1,30 +1,32 @@
 """JSON out with orjson, numbers digit for digit.
 
 orjson has no way to write a number from its text, so a :class:`RawDecimal` goes
-through as a marked string (``"\\u001e5.100\\u001e"``) and one regular
-expression turns every marked string into the bare number.  No input text can
-forge a marker: :func:`leukofhir.emit.datatypes.text` strips control characters.
+through ``default`` as an :class:`orjson.Fragment`: its text is written as it is,
+a bare JSON number.  The marker is the type, which only
+:func:`leukofhir.emit.datatypes.decimal` makes (from a Decimal's fixed-point text):
+every string that came from the input is a plain ``str`` and is written as a JSON
+string, whatever characters it holds.  (An earlier writer marked numbers with
+``\\u001e`` inside strings and replaced the marks afterwards: an input string holding
+the marks came out as a number.)
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import orjson
 
 from leukofhir.emit.datatypes import RawDecimal
 
-_MARKED = re.compile(rb'"\\u001e(-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)\\u001e"')
+_OPTIONS = orjson.OPT_PASSTHROUGH_SUBCLASS
 
 
-def _default(value: object) -> str:
+def _default(value: object) -> orjson.Fragment:
     if isinstance(value, RawDecimal):
-        return f"\x1e{value}\x1e"
+        return orjson.Fragment(str(value))
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
 def dumps(document: Any, *, indent: bool = False) -> bytes:
-    option = orjson.OPT_PASSTHROUGH_SUBCLASS | (orjson.OPT_INDENT_2 if indent else 0)
-    out = orjson.dumps(document, default=_default, option=option)
-    return _MARKED.sub(rb"\1", out) if b"\\u001e" in out else out
+    option = _OPTIONS | (orjson.OPT_INDENT_2 if indent else 0)
+    return orjson.dumps(document, default=_default, option=option)

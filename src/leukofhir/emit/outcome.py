@@ -30,8 +30,10 @@ def build_operation_outcome(issues: Iterable[Issue], *, seed: str, context: str 
         location = issue.location
         if location.expression:
             entry["expression"] = [location.expression]
-        elif str(location):
-            entry["location"] = [str(location)]
+        if location.line is not None:  # text that did not parse: where, as the validator says it
+            entry["location"] = [location.position]
+        elif not location.expression and (where := str(location)):
+            entry["location"] = [where]
         out.append(entry)
     return {
         "resourceType": "OperationOutcome",

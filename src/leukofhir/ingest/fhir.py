@@ -15,7 +15,10 @@ Each report is its own unit, so a resource that fails validation (:mod:`.fhir_va
 rejects its report only and every other report of the input is still read.  A unit's
 ``message.digest`` is the sha256 of its resources' canonical JSON (:mod:`.fhir_json`),
 so it does not depend on where they stood.  Reading never raises: what cannot be read
-is a unit whose ``error`` says where (FHIRPath) and why.
+is a unit whose ``error`` says where (FHIRPath, or line and column of text that is not
+JSON) and why.  An unexpected fault while reading one NDJSON line, one document or one
+report is caught there (:func:`leukofhir.errors.issue_for`: code 207, ``exception``):
+it rejects that line, document or report, and reading goes on with the next.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from leukofhir.errors import ErrorCode, Issue, Location, error
+from leukofhir.errors import ErrorCode, Issue, Location, error, issue_for
 from leukofhir.ingest.fhir_group import bundle_entries, group_entries
 from leukofhir.ingest.fhir_index import Entry, ResourceIndex, as_str, make_entry
 from leukofhir.ingest.fhir_json import JsonError, load_json, strip_bom
@@ -90,7 +93,11 @@ def read_fhir_lines(
         line = raw.strip(_BLANK)
         if not line:
             continue
-        for unit in _ndjson_line(line, number, grouper, source, count):
+        try:
+            units = list(_ndjson_line(line, number, grouper, source, count))
+        except Exception as exc:  # a fault on this line rejects this line only
+            units = [FhirUnit(count, number, None, issue_for(exc, _at(f"$ndjson[{number}]")))]
+        for unit in units:
             count += 1
             yield unit
         for group in grouper.expire(number):
@@ -110,7 +117,8 @@ def _ndjson_line(
     try:
         resource = load_json(strip_bom(line))
     except JsonError as exc:
-        yield _failure(count, number, f"line {number} is not JSON: {exc}", root)
+        where = Location(expression=root, line=number, column=exc.column)
+        yield _failure(count, number, f"line {number} is not JSON: {exc.reason}", where)
         return
     kind = _resource_type(resource)
     if kind is None:
@@ -126,8 +134,14 @@ def _ndjson_line(
             count += 1
 
 
-def _unit(group: Group, source: Source, index: int, offset: int) -> FhirUnit:
-    message, failure = build_message(group, source, "")
+def _unit(group: Group, source: Source, index: int, offset: int, path: str = "") -> FhirUnit:
+    """One report's unit; a fault while building it rejects this report only."""
+    try:
+        message, failure = build_message(group, source, path)
+    except Exception as exc:  # located as the report is: its header, else its first member
+        members = sorted(group.members, key=lambda member: member.position)
+        where = group.header or (members[0] if members else None)
+        return FhirUnit(index, offset, None, issue_for(exc, _at(where.path if where else path)))
     return FhirUnit(index, offset, message, failure)
 
 
@@ -137,9 +151,15 @@ def _document(
     try:
         resource = load_json(data)
     except JsonError as exc:
-        yield _failure(first, line, f"the input is not JSON: {exc}", root)
+        at = Location(line=exc.line, column=exc.column)
+        yield _failure(first, line, f"the input is not JSON: {exc}", at)
         return
-    yield from _document_from(resource, zone, terminology, root, first, line)
+    try:
+        units = list(_document_from(resource, zone, terminology, root, first, line))
+    except Exception as exc:  # a fault before its reports are told apart rejects the document
+        document = root or _resource_type(resource) or "$this"
+        units = [FhirUnit(first, line, None, issue_for(exc, _at(document)))]
+    yield from units
 
 
 def _document_from(
@@ -187,8 +207,7 @@ def _document_from(
     groups = group_entries(entries, index) or [Group(None, [])]
     groups[0].issues[:0] = issues
     for number, group in enumerate(groups):
-        message, failure = build_message(group, source, root)
-        yield FhirUnit(first + number, line, message, failure)
+        yield _unit(group, source, first + number, line, root)
 
 
 def _patient(index: ResourceIndex, subject: dict[str, Any], entry: Entry) -> dict[str, Any] | None:
@@ -202,14 +221,18 @@ def _resource_type(value: Any) -> str | None:
     return None
 
 
+def _at(path: str) -> Location:
+    return Location(expression=path)
+
+
 def _failure(
-    index: int, offset: int, text: str, where: str, *, unsupported: bool = False
+    index: int, offset: int, text: str, where: str | Location, *, unsupported: bool = False
 ) -> FhirUnit:
     code = ErrorCode.UNSUPPORTED_MESSAGE_TYPE if unsupported else ErrorCode.DATA_TYPE
     issue = error(
         code,
         text,
-        Location(expression=where),
+        where if isinstance(where, Location) else _at(where),
         fhir_type="not-supported" if unsupported else "structure",
     )
     return FhirUnit(index, offset, None, issue)

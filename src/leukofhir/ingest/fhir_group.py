@@ -33,6 +33,7 @@ from leukofhir.ingest.fhir_index import (
     as_list,
     as_str,
     make_entry,
+    shown,
 )
 from leukofhir.ingest.fhir_unit import Group
 
@@ -166,7 +167,7 @@ def _collect(
         if target is None:
             group.issues.append(
                 _warn(
-                    f"{reference or 'the reference'} is not in the input; that result is not read",
+                    f"{shown(reference)} is not in the input; that result is not read",
                     where,
                     "not-found",
                 )

@@ -30,7 +30,7 @@ from typing import Any
 
 from leukofhir.errors import ErrorCode, Issue, Location, warning
 from leukofhir.ingest.fhir_group import is_panel, loose_key
-from leukofhir.ingest.fhir_index import Entry, as_dict, as_list, as_str, type_id
+from leukofhir.ingest.fhir_index import Entry, as_dict, as_list, as_str, shown, type_id
 from leukofhir.ingest.fhir_unit import Group
 
 __all__ = ["MAX_GROUP", "MAX_PATIENTS", "WINDOW", "NdjsonGrouper"]
@@ -158,11 +158,11 @@ class NdjsonGrouper:
                 if (inner := (holder.container or holder).contained.get(reference[1:])) is not None:
                     self._attach(waiting, inner)
                 else:
-                    waiting.group.issues.append(_missing(reference, where))
+                    waiting.group.issues.append(_missing(shown(reference), where))
                 continue
             key = type_id(reference)
             if not key.startswith("Observation/"):
-                waiting.group.issues.append(_missing(reference or "the reference", where))
+                waiting.group.issues.append(_missing(shown(reference), where))
             elif (run := self._held.pop(key, None)) is not None:
                 member = next(m for m in run.members if m.key == key)
                 run.members.remove(member)

@@ -93,7 +93,7 @@ def _validate(
     if not used:
         return None
     for entry in ([group.header] if group.header else []) + used:
-        failure, warnings = validate_resource(entry.resource, entry.path)
+        failure, warnings = validate_resource(entry.resource, entry.path, entry.full_url)
         issues.extend(warnings)
         if failure is not None:
             return failure

@@ -61,11 +61,12 @@ def advance(
     the episode open after it)."""
     state = point.seen.state
     if state == PRESENT:
+        kept = _lite(point)
         if open_episode is None:
-            return None, Episode(point.seen.rule, point.report, point, point, point)
+            return None, Episode(point.seen.rule, point.report, kept, point, kept)
         nadir = open_episode.nadir
         if point.seen.worse_than(nadir.seen, low_is_worse=low_is_worse):
-            nadir = point
+            nadir = kept
         return None, replace(open_episode, latest=point, nadir=nadir, pending=())
     if state != ABSENT or open_episode is None:
         return None, open_episode
@@ -75,3 +76,20 @@ def advance(
     ):
         return replace(open_episode, end=pending[0], pending=()), None
     return None, replace(open_episode, pending=pending)
+
+
+def _lite(point: Point) -> Point:
+    """A point kept for its time and value only (an episode's start and nadir): the latest
+    report's text, priority and evidence are what a Flag shows, no other's."""
+    seen = point.seen
+    if not (seen.text or seen.priority or seen.evidence):
+        return point
+    lite = Seen(
+        seen.rule,
+        seen.state,
+        seen.grade,
+        number=seen.number,
+        comparator=seen.comparator,
+        unit=seen.unit,
+    )
+    return Point(point.report, point.collected, point.shown, lite)

@@ -30,6 +30,7 @@ from leukofhir.emit.datatypes import uuid_value
 from leukofhir.lifecycle.episodes import Episode, Point, advance
 from leukofhir.lifecycle.facts import (
     NOT_EVALUATED,
+    PRESENT,
     WITHDRAWN_STATUSES,
     ReportFacts,
     Result,
@@ -232,12 +233,13 @@ def _flags(
         status = ACTIVE if episode.active else INACTIVE
         digest = _digest(status, episode)
         end = episode.end
+        start = episode.start
         records[identifier] = FlagRecord(
             identifier,
             status,
             digest,
             episode.rule,
-            episode.start,
+            Point(start.report, start.collected, start.shown, seen_as(episode.rule, PRESENT)),
             (end.collected, end.report) if end else None,
         )
         old = before.get(identifier)

@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 WINDOW = 32  # reports kept per patient
-VERSIONS = 256  # versions kept of reports that left the window
+VERSIONS = 64  # versions kept of reports that left the window
 FORMAT = 1
 
 _LETTER = {PRESENT: "P", ABSENT: "A", NOT_EVALUATED: "N"}
@@ -141,9 +141,13 @@ def record_of(facts: ReportFacts, rules: tuple[str, ...]) -> ReportRecord:
 
 def results_of(record: ReportRecord) -> tuple[Result, ...]:
     """The result resources of a record (unpacked only when a newer version arrives)."""
-    if not record.results:
+    return _unpack(record.results)
+
+
+def _unpack(packed: str) -> tuple[Result, ...]:
+    if not packed:
         return ()
-    id_prefix, code_prefix, status, *items = record.results.split("\n")
+    id_prefix, code_prefix, status, *items = packed.split("\n")
     out = []
     for item in items:
         suffix, code, own = [*item.split("\t"), "", ""][:3]
@@ -192,7 +196,7 @@ def encode_state(state: PatientState) -> bytes:
                     r.shown,
                     r.withdrawn,
                     r.letters,
-                    [_detail(s) for s in r.present],
+                    _present(r),
                     r.results,
                 ]
                 for r in state.reports
@@ -201,7 +205,7 @@ def encode_state(state: PatientState) -> bytes:
             [_episode(e) for e in state.base],
             [[k, _version(v)] for k, v in state.versions],
             [
-                [f.identifier, f.status, f.digest, f.rule, _point(f.start), f.end]
+                [f.identifier, f.status, f.digest, f.rule, _when(f.start), f.end]
                 for f in state.flags
             ],
             [_episode(e) for e in state.tail],
@@ -223,7 +227,7 @@ def decode_state(data: bytes) -> PatientState:
                 shown,
                 withdrawn,
                 letters,
-                _read_present(rules, letters, present),
+                _read_present(rules, letters, present, results),
                 results,
             )
             for report, version, collected, shown, withdrawn, letters, present, results in reports
@@ -232,29 +236,55 @@ def decode_state(data: bytes) -> PatientState:
         base=tuple(_read_episode(e) for e in base),
         versions=tuple((k, Version(*v)) for k, v in versions),
         flags=tuple(
-            FlagRecord(identifier, status, digest, rule, _read_point(start), end and tuple(end))
+            FlagRecord(
+                identifier, status, digest, rule, _read_when(rule, start), end and tuple(end)
+            )
             for identifier, status, digest, rule, start, end in flags
         ),
         tail=tuple(_read_episode(e) for e in tail),
     )
 
 
-def _read_present(rules: list[str], letters: str, present: list[Any]) -> tuple[Seen, ...]:
+def _present(record: ReportRecord) -> list[Any]:
+    """The present findings, their evidence as positions among the record's results."""
+    if not record.present:
+        return []
+    where = {result.identifier: n for n, result in enumerate(results_of(record))}
+    return [_detail(seen, where) for seen in record.present]
+
+
+def _read_present(
+    rules: list[str], letters: str, present: list[Any], results: str
+) -> tuple[Seen, ...]:
+    if not present:
+        return ()
     named = [rule for rule, letter in zip(rules, letters, strict=True) if letter == "P"]
-    return tuple(_read_detail(rule, item) for rule, item in zip(named, present, strict=True))
+    keys = tuple(r.identifier for r in _unpack(results))
+    return tuple(_read_detail(rule, item, keys) for rule, item in zip(named, present, strict=True))
 
 
 def _version(v: Version) -> list[Any]:
     return [v.changed, v.rank, v.control_id, v.digest]
 
 
-def _detail(s: Seen) -> list[Any]:
-    return [s.grade, s.priority, s.text, s.number, s.comparator, s.unit, list(s.evidence)]
+def _detail(s: Seen, where: dict[str, int] | None = None) -> list[Any]:
+    evidence = [where.get(key, key) for key in s.evidence] if where else list(s.evidence)
+    return [s.grade, s.priority, s.text, s.number, s.comparator, s.unit, evidence]
 
 
-def _read_detail(rule: str, item: list[Any]) -> Seen:
+def _read_detail(rule: str, item: list[Any], keys: tuple[str, ...] = ()) -> Seen:
     grade, priority, text, number, comparator, unit, evidence = item
-    return Seen(rule, PRESENT, grade, priority, text, number, comparator, unit, tuple(evidence))
+    named = tuple(keys[e] if isinstance(e, int) else e for e in evidence)
+    return Seen(rule, PRESENT, grade, priority, text, number, comparator, unit, named)
+
+
+def _when(p: Point) -> list[str]:
+    """Where a Flag started: its report and time (what a withdrawn Flag shows)."""
+    return [p.report, p.collected, p.shown]
+
+
+def _read_when(rule: str, item: list[str]) -> Point:
+    return Point(item[0], item[1], item[2], seen_as(rule, PRESENT))
 
 
 def _point(p: Point) -> list[Any]:

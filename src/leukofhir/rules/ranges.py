@@ -3,7 +3,8 @@
 Parsed: ``4.3-10.8``, ``4.3 - 10.8``, ``4300 to 10800``, ``70_105``, ``4.3–10.8`` (both
 ends in the normal range), ``<30`` / ``<=30`` (normal below), ``>50`` / ``>=50``
 (normal above).  Anything else (text, units, several ranges, thousands separators)
-is not parsed, and the interpretation falls back to the next source.  The range is in
+is not parsed, and the interpretation falls back to the next source; so is a range with
+a number beyond the input bounds (:mod:`leukofhir.limits`).  The range is in
 the unit the value was sent in, so it is compared with the value as sent, never with
 the normalised one.
 """
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
 
+from leukofhir.limits import number_problem
 from leukofhir.rules.compare import above, at_least, at_most, below
 
 __all__ = ["Range", "classify", "parse_range"]
@@ -40,9 +42,13 @@ def parse_range(text: str) -> Range | None:
     """The range ``text`` states, or None when it is not a plain numeric range."""
     if match := _BETWEEN.fullmatch(text):
         low, high = Decimal(match[1]), Decimal(match[2])
+        if number_problem(low) or number_problem(high):
+            return None
         return Range(low, high) if low <= high else None
     if match := _ONE_SIDED.fullmatch(text):
         symbol, number = _SYMBOL.get(match[1], match[1]), Decimal(match[2])
+        if number_problem(number):
+            return None
         if symbol.startswith("<"):
             return Range(high=number, high_inclusive=symbol == "<=")
         return Range(low=number, low_inclusive=symbol == ">=")

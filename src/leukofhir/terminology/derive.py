@@ -11,9 +11,11 @@ both parts are needed.
 
 The arithmetic is exact in Decimal and nothing is rounded: the result carries the
 digits of its inputs (WBC 3.0 × 50 % → 1.500; 2.55 × 58.7 % → 1.49685), so a band edge
-is decided on the exact product.  The derived value has no observation, the LOINC
-code of the analyte's automated count, and ``derived_from`` the values it came from
-(the emitted Observation's ``derivedFrom``).
+is decided on the exact product.  It runs in :data:`leukofhir.limits.EXACT`, whose
+precision holds any product and sum of numbers within the input bounds (the default
+context's 28 digits would round an 18-digit WBC times an 18-digit percent).  The
+derived value has no observation, the LOINC code of the analyte's automated count, and
+``derived_from`` the values it came from (the emitted Observation's ``derivedFrom``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from decimal import Decimal
 
+from leukofhir.limits import EXACT
 from leukofhir.model import Analyte, CbcValue, Measure
 from leukofhir.terminology.tables import Terminology, field_key
 
@@ -55,7 +58,7 @@ def _from_percent(
     percent = _exact(percent)
     if wbc is None or wbc.number is None or percent is None or percent.number is None:
         return None
-    number = (wbc.number * percent.number).scaleb(-2)
+    number = EXACT.multiply(wbc.number, percent.number).scaleb(-2, EXACT)
     comparator = wbc.comparator if percent.number > 0 else ""
     return CbcValue(
         percent.analyte,
@@ -103,7 +106,7 @@ def _anc_from_parts(
         if count is None or count.number is None or count.comparator:
             return None  # a sum of bounds is kept out: only exact parts add up
         parts.append(count)
-        total += count.number
+        total = EXACT.add(total, count.number)
     if not parts:
         return None
     sources: list[CbcValue] = []

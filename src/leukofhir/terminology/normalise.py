@@ -1,9 +1,10 @@
 """One result line → one normalised :class:`~leukofhir.model.CbcValue` (or why it is unusable).
 
 Checks, in order, each refusing the value with a warning located at the field at
-fault: the result status (OBX-11), a value (OBX-5) that is a finite number with a
-known comparator, a unit (OBX-6) known for the field's measure, and the physical
-range (not negative; a leukocyte count at most ``max``; a percent at most 100).
+fault: the result status (OBX-11), a value (OBX-5) that is a finite number within the
+input bounds (:mod:`leukofhir.limits`) with a known comparator, a unit (OBX-6) known
+for the field's measure, and the physical range (not negative; a leukocyte count at
+most ``max``; a percent at most 100).
 
 Normalisation multiplies by the unit's factor exactly in Decimal (a factor of 1
 keeps the number as sent, e.g. ``5.100``); only an inexact factor (hemoglobin in
@@ -74,6 +75,8 @@ def normalise(
             obs, field, "no value sent", ErrorCode.REQUIRED_FIELD_MISSING, 5, "required"
         )
     number = sent.number
+    if sent.problem:  # a number beyond leukofhir.limits: never formatted, never compared
+        return _problem(obs, field, sent.problem, ErrorCode.DATA_TYPE, 5, "value")
     if number is None or not number.is_finite():
         return _problem(obs, field, f"value {sent.text!r} is not a number", ErrorCode.DATA_TYPE, 5)
     if sent.comparator not in COMPARATORS:
