@@ -23,6 +23,9 @@ from structlog.typing import FilteringBoundLogger
 
 from leukofhir import __version__
 from leukofhir.context import FHIR_TARGETS, Context, Settings
+from leukofhir.delivery.command import add_deliver_parser
+from leukofhir.delivery.now import DeliveryNow
+from leukofhir.delivery.options import add_delivery_arguments, delivery_options
 from leukofhir.emit.jsonio import dumps
 from leukofhir.errors import ConfigError, UsageError
 from leukofhir.ingest.dtm import DtmError, zone
@@ -137,10 +140,12 @@ def _parser() -> argparse.ArgumentParser:
         help="check each message against its HL7 version's structure (hl7apy);"
         " findings are reported as warnings",
     )
+    add_delivery_arguments(replay)
     replay.set_defaults(run=replay_command)
     _add_batch_parser(commands)
     add_serve_parser(commands)
     add_journal_parser(commands)
+    add_deliver_parser(commands)
     return parser
 
 
@@ -203,6 +208,13 @@ def _add_batch_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
         "--validate-structure",
     ):
         batch.add_argument(flag, **_REPLAY_OPTIONS[flag])
+    add_delivery_arguments(batch)
+    batch.add_argument(
+        "--fhir-queue-only",
+        action="store_true",
+        help="with --fhir-base: queue every Bundle in the ledger's outbox, send nothing now"
+        " (leukofhir deliver OUT sends them later)",
+    )
     batch.set_defaults(run=batch_command)
 
 
@@ -265,7 +277,11 @@ def batch_command(args: argparse.Namespace) -> int:
         watch=args.watch,
         interval=args.interval,
         progress=None if args.progress == "auto" else args.progress == "bar",
+        delivery=delivery_options(args, os.environ),
+        queue_only=args.fhir_queue_only,
     )
+    if args.fhir_queue_only and options.delivery is None:
+        raise UsageError("--fhir-queue-only needs --fhir-base")
     from leukofhir.batch.summary import render_summary
 
     try:
@@ -333,6 +349,7 @@ def check_paths(paths: Sequence[Path]) -> None:
 def replay_command(args: argparse.Namespace) -> int:
     check_paths(args.paths)
     context = build_context(args)
+    delivery = _delivery_now(args)
     fmt = args.format or ("summary" if sys.stdout.isatty() and not args.out else "ndjson")
     log = get_logger("leukofhir.replay")
     counts: Counter[str] = Counter()
@@ -365,6 +382,8 @@ def replay_command(args: argparse.Namespace) -> int:
                 outcome = _settled(outcome, store, context)
                 counts[outcome.disposition.value] += 1
                 _log_outcome(log, path, outcome)
+                if delivery is not None:
+                    _deliver(delivery, path, outcome)
                 if args.out:
                     _write_files(args.out, path, outcome, indent=fmt == "json")
                 elif summary is not None:
@@ -375,12 +394,31 @@ def replay_command(args: argparse.Namespace) -> int:
                     _write_ndjson(outcome)
     finally:
         store.close()
+        if delivery is not None:
+            delivery.close()
     if fmt == "json" and not args.out:
         sys.stdout.buffer.write(dumps(collected, indent=True) + b"\n")
     if summary is not None:
         summary.totals(counts)
     log.info("replay finished", **{k.replace(" ", "_"): v for k, v in counts.items()})
-    return 1 if counts["rejected"] or counts["unreadable files"] else 0
+    if delivery is not None and delivery.stopped:
+        print(f"leukofhir: FHIR delivery stopped: {delivery.stopped}", file=sys.stderr)
+        return 3
+    undelivered = delivery is not None and set(delivery.counts) - {"delivered"}
+    return 1 if counts["rejected"] or counts["unreadable files"] or undelivered else 0
+
+
+def _delivery_now(args: argparse.Namespace) -> DeliveryNow | None:
+    options = delivery_options(args, os.environ)
+    return None if options is None else DeliveryNow(options)
+
+
+def _deliver(delivery: DeliveryNow, source: Path, outcome: MessageOutcome) -> None:
+    """Each Bundle of the message to the server before the next message is read."""
+    stem = f"{source.name}.m{outcome.index + 1:04d}"
+    for suffix, document in outcome.named_documents():
+        if document.get("resourceType") == "Bundle":
+            delivery.send(stem + suffix.removesuffix(".bundle.json"), dumps(document))
 
 
 def _state_store(path: Path | None) -> StateStore:

@@ -1,6 +1,6 @@
 """Delivery of transaction Bundles to a FHIR server: a durable outbox, retries with
-backoff, dead letters, per-patient order, server limits.  A library for now: ``batch``,
-``serve`` and ``replay`` are not wired to it yet.
+backoff, dead letters, per-patient order, server limits; used by ``replay``, ``batch`` and
+``serve`` with ``--fhir-base``, and by ``leukofhir deliver``.
 
 Modules, one subject each: :mod:`.policy` (what an answer means, backoff), :mod:`.hints`
 (``Retry-After``, ``RateLimit``), :mod:`.answer` (reading a transaction-response),
@@ -8,7 +8,9 @@ Modules, one subject each: :mod:`.policy` (what an answer means, backoff), :mod:
 dependency order), :mod:`.send` (one attempt at one document), :mod:`.outbox` (SQLite
 queue, order, dead letters), :mod:`.deadletter` (``OUT/dead`` files), :mod:`.deliverer`
 (the asyncio loop), :mod:`.stats` (counts and latency for metrics), :mod:`.keys` (ordering
-key of a Bundle).
+keys).  The wiring: :mod:`.options` (the ``--fhir-*`` options), :mod:`.background` (a
+deliverer in a thread, or until idle), :mod:`.now` (``replay``), :mod:`.lock` (one
+deliverer per OUT), :mod:`.command` (``leukofhir deliver``).
 """
 
 from leukofhir.delivery.answer import Answer
