@@ -48,9 +48,9 @@ def _run(source: Path, out: Path, *extra: str, **env: str) -> subprocess.Complet
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     source = tmp_path_factory.mktemp("dask") / "in"
-    make_inputs(source / "single", 300, per_file=1, seed=21)
-    make_inputs(source / "multi", 300, per_file=30, seed=22)
-    make_inputs(source / "daily", 240, per_file=3, seed=23, patients=12)  # the lifecycle
+    make_inputs(source / "single", 200, per_file=1, seed=21)
+    make_inputs(source / "multi", 240, per_file=30, seed=22)
+    make_inputs(source / "daily", 150, per_file=3, seed=23, patients=10)  # the lifecycle
     (source / "bad").mkdir()
     (source / "bad" / "binary.dat").write_bytes(bytes(range(256)) * 8)
     age(source / "bad" / "binary.dat")
@@ -76,7 +76,7 @@ def _same(out: Path, reference: Path) -> None:
     summary = json.loads((out / "summary.json").read_bytes())
     expected = json.loads((reference / "summary.json").read_bytes())
     assert summary["messages"] == expected["messages"]
-    assert summary["messages"] == {"total": 841, "processed": 840, "skipped": 0, "rejected": 1}
+    assert summary["messages"] == {"total": 591, "processed": 590, "skipped": 0, "rejected": 1}
 
 
 @needs_dask
@@ -85,9 +85,6 @@ def test_a_local_cluster_writes_the_pools_out(inputs: Path, pooled: Path) -> Non
     result = _run(inputs, out, "--workers", "2", "--dask", "local")
     assert result.returncode == 1, result.stderr.decode()[-2000:]
     _same(out, pooled)
-    again = _run(inputs, out, "--workers", "2", "--dask", "local")  # nothing left to do
-    assert again.returncode == 1
-    assert json.loads((out / "summary.json").read_bytes())["this_run"]["messages"] == {}
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """The batch's tasks on a Dask distributed cluster (``--dask tcp://HOST:8786`` or ``local``).
 
-Dask schedules; leukofhir does not.  Each task is a list of files (hundreds of messages:
-up to ``files_per_task`` files or ``task_bytes`` bytes) submitted with
+Dask schedules; leukofhir does not.  Each task is a list of files (a hundred messages or
+more: up to ``files_per_task`` files or ``task_bytes`` bytes) submitted with
 :meth:`distributed.Client.submit`; a Dask worker runs
 :func:`leukofhir.batch.work.run_chunk` on it, which reads the files, processes them, writes
 the outputs that need no lifecycle state to OUT and returns the same

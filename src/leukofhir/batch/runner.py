@@ -95,7 +95,8 @@ class BatchOptions:
     delivery: DeliveryOptions | None = None  # --fhir-base: deliver every Bundle
     queue_only: bool = False  # --fhir-queue-only: queue them; leukofhir deliver sends them
     dask: str | None = None  # --dask: a scheduler's address, or "local" (a LocalCluster)
-    dask_files_per_task: int = 256  # Dask: bigger tasks (hundreds of messages) than the pool's
+    dask_files_per_task: int = 128  # Dask: bigger tasks (a hundred messages or more) than
+    dask_task_bytes: int = 512 << 10  # the pool's, as a task costs a scheduler round trip
 
 
 @dataclass(frozen=True, slots=True)
@@ -597,7 +598,7 @@ def _executor(options: BatchOptions, config: WorkerConfig) -> Executor:
                 config,
                 workers=options.workers,
                 files_per_task=options.dask_files_per_task,
-                task_bytes=options.task_bytes,
+                task_bytes=options.dask_task_bytes,
             )
         except ExecutorError as exc:
             raise BatchError(str(exc)) from None
