@@ -8,6 +8,7 @@ import importlib.util
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from tests.batch.helpers import (
     ledger_rows,
     make_inputs,
     snapshot,
+    wait_for,
 )
 
 HAVE_DASK = importlib.util.find_spec("distributed") is not None
@@ -80,8 +82,32 @@ def _same(out: Path, reference: Path) -> None:
 
 
 @needs_dask
-def test_a_local_cluster_writes_the_pools_out(inputs: Path, pooled: Path) -> None:
+def test_a_local_cluster_stopped_by_ctrl_c_then_resumed_writes_the_pools_out(
+    inputs: Path, pooled: Path
+) -> None:
+    """Ctrl-C in a terminal signals the whole process group, the cluster's workers too:
+    they ignore it (they used to die, and the batch waited for ever), the parent finishes
+    the tasks in hand and stops; a re-run does the rest."""
     out = inputs.parent / "local"
+    process = subprocess.Popen(
+        batch_argv(inputs, out, "--now", NOW, "--workers", "2", "--dask", "local"),
+        env=batch_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        # the ledger is opened once the cluster is up, then the first tasks go out
+        wait_for(lambda: (out / "ledger.sqlite").exists() or process.poll() is not None, 60)
+        os.killpg(process.pid, signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode in (0, 1), stderr.decode()[-2000:]
+    stopped = json.loads((out / "summary.json").read_bytes())
+    assert stopped["this_run"]["stopped"] == "stopped by a signal"
+    # (with tasks of 128 files this input is 4 tasks: often all of them are in hand)
     result = _run(inputs, out, "--workers", "2", "--dask", "local")
     assert result.returncode == 1, result.stderr.decode()[-2000:]
     _same(out, pooled)

@@ -17,13 +17,18 @@ writing stays as a temporary file: :meth:`DaskExecutor.close` removes them.
 
 With a remote scheduler the workers must see IN and OUT under the same absolute paths as
 the parent (a shared file system), and have leukofhir installed.  ``local`` starts a
-``LocalCluster`` on 127.0.0.1: ``--workers`` processes of one thread each, no dashboard.
+``LocalCluster`` on 127.0.0.1: ``--workers`` processes of one thread each, no dashboard;
+they ignore SIGINT (:func:`dask_setup`), as the pool's workers do, so that Ctrl-C in a
+terminal, which reaches the whole process group, stops the batch cleanly: the parent
+finishes the tasks in hand, records them and ends.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 from collections.abc import Sequence
 from concurrent.futures import CancelledError
 from dataclasses import replace
@@ -36,7 +41,7 @@ from leukofhir.batch.executor import ExecutorError, Pending
 from leukofhir.batch.store import sweep_temporaries
 from leukofhir.batch.work import FileResult, FileTask, WorkerConfig, run_chunk
 
-__all__ = ["DaskExecutor"]
+__all__ = ["DaskExecutor", "dask_setup"]
 
 LOCAL = "local"
 
@@ -65,6 +70,7 @@ class DaskExecutor:
                     host="127.0.0.1",
                     dashboard_address=None,
                     silence_logs=logging.ERROR,
+                    preload=[__name__],  # dask_setup below, in every worker
                 )
                 self.client = Client(self.cluster)
             else:  # waits up to distributed.comm.timeouts.connect (DASK_ environment)
@@ -100,3 +106,10 @@ class _Pending:
         except CancelledError:  # the scheduler, or the connection to it, was lost
             raise RuntimeError("the Dask task was cancelled (scheduler lost?)") from None
         return results
+
+
+def dask_setup(worker: object) -> None:
+    """Dask's preload hook, run as each worker of the local cluster starts (a restarted one
+    too): Ctrl-C is the parent's to handle."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -2,8 +2,9 @@
 
 One process owns OUT: it holds ``OUT/.batch.lock``, scans IN, asks the ledger what is left,
 hands files to the workers, records their rows and commits.  Workers (``--workers N``
-processes, forked; with ``--workers 1`` the parent does the work itself) read, process and
-write outputs; they return rows only.  At most ``2 × workers`` tasks are in flight, each
+processes, forked; with ``--workers 1`` the parent does the work itself; with ``--dask``
+the workers of a Dask cluster: :mod:`leukofhir.batch.executor`) read, process and write
+outputs; they return rows only.  At most ``2 × workers`` tasks are in flight, each
 of at most ``files_per_task`` files or ``task_bytes`` bytes, so memory does not grow with
 the number of files.
 
