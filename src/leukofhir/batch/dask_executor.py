@@ -59,7 +59,6 @@ class DaskExecutor:
         self.config = replace(config, out=os.path.abspath(config.out))
         self.files_per_task = files_per_task
         self.task_bytes = task_bytes
-        self.address = address
         self.cluster: LocalCluster | None = None
         try:
             if address == LOCAL:
