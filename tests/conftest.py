@@ -48,3 +48,26 @@ def unix_socket() -> Iterator[Path]:
     finally:
         server.close()
         path.unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[object]:
+    """One throw-away PostgreSQL cluster for the session (tests/pgcluster.py); skipped with
+    the reason when PostgreSQL or psycopg is not here."""
+    from tests import pgcluster
+
+    reason = pgcluster.unavailable()
+    if reason:
+        pytest.skip(reason)
+    with pgcluster.cluster() as running:
+        yield running
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster: object, request: pytest.FixtureRequest) -> str:
+    """The URL of a new empty database in the session's cluster."""
+    from tests.pgcluster import Cluster
+
+    assert isinstance(postgres_cluster, Cluster)
+    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:50]
+    return postgres_cluster.create(f"{name}_{os.getpid()}_{id(request) % 100000}")
