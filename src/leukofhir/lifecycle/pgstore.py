@@ -75,16 +75,19 @@ class PostgresStore:
             self._db.close()
             raise
         self._cache = DecodedCache(cached)
-        self._held: set[bytes] | None = None  # the patients locked by the open transaction
+        # the patients the open transaction holds: the bytes stored for each (None: none)
+        self._held: dict[bytes, bytes | None] | None = None
 
     def load(self, patient: str) -> PatientState:
         key = patient_key(patient)
-        row = self._db.execute(
-            "SELECT state FROM lifecycle_state WHERE patient = %s", (key,)
-        ).fetchone()
-        if row is None:
-            return PatientState()
-        return self._cache.state(key, bytes(row[0]))
+        if self._held is not None and key in self._held:
+            stored = self._held[key]  # read under the lock, or saved since
+        else:
+            row = self._db.execute(
+                "SELECT state FROM lifecycle_state WHERE patient = %s", (key,)
+            ).fetchone()
+            stored = None if row is None else bytes(row[0])
+        return PatientState() if stored is None else self._cache.state(key, stored)
 
     def save(self, states: Mapping[str, PatientState]) -> None:
         if self._held is None:
@@ -95,27 +98,36 @@ class PostgresStore:
 
     @contextmanager
     def transaction(self, patients: Collection[str]) -> Iterator[None]:
+        """Two round trips: BEGIN, the locks and the read of the patients' states go
+        together (pipeline mode; the read is a statement of its own, after the locks, so it
+        sees what the previous holder committed); the save and COMMIT go together."""
         if self._held is not None:
             raise RuntimeError("a PostgresStore transaction is already open")
         keys = sorted({patient_key(patient) for patient in patients})
-        with self._db.transaction():
+        with self._db.pipeline(), self._db.transaction():
             for key in keys:  # one statement each, in key order: no deadlock between two
                 self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_lock(key),))
-            self._held = set(keys)
+            rows = self._db.execute(
+                "SELECT patient, state FROM lifecycle_state WHERE patient = ANY(%s)", (keys,)
+            ).fetchall()
+            self._held = dict.fromkeys(keys)
+            self._held.update((bytes(row[0]), bytes(row[1])) for row in rows)
             try:
                 yield
             finally:
                 self._held = None
 
     def _write(self, states: Mapping[str, PatientState]) -> None:
+        assert self._held is not None
         rows = []
         for patient, state in states.items():
             key = patient_key(patient)
-            if self._held is not None and key not in self._held:
+            if key not in self._held:
                 raise RuntimeError("save of a patient the transaction does not hold")
             rows.append((key, self._cache.stored(key, state)))
         with self._db.cursor() as cursor:
             cursor.executemany(_UPSERT, rows)
+        self._held.update(rows)
 
     def size(self) -> tuple[int, int]:
         """(patients, bytes of their stored states)."""
