@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 from collections.abc import Iterator
@@ -50,6 +51,9 @@ def unix_socket() -> Iterator[Path]:
         path.unlink(missing_ok=True)
 
 
+_DATABASES = itertools.count()
+
+
 @pytest.fixture(scope="session")
 def postgres_cluster() -> Iterator[object]:
     """One throw-away PostgreSQL cluster for the session (tests/pgcluster.py); skipped with
@@ -69,5 +73,5 @@ def postgres_url(postgres_cluster: object, request: pytest.FixtureRequest) -> st
     from tests.pgcluster import Cluster
 
     assert isinstance(postgres_cluster, Cluster)
-    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:50]
-    return postgres_cluster.create(f"{name}_{os.getpid()}_{id(request) % 100000}")
+    name = "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:40]
+    return postgres_cluster.create(f"t{next(_DATABASES)}_{name}")

@@ -39,9 +39,8 @@ def bindir() -> Path | None:
                 ["pg_config", "--bindir"], capture_output=True, text=True, check=True
             ).stdout.strip()
         )
-    candidates += sorted(
-        glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name), reverse=True
-    )
+    versions = [p for p in glob.glob("/usr/lib/postgresql/*/bin") if Path(p).parent.name.isdigit()]
+    candidates += sorted(versions, key=lambda p: int(Path(p).parent.name), reverse=True)
     found = shutil.which("initdb")
     candidates.append(str(Path(os.path.realpath(found)).parent) if found else "")
     for folder in filter(None, candidates):

@@ -16,7 +16,7 @@ from leukofhir.lifecycle.settle import patients_of, settle_message
 from leukofhir.lifecycle.store import patient_key
 from leukofhir.pipeline import process
 from leukofhir.transport import Delivery, Transport
-from tests.postgres.test_shared_state import CONTEXT, canonical, patient_ids, sequential, stream
+from tests.lifecycle.streams import CONTEXT, canonical, patient_ids, sequential, stream
 
 
 class Broker:

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from leukofhir.cli import main
 from leukofhir.lifecycle.state import PatientState
 from leukofhir.lifecycle.store import MemoryStore, StateStore, StateTable, open_store
+from tests.lifecycle.streams import canonical, patient_ids, sequential, stream, write
 from tests.lifecycle.test_fold import facts, run
 
 Opener = Callable[[], StateStore]
@@ -157,3 +159,18 @@ def test_a_transaction_holds_its_patients_until_it_commits(opener: Opener) -> No
     assert seen == [some_state(2)]  # read after ``first`` committed: its report is not lost
     assert first.load("a") == some_state(3)
     first.close()
+
+
+def test_replay_keeps_states_across_runs(
+    where: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``replay --state FILE|URL``: a second run goes on from the first one's states."""
+    messages = stream()[:12]  # days 0 and 1, preliminary and final, of each patient
+    paths = write(tmp_path / "in", messages)
+    state = ["--now", "2026-01-01T00:00:00Z", "--state", where]
+    assert main(["replay", *state, *map(str, paths[:5])]) == 0
+    assert main(["replay", *state, *map(str, paths[5:])]) == 0
+    capsys.readouterr()
+    store = open_store(where)
+    assert {p: canonical(store.load(p)) for p in patient_ids(messages)} == sequential(messages)
+    store.close()

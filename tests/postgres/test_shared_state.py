@@ -1,7 +1,7 @@
 """Lifecycle states shared in PostgreSQL by several processes: two processes settling
 interleaved reports of the same patients end with the states of one sequential fold (the
 lifecycle's refold invariant: no report lost to a concurrent writer); a process killed
-mid-transaction leaves the previous state and holds no lock; ``replay --state URL``.
+mid-transaction leaves the previous state and holds no lock.
 
 Against a throw-away cluster (tests/pgcluster.py); skipped with the reason when PostgreSQL
 or psycopg is not here."""
@@ -12,58 +12,20 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from leukofhir.cli import main
-from leukofhir.lifecycle.pgstore import SCHEMA_VERSION, PostgresStore, migrate
 from leukofhir.lifecycle.settle import patients_of, settle_message
 from leukofhir.lifecycle.state import PatientState
-from leukofhir.lifecycle.store import MemoryStore
 from leukofhir.pipeline import process
-from tests.conftest import ROOT, make_context
-from tests.lifecycle.sequences import Version, hl7
+from tests.conftest import ROOT
+from tests.lifecycle.streams import CONTEXT, WBC, canonical, patient_ids, sequential, stream, write
 
-pytest.importorskip("psycopg", reason="psycopg is not installed (leukofhir[postgres])")
+psycopg = pytest.importorskip("psycopg", reason="psycopg is not installed (leukofhir[postgres])")
 
-CONTEXT = make_context()
-PATIENTS = ("P1", "P2", "P3")
-WBC = ("6.2", "3.1", "2.4", "1.6", "4.6", "5.0", "6.1", "2.2", "5.5", "5.9", "6.3", "3.0")
-ANC = ("3.0", "1.1", "0.7", "0.3", "1.6", "2.0", "2.9", "0.6", "2.5", "2.8", "3.1", "1.2")
-
-
-def stream() -> list[bytes]:
-    """Each patient's daily reports, a preliminary then a final, the patients interleaved
-    (the order one lab would send them in)."""
-    return [
-        hl7(patient, Version(day, status, WBC[day], ANC[day], sent_hours=2 + 3 * step))
-        for day in range(len(WBC))
-        for step, status in enumerate(("P", "F"))
-        for patient in PATIENTS
-    ]
-
-
-def sequential(messages: list[bytes]) -> dict[str, PatientState]:
-    """Each patient's state after one process settled ``messages`` in order."""
-    store = MemoryStore()
-    for data in messages:
-        for outcome in process(data, CONTEXT):
-            store.save(settle_message(outcome, store.load, CONTEXT.rule_set)[1])
-    return {patient: canonical(store.load(patient)) for patient in patient_ids(messages)}
-
-
-def canonical(state: PatientState) -> PatientState:
-    """``state`` with its Flag records in identifier order: the order they were first
-    written in depends on the order the reports arrived in, their content does not."""
-    return replace(state, flags=tuple(sorted(state.flags, key=lambda flag: flag.identifier)))
-
-
-def patient_ids(messages: list[bytes]) -> list[str]:
-    outcomes = (outcome for data in messages for outcome in process(data, CONTEXT))
-    return list(dict.fromkeys(p for outcome in outcomes for p in patients_of(outcome)))
+from leukofhir.lifecycle.pgstore import SCHEMA_VERSION, PostgresStore, migrate  # noqa: E402
 
 
 def workers(url: str, *shares: list[Path], crash: bool = False) -> list[subprocess.Popen[str]]:
@@ -87,14 +49,6 @@ def workers(url: str, *shares: list[Path], crash: bool = False) -> list[subproce
         worker.stdin.write("go\n")
         worker.stdin.close()
     return started
-
-
-def write(folder: Path, messages: list[bytes]) -> list[Path]:
-    folder.mkdir(exist_ok=True)
-    paths = [folder / f"m{index:03d}.hl7" for index in range(len(messages))]
-    for path, data in zip(paths, messages, strict=True):
-        path.write_bytes(data)
-    return paths
 
 
 def test_two_processes_settling_the_same_patients_lose_no_report(
@@ -176,17 +130,12 @@ def test_an_unreachable_database_is_a_connection_error() -> None:
         PostgresStore(f"postgresql://nobody@127.0.0.1:{free_port()}/none?connect_timeout=2")
 
 
-def test_replay_keeps_states_in_postgres_across_runs(
-    postgres_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_replay_with_an_unreachable_database_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    messages = stream()[:6]  # day 0, preliminary and final, of each patient
-    paths = write(tmp_path / "in", messages)
-    now = ["--now", "2026-01-01T00:00:00Z", "--state", postgres_url]
-    assert main(["replay", *now, *map(str, paths[:3])]) == 0
-    assert main(["replay", *now, *map(str, paths[3:])]) == 0
-    capsys.readouterr()
-    store = PostgresStore(postgres_url)
-    assert {p: canonical(store.load(p)) for p in patient_ids(messages)} == sequential(messages)
-    store.close()
-    assert main(["replay", *now, "--state", "postgresql://x@127.0.0.1:1/none", str(paths[0])]) == 2
-    assert "--state: 127.0.0.1:1/none: PostgreSQL" in capsys.readouterr().err
+    [path] = write(tmp_path / "in", stream()[:1])
+    url = "postgresql://x:secret@127.0.0.1:1/none"
+    assert main(["replay", "--state", url, str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "--state: 127.0.0.1:1/none: PostgreSQL" in err
+    assert "secret" not in err
