@@ -30,8 +30,8 @@ from leukofhir.emit.jsonio import dumps
 from leukofhir.errors import ConfigError, UsageError
 from leukofhir.ingest.dtm import DtmError, zone
 from leukofhir.inputfile import PassedOver, input_files, kind, open_input, read_input
-from leukofhir.lifecycle.settle import settle_message
-from leukofhir.lifecycle.store import MemoryStore, SqliteStore, StateStore
+from leukofhir.lifecycle.settle import patients_of, settle_message
+from leukofhir.lifecycle.store import POSTGRES_SCHEMES, MemoryStore, StateStore, open_store
 from leukofhir.logs import configure, get_logger
 from leukofhir.pipeline import Disposition, MessageOutcome, process, process_ndjson
 from leukofhir.serve.command import add_journal_parser, add_serve_parser
@@ -124,10 +124,11 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--fhir-target", **_REPLAY_OPTIONS["--fhir-target"])
     replay.add_argument(
         "--state",
-        type=Path,
-        metavar="FILE",
-        help="keep the patients' lifecycle state (standing Flags, report versions) in this"
-        " SQLite file across runs; default: in memory, across the files of this run",
+        metavar="FILE|URL",
+        help="keep the patients' lifecycle state (standing Flags, report versions) across"
+        " runs in this SQLite file, or in PostgreSQL (postgresql://USER@HOST/DB: shared by"
+        " processes and hosts, a lock per patient; needs leukofhir[postgres]); default: in"
+        " memory, across the files of this run",
     )
     replay.add_argument(
         "--validate",
@@ -433,20 +434,30 @@ def _deliver(delivery: DeliveryNow, source: Path, outcome: MessageOutcome) -> No
             delivery.send(stem + suffix.removesuffix(".bundle.json"), dumps(document))
 
 
-def _state_store(path: Path | None) -> StateStore:
-    if path is None:
+def _state_store(where: str | None) -> StateStore:
+    if where is None:
         return MemoryStore()
+    secret = where.startswith(POSTGRES_SCHEMES) and "@" in where  # user:password@
+    shown = where.partition("@")[2] if secret else where
     try:
-        return SqliteStore(path)
-    except sqlite3.Error as exc:
-        raise UsageError(f"--state: {path}: {exc}") from exc
+        return open_store(where)
+    except ImportError as exc:
+        missing = f"--state: {exc.name} is missing: pip install 'leukofhir[postgres]'"
+        raise UsageError(missing) from exc
+    except (sqlite3.Error, OSError) as exc:  # PostgresStore: ConnectionError
+        raise UsageError(f"--state: {shown}: {exc}") from exc
 
 
 def _settled(outcome: MessageOutcome, store: StateStore, context: Context) -> MessageOutcome:
-    """The outcome with its Bundles settled against the patients' history (``store``)."""
-    outcome, states = settle_message(outcome, store.load, context.rule_set)
-    if states:
-        store.save(states)
+    """The outcome with its Bundles settled against the patients' history (``store``), in
+    one transaction that holds the message's patients."""
+    patients = patients_of(outcome)
+    if not patients:  # nothing to read or write
+        return settle_message(outcome, store.load, context.rule_set)[0]
+    with store.transaction(patients):
+        outcome, states = settle_message(outcome, store.load, context.rule_set)
+        if states:
+            store.save(states)
     return outcome
 
 
