@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import sqlite3
 import stat
 import sys
 from collections import Counter
@@ -18,8 +17,6 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
-
-from structlog.typing import FilteringBoundLogger
 
 from leukofhir import __version__
 from leukofhir.context import FHIR_TARGETS, Context, Settings
@@ -29,7 +26,7 @@ from leukofhir.ingest.dtm import DtmError, zone
 from leukofhir.inputfile import PassedOver, input_files, kind, open_input, read_input
 from leukofhir.lifecycle.settle import settle_message
 from leukofhir.lifecycle.store import MemoryStore, SqliteStore, StateStore
-from leukofhir.logs import configure, get_logger
+from leukofhir.logs import Logger, configure, get_logger
 from leukofhir.pipeline import Disposition, MessageOutcome, process, process_ndjson
 from leukofhir.serve.command import add_journal_parser, add_serve_parser
 
@@ -386,6 +383,8 @@ def replay_command(args: argparse.Namespace) -> int:
 def _state_store(path: Path | None) -> StateStore:
     if path is None:
         return MemoryStore()
+    import sqlite3
+
     try:
         return SqliteStore(path)
     except sqlite3.Error as exc:
@@ -427,7 +426,7 @@ def _write_files(folder: Path, source: Path, outcome: MessageOutcome, *, indent:
         (folder / f"{base}{suffix}").write_bytes(dumps(document, indent=indent))
 
 
-def _log_outcome(log: FilteringBoundLogger, path: Path, outcome: MessageOutcome) -> None:
+def _log_outcome(log: Logger, path: Path, outcome: MessageOutcome) -> None:
     message = outcome.message
     fields = {
         "file": str(path),
