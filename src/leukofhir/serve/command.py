@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 import sys
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -13,8 +12,6 @@ from pathlib import Path
 
 from leukofhir.context import Settings
 from leukofhir.errors import LeukofhirError, UsageError
-from leukofhir.serve.config import load_config
-from leukofhir.serve.journal import JOURNAL_NAME, Journal
 
 __all__ = ["add_journal_parser", "add_serve_parser"]
 
@@ -70,6 +67,8 @@ def serve_command(args: argparse.Namespace) -> int:
     import os
     import shutil
 
+    from leukofhir.serve.config import load_config  # the service stack: for serve only
+
     names = [str(spec.get("dest", flag[2:].replace("-", "_"))) for flag, spec in _OPTIONS]
     values = {name: getattr(args, name) for name in names}
     try:
@@ -123,6 +122,10 @@ def add_journal_parser(commands: argparse._SubParsersAction[argparse.ArgumentPar
 
 
 def journal_command(args: argparse.Namespace) -> int:
+    import sqlite3
+
+    from leukofhir.serve.journal import JOURNAL_NAME, Journal
+
     path = args.out / JOURNAL_NAME
     if not path.is_file():
         raise UsageError(f"no journal at {path} (OUT is the --out folder of leukofhir serve)")
