@@ -52,6 +52,16 @@ def test_the_cli_module_loads_no_heavy_module() -> None:
     assert heavy(modules_after("import leukofhir.cli")) == []
 
 
+def test_version_loads_neither_the_pipeline_nor_the_logs() -> None:
+    code = "import contextlib\nfrom leukofhir.cli import main\n"
+    code += "with contextlib.suppress(SystemExit):\n    main(['--version'])"
+    loaded = modules_after(code)
+    assert "leukofhir.cli" in loaded
+    core = ("leukofhir.pipeline", "leukofhir.model", "leukofhir.rules", "leukofhir.logs")
+    assert sorted(m for m in loaded if m.startswith(core)) == []
+    assert heavy(loaded) == []
+
+
 def test_a_replay_of_hl7_v2_loads_no_heavy_module(tmp_path: Path) -> None:
     sample = SAMPLES / "01-normal-cbc-5-part-diff.hl7"
     code = (

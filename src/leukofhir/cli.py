@@ -16,19 +16,19 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from leukofhir import __version__
 from leukofhir.context import FHIR_TARGETS, Context, Settings
-from leukofhir.emit.jsonio import dumps
 from leukofhir.errors import ConfigError, UsageError
-from leukofhir.ingest.dtm import DtmError, zone
-from leukofhir.inputfile import PassedOver, input_files, kind, open_input, read_input
-from leukofhir.lifecycle.settle import settle_message
-from leukofhir.lifecycle.store import MemoryStore, SqliteStore, StateStore
-from leukofhir.logs import Logger, configure, get_logger
-from leukofhir.pipeline import Disposition, MessageOutcome, process, process_ndjson
 from leukofhir.serve.command import add_journal_parser, add_serve_parser
+
+# The pipeline, the lifecycle and the logs load in the command that runs (``--version``
+# and ``--help`` need none of them): start-up is most of a short run (tests/test_imports.py)
+if TYPE_CHECKING:
+    from leukofhir.lifecycle.store import StateStore
+    from leukofhir.logs import Logger
+    from leukofhir.pipeline import MessageOutcome
 
 FORMATS = ("ndjson", "json", "summary")
 STREAMED_SUFFIXES = (".ndjson", ".jsonl")
@@ -38,6 +38,8 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    from leukofhir.logs import configure
+
     configure(json=None if args.log_format == "auto" else args.log_format == "json")
     try:
         return int(args.run(args))
@@ -264,6 +266,7 @@ def batch_command(args: argparse.Namespace) -> int:
         progress=None if args.progress == "auto" else args.progress == "bar",
     )
     from leukofhir.batch.summary import render_summary
+    from leukofhir.logs import get_logger
 
     try:
         result = run_batch(options, get_logger("leukofhir.batch"))
@@ -277,6 +280,8 @@ def batch_command(args: argparse.Namespace) -> int:
 
 
 def build_context(args: argparse.Namespace) -> Context:
+    from leukofhir.ingest.dtm import DtmError, zone
+
     try:
         zone(args.timezone)
     except DtmError as exc:
@@ -311,6 +316,8 @@ def check_paths(paths: Sequence[Path]) -> None:
     or is a FIFO, socket or device is a usage error, found before anything is read (a FIFO
     would be waited on for ever).  A path that cannot be looked at (permission) is left to
     the read, which reports it as unreadable."""
+    from leukofhir.inputfile import kind
+
     problems = []
     for path in paths:
         try:
@@ -328,6 +335,10 @@ def check_paths(paths: Sequence[Path]) -> None:
 
 
 def replay_command(args: argparse.Namespace) -> int:
+    from leukofhir.emit.jsonio import dumps
+    from leukofhir.inputfile import PassedOver, input_files
+    from leukofhir.logs import get_logger
+
     check_paths(args.paths)
     context = build_context(args)
     fmt = args.format or ("summary" if sys.stdout.isatty() and not args.out else "ndjson")
@@ -381,6 +392,8 @@ def replay_command(args: argparse.Namespace) -> int:
 
 
 def _state_store(path: Path | None) -> StateStore:
+    from leukofhir.lifecycle.store import MemoryStore, SqliteStore
+
     if path is None:
         return MemoryStore()
     import sqlite3
@@ -393,6 +406,8 @@ def _state_store(path: Path | None) -> StateStore:
 
 def _settled(outcome: MessageOutcome, store: StateStore, context: Context) -> MessageOutcome:
     """The outcome with its Bundles settled against the patients' history (``store``)."""
+    from leukofhir.lifecycle.settle import settle_message
+
     outcome, states = settle_message(outcome, store.load, context.rule_set)
     if states:
         store.save(states)
@@ -402,17 +417,24 @@ def _settled(outcome: MessageOutcome, store: StateStore, context: Context) -> Me
 def _outcomes(path: Path, context: Context, input_format: str) -> Iterator[MessageOutcome]:
     """A file's outcomes; NDJSON files are streamed line by line (bounded memory), others
     read whole.  Raises OSError here, not later, when the file cannot be opened."""
+    from leukofhir.inputfile import open_input, read_input
+    from leukofhir.pipeline import process
+
     if input_format != "hl7v2" and path.suffix.lower() in STREAMED_SUFFIXES:
         return _streamed(open_input(path)[0], context)
     return process(read_input(path)[0], context, input_format=input_format)
 
 
 def _streamed(handle: BinaryIO, context: Context) -> Iterator[MessageOutcome]:
+    from leukofhir.pipeline import process_ndjson
+
     with handle:
         yield from process_ndjson(handle, context)
 
 
 def _write_ndjson(outcome: MessageOutcome) -> None:
+    from leukofhir.emit.jsonio import dumps
+
     out = sys.stdout.buffer
     for document in outcome.documents():
         out.write(dumps(document) + b"\n")
@@ -420,6 +442,8 @@ def _write_ndjson(outcome: MessageOutcome) -> None:
 
 
 def _write_files(folder: Path, source: Path, outcome: MessageOutcome, *, indent: bool) -> None:
+    from leukofhir.emit.jsonio import dumps
+
     stem = _UNSAFE.sub("_", source.name).strip("._") or "input"
     base = f"{stem}.m{outcome.index + 1:04d}"
     for suffix, document in outcome.named_documents():
@@ -427,6 +451,8 @@ def _write_files(folder: Path, source: Path, outcome: MessageOutcome, *, indent:
 
 
 def _log_outcome(log: Logger, path: Path, outcome: MessageOutcome) -> None:
+    from leukofhir.pipeline import Disposition
+
     message = outcome.message
     fields = {
         "file": str(path),
