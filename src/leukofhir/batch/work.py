@@ -49,8 +49,8 @@ from leukofhir.batch.store import Store
 from leukofhir.context import Context, Settings
 from leukofhir.emit.jsonio import dumps
 from leukofhir.errors import Severity
-from leukofhir.ingest.sniff import looks_like_fhir
 from leukofhir.ingest.framing import split_messages
+from leukofhir.ingest.sniff import looks_like_fhir
 from leukofhir.inputfile import read_input
 from leukofhir.pipeline import Disposition, MessageOutcome, process, process_message
 

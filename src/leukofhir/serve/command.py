@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -159,6 +158,8 @@ def _mend(changed: bool, entry: int, what: str) -> None:
 
 
 def _print(rows: list[dict[str, object]], ndjson: bool) -> None:
+    import json
+
     if ndjson:
         for row in rows:
             print(json.dumps(row, ensure_ascii=False))
