@@ -74,6 +74,15 @@ def test_a_replay_of_hl7_v2_loads_no_heavy_module(tmp_path: Path) -> None:
     assert heavy(loaded) == []
 
 
+def test_console_logs_load_no_heavy_module(tmp_path: Path) -> None:
+    sample = SAMPLES / "01-normal-cbc-5-part-diff.hl7"
+    code = (
+        "from leukofhir.cli import main\n"
+        f"main(['--log-format', 'console', 'replay', {str(sample)!r}, '--out', {str(tmp_path)!r}])"
+    )
+    assert heavy(modules_after(code)) == []
+
+
 def test_fhir_input_loads_the_fhir_readers_and_models(tmp_path: Path) -> None:
     bundle = next(SAMPLES.glob("*.json"))
     code = (
