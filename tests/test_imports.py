@@ -62,33 +62,28 @@ def test_version_loads_neither_the_pipeline_nor_the_logs() -> None:
     assert heavy(loaded) == []
 
 
+HL7 = SAMPLES / "01-normal-cbc-5-part-diff.hl7"
+
+
+def replay(*arguments: object) -> str:
+    """Code that runs ``leukofhir`` with ``arguments`` (paths as their text)."""
+    return f"from leukofhir.cli import main\nmain({[str(a) for a in arguments]!r})"
+
+
 def test_a_replay_of_hl7_v2_loads_no_heavy_module(tmp_path: Path) -> None:
-    sample = SAMPLES / "01-normal-cbc-5-part-diff.hl7"
-    code = (
-        "from leukofhir.cli import main\n"
-        f"main(['replay', {str(sample)!r}, '--out', {str(tmp_path)!r}])"
-    )
-    loaded = modules_after(code)
+    loaded = modules_after(replay("replay", HL7, "--out", tmp_path))
     assert "leukofhir.pipeline" in loaded  # it did run
     assert any(tmp_path.iterdir())
     assert heavy(loaded) == []
 
 
 def test_console_logs_load_no_heavy_module(tmp_path: Path) -> None:
-    sample = SAMPLES / "01-normal-cbc-5-part-diff.hl7"
-    code = (
-        "from leukofhir.cli import main\n"
-        f"main(['--log-format', 'console', 'replay', {str(sample)!r}, '--out', {str(tmp_path)!r}])"
-    )
+    code = replay("--log-format", "console", "replay", HL7, "--out", tmp_path)
     assert heavy(modules_after(code)) == []
 
 
 def test_fhir_input_loads_the_fhir_readers_and_models(tmp_path: Path) -> None:
     bundle = next(SAMPLES.glob("*.json"))
-    code = (
-        "from leukofhir.cli import main\n"
-        f"main(['replay', {str(bundle)!r}, '--out', {str(tmp_path)!r}])"
-    )
-    loaded = modules_after(code)
+    loaded = modules_after(replay("replay", bundle, "--out", tmp_path))
     assert {"leukofhir.ingest.fhir", "fhir.resources"} <= loaded
     assert "structlog" not in loaded
