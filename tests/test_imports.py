@@ -77,11 +77,6 @@ def test_a_replay_of_hl7_v2_loads_no_heavy_module(tmp_path: Path) -> None:
     assert heavy(loaded) == []
 
 
-def test_console_logs_load_no_heavy_module(tmp_path: Path) -> None:
-    code = replay("--log-format", "console", "replay", HL7, "--out", tmp_path)
-    assert heavy(modules_after(code)) == []
-
-
 def test_fhir_input_loads_the_fhir_readers_and_models(tmp_path: Path) -> None:
     bundle = next(SAMPLES.glob("*.json"))
     loaded = modules_after(replay("replay", bundle, "--out", tmp_path))

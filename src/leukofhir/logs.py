@@ -6,8 +6,7 @@ A JSON line holds the event's fields, then ``event``, ``level`` and ``timestamp`
 ISO 8601), the fields structlog's ``JSONRenderer`` wrote before; it is written with orjson
 by a logger of our own, because importing structlog takes longer than a whole one-message
 ``leukofhir replay`` (it imports rich and asyncio) and its lazy proxies cost about 0.15 ms
-a line.  Console lines (a terminal) are written the way structlog's ``ConsoleRenderer`` wrote
-them: timestamp, ``[level]``, the event, then ``key=value`` sorted by key."""
+a line.  Console lines (a terminal) are structlog's ``ConsoleRenderer``, imported then."""
 
 from __future__ import annotations
 
@@ -90,32 +89,12 @@ def _json_line(_: str, fields: dict[str, Any]) -> str:
         return json.dumps(fields, default=repr)
 
 
-_COLORS = {"debug": "\x1b[34m", "info": "\x1b[32m", "warning": "\x1b[33m", "error": "\x1b[31m"}
-_RESET, _DIM, _BRIGHT, _CYAN, _MAGENTA = "\x1b[0m", "\x1b[2m", "\x1b[1m", "\x1b[36m", "\x1b[35m"
-
-
 def _console() -> Render:
-    colors = sys.stderr.isatty()
+    from structlog.dev import ConsoleRenderer
+
+    renderer = ConsoleRenderer(colors=sys.stderr.isatty())
 
     def render(name: str, fields: dict[str, Any]) -> str:
-        timestamp, level, event = fields.pop("timestamp"), fields.pop("level"), fields.pop("event")
-        pairs = sorted(fields.items())
-        if not colors:
-            head = f"{timestamp} [{level:<9}] {event:<30}"
-            return " ".join([head, *(f"{key}={_value(value)}" for key, value in pairs)])
-        color = _COLORS.get(level, "")
-        head = (
-            f"{_DIM}{timestamp}{_RESET} [{color}{_BRIGHT}{level:<9}{_RESET}]"
-            f" {_BRIGHT}{event:<30}{_RESET}"
-        )
-        rest = (f"{_CYAN}{key}{_RESET}={_MAGENTA}{_value(value)}{_RESET}" for key, value in pairs)
-        return " ".join([head, *rest])
+        return str(renderer(None, name, fields))
 
     return render
-
-
-def _value(value: object) -> str:
-    """A string as it is unless it holds blanks (then quoted), anything else as its repr."""
-    if isinstance(value, str):
-        return repr(value) if any(c.isspace() for c in value) else value
-    return repr(value)
