@@ -38,8 +38,6 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from structlog.typing import FilteringBoundLogger
-
 from leukofhir.batch.gone import Seen
 from leukofhir.batch.ledger import Ledger, MessageRow
 from leukofhir.batch.scan import SORT_LIMIT, Found, ScanStats, scan
@@ -61,6 +59,7 @@ from leukofhir.batch.work import (
     run_tasks,
 )
 from leukofhir.context import Settings
+from leukofhir.logs import Logger
 from leukofhir.rules import load_rule_set
 
 if TYPE_CHECKING:
@@ -118,7 +117,7 @@ class BatchResult:
         return 1 if messages["rejected"] or files.get("unreadable") or dead else 0
 
 
-def run_batch(options: BatchOptions, log: FilteringBoundLogger) -> BatchResult:
+def run_batch(options: BatchOptions, log: Logger) -> BatchResult:
     options.out.mkdir(parents=True, exist_ok=True)
     with _locked(options.out), _stop_on_signals() as stop:
         removed = sweep_temporaries(options.out)
@@ -132,7 +131,7 @@ def run_batch(options: BatchOptions, log: FilteringBoundLogger) -> BatchResult:
 
 
 class _Runner:
-    def __init__(self, options: BatchOptions, log: FilteringBoundLogger, stop: threading.Event):
+    def __init__(self, options: BatchOptions, log: Logger, stop: threading.Event):
         self.options = options
         self.log = log
         self.stop = stop
