@@ -5,12 +5,12 @@ backoff, dead letters, per-patient order, server limits; used by ``replay``, ``b
 Modules, one subject each: :mod:`.policy` (what an answer means, backoff), :mod:`.hints`
 (``Retry-After``, ``RateLimit``), :mod:`.answer` (reading a transaction-response),
 :mod:`.client` (httpx transport, token, TLS), :mod:`.profiles` (server limits),
-:mod:`.split` (parts in dependency order), :mod:`.send` (one attempt at one document), :mod:`.outbox` (SQLite
-queue, order, dead letters), :mod:`.deadletter` (``OUT/dead`` files), :mod:`.deliverer`
-(the asyncio loop), :mod:`.stats` (counts and latency for metrics), :mod:`.keys` (ordering
-keys).  The wiring: :mod:`.options` (the ``--fhir-*`` options), :mod:`.background` (a
-deliverer in a thread, or until idle), :mod:`.now` (``replay``), :mod:`.lock` (one
-deliverer per OUT), :mod:`.command` (``leukofhir deliver``).
+:mod:`.split` (parts in dependency order), :mod:`.send` (one attempt at one document),
+:mod:`.outbox` (SQLite queue, order, dead letters), :mod:`.deadletter` (``OUT/dead`` files),
+:mod:`.deliverer` (the asyncio loop), :mod:`.stats` (counts and latency for metrics),
+:mod:`.keys` (ordering keys). The wiring: :mod:`.options` (the ``--fhir-*`` options),
+:mod:`.background` (a deliverer in a thread, or until idle), :mod:`.now` (``replay``),
+:mod:`.lock` (one deliverer per OUT), :mod:`.command` (``leukofhir deliver``).
 
 The names below load their module when first used (PEP 562), so that the command line's
 parsers, which live here, cost no httpx, asyncio or sqlite3 at start-up.
