@@ -10,31 +10,28 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import sqlite3
 import stat
 import sys
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
-
-from structlog.typing import FilteringBoundLogger
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from leukofhir import __version__
 from leukofhir.context import FHIR_TARGETS, Context, Settings
 from leukofhir.delivery.command import add_deliver_parser
-from leukofhir.delivery.now import DeliveryNow
 from leukofhir.delivery.options import add_delivery_arguments, delivery_options
-from leukofhir.emit.jsonio import dumps
 from leukofhir.errors import ConfigError, UsageError
-from leukofhir.ingest.dtm import DtmError, zone
-from leukofhir.inputfile import PassedOver, input_files, kind, open_input, read_input
-from leukofhir.lifecycle.settle import patients_of, settle_message
-from leukofhir.lifecycle.store import POSTGRES_SCHEMES, MemoryStore, StateStore, open_store
-from leukofhir.logs import configure, get_logger
-from leukofhir.pipeline import Disposition, MessageOutcome, process, process_ndjson
 from leukofhir.serve.command import add_journal_parser, add_serve_parser
+
+# The pipeline, the lifecycle and the logs load in the command that runs (``--version``
+# and ``--help`` need none of them): start-up is most of a short run (tests/test_imports.py)
+if TYPE_CHECKING:
+    from leukofhir.delivery.now import DeliveryNow
+    from leukofhir.lifecycle.store import StateStore
+    from leukofhir.logs import Logger
+    from leukofhir.pipeline import MessageOutcome
 
 FORMATS = ("ndjson", "json", "summary")
 STREAMED_SUFFIXES = (".ndjson", ".jsonl")
@@ -44,6 +41,8 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    from leukofhir.logs import configure
+
     configure(json=None if args.log_format == "auto" else args.log_format == "json")
     try:
         return int(args.run(args))
@@ -296,6 +295,7 @@ def batch_command(args: argparse.Namespace) -> int:
     if args.fhir_queue_only and options.delivery is None:
         raise UsageError("--fhir-queue-only needs --fhir-base")
     from leukofhir.batch.summary import render_summary
+    from leukofhir.logs import get_logger
 
     try:
         result = run_batch(options, get_logger("leukofhir.batch"))
@@ -309,6 +309,8 @@ def batch_command(args: argparse.Namespace) -> int:
 
 
 def build_context(args: argparse.Namespace) -> Context:
+    from leukofhir.ingest.dtm import DtmError, zone
+
     try:
         zone(args.timezone)
     except DtmError as exc:
@@ -343,6 +345,8 @@ def check_paths(paths: Sequence[Path]) -> None:
     or is a FIFO, socket or device is a usage error, found before anything is read (a FIFO
     would be waited on for ever).  A path that cannot be looked at (permission) is left to
     the read, which reports it as unreadable."""
+    from leukofhir.inputfile import kind
+
     problems = []
     for path in paths:
         try:
@@ -360,6 +364,10 @@ def check_paths(paths: Sequence[Path]) -> None:
 
 
 def replay_command(args: argparse.Namespace) -> int:
+    from leukofhir.emit.jsonio import dumps
+    from leukofhir.inputfile import PassedOver, input_files
+    from leukofhir.logs import get_logger
+
     check_paths(args.paths)
     context = build_context(args)
     delivery = _delivery_now(args)
@@ -423,11 +431,17 @@ def replay_command(args: argparse.Namespace) -> int:
 
 def _delivery_now(args: argparse.Namespace) -> DeliveryNow | None:
     options = delivery_options(args, os.environ)
-    return None if options is None else DeliveryNow(options)
+    if options is None:
+        return None
+    from leukofhir.delivery.now import DeliveryNow
+
+    return DeliveryNow(options)
 
 
 def _deliver(delivery: DeliveryNow, source: Path, outcome: MessageOutcome) -> None:
     """Each Bundle of the message to the server before the next message is read."""
+    from leukofhir.emit.jsonio import dumps
+
     stem = f"{source.name}.m{outcome.index + 1:04d}"
     for suffix, document in outcome.named_documents():
         if document.get("resourceType") == "Bundle":
@@ -435,8 +449,12 @@ def _deliver(delivery: DeliveryNow, source: Path, outcome: MessageOutcome) -> No
 
 
 def _state_store(where: str | None) -> StateStore:
+    from leukofhir.lifecycle.store import POSTGRES_SCHEMES, MemoryStore, open_store
+
     if where is None:
         return MemoryStore()
+    import sqlite3
+
     secret = where.startswith(POSTGRES_SCHEMES) and "@" in where  # user:password@
     shown = where.partition("@")[2] if secret else where
     try:
@@ -451,6 +469,8 @@ def _state_store(where: str | None) -> StateStore:
 def _settled(outcome: MessageOutcome, store: StateStore, context: Context) -> MessageOutcome:
     """The outcome with its Bundles settled against the patients' history (``store``), in
     one transaction that holds the message's patients."""
+    from leukofhir.lifecycle.settle import patients_of, settle_message
+
     patients = patients_of(outcome)
     if not patients:  # nothing to read or write
         return settle_message(outcome, store.load, context.rule_set)[0]
@@ -464,17 +484,24 @@ def _settled(outcome: MessageOutcome, store: StateStore, context: Context) -> Me
 def _outcomes(path: Path, context: Context, input_format: str) -> Iterator[MessageOutcome]:
     """A file's outcomes; NDJSON files are streamed line by line (bounded memory), others
     read whole.  Raises OSError here, not later, when the file cannot be opened."""
+    from leukofhir.inputfile import open_input, read_input
+    from leukofhir.pipeline import process
+
     if input_format != "hl7v2" and path.suffix.lower() in STREAMED_SUFFIXES:
         return _streamed(open_input(path)[0], context)
     return process(read_input(path)[0], context, input_format=input_format)
 
 
 def _streamed(handle: BinaryIO, context: Context) -> Iterator[MessageOutcome]:
+    from leukofhir.pipeline import process_ndjson
+
     with handle:
         yield from process_ndjson(handle, context)
 
 
 def _write_ndjson(outcome: MessageOutcome) -> None:
+    from leukofhir.emit.jsonio import dumps
+
     out = sys.stdout.buffer
     for document in outcome.documents():
         out.write(dumps(document) + b"\n")
@@ -482,13 +509,17 @@ def _write_ndjson(outcome: MessageOutcome) -> None:
 
 
 def _write_files(folder: Path, source: Path, outcome: MessageOutcome, *, indent: bool) -> None:
+    from leukofhir.emit.jsonio import dumps
+
     stem = _UNSAFE.sub("_", source.name).strip("._") or "input"
     base = f"{stem}.m{outcome.index + 1:04d}"
     for suffix, document in outcome.named_documents():
         (folder / f"{base}{suffix}").write_bytes(dumps(document, indent=indent))
 
 
-def _log_outcome(log: FilteringBoundLogger, path: Path, outcome: MessageOutcome) -> None:
+def _log_outcome(log: Logger, path: Path, outcome: MessageOutcome) -> None:
+    from leukofhir.pipeline import Disposition
+
     message = outcome.message
     fields = {
         "file": str(path),

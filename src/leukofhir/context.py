@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from leukofhir.rules import RuleSet, load_rule_set
-from leukofhir.terminology import Terminology, load_terminology
+if TYPE_CHECKING:  # the rules and tables load when a context is built, not with this module
+    from leukofhir.rules import RuleSet
+    from leukofhir.terminology import Terminology
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,9 @@ class Settings:
     fhir_target: str = "other"
 
     def context(self, now: datetime) -> Context:
+        from leukofhir.rules import load_rule_set
+        from leukofhir.terminology import load_terminology
+
         return Context(
             now=now,
             terminology=load_terminology([Path(m) for m in self.mappings]),

@@ -38,8 +38,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from structlog.typing import FilteringBoundLogger
-
 from leukofhir.batch.executor import Executor, ExecutorError, Inline, Pending, Pool
 from leukofhir.batch.gone import Seen
 from leukofhir.batch.ledger import Ledger, MessageRow
@@ -54,6 +52,7 @@ from leukofhir.batch.summary import (
 )
 from leukofhir.batch.work import OUT_ERROR, FileResult, FileTask, WorkerConfig
 from leukofhir.context import Settings
+from leukofhir.logs import Logger
 from leukofhir.rules import load_rule_set
 
 if TYPE_CHECKING:
@@ -115,7 +114,7 @@ class BatchResult:
         return 1 if messages["rejected"] or files.get("unreadable") or dead else 0
 
 
-def run_batch(options: BatchOptions, log: FilteringBoundLogger) -> BatchResult:
+def run_batch(options: BatchOptions, log: Logger) -> BatchResult:
     options.out.mkdir(parents=True, exist_ok=True)
     with _locked(options.out), _stop_on_signals() as stop:
         removed = sweep_temporaries(options.out)
@@ -129,7 +128,7 @@ def run_batch(options: BatchOptions, log: FilteringBoundLogger) -> BatchResult:
 
 
 class _Runner:
-    def __init__(self, options: BatchOptions, log: FilteringBoundLogger, stop: threading.Event):
+    def __init__(self, options: BatchOptions, log: Logger, stop: threading.Event):
         self.options = options
         self.log = log
         self.stop = stop

@@ -11,10 +11,9 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-from structlog.typing import FilteringBoundLogger
-
 from leukofhir.batch.ledger import Ledger
 from leukofhir.batch.store import Store
+from leukofhir.logs import Logger
 
 __all__ = ["Progress", "RunCounts", "build_summary", "render_summary", "write_listings"]
 
@@ -153,7 +152,7 @@ def write_listings(ledger: Ledger, store: Store, summary: dict[str, Any]) -> Non
 class Progress:
     """A rich progress bar on a terminal; otherwise a structured log line every ``every`` s."""
 
-    def __init__(self, log: FilteringBoundLogger, *, bar: bool | None = None, every: float = 10.0):
+    def __init__(self, log: Logger, *, bar: bool | None = None, every: float = 10.0):
         self._log = log
         self._every = every
         self._last = time.monotonic()

@@ -11,21 +11,20 @@ stopped (401/403, an untrusted certificate) or another process delivers from OUT
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
-import sqlite3
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from leukofhir.delivery.background import deliver_outbox
-from leukofhir.delivery.lock import DeliveryBusyError, DeliveryLock
 from leukofhir.delivery.options import add_delivery_arguments, delivery_options
-from leukofhir.delivery.outbox import SqliteOutbox
 from leukofhir.errors import UsageError
-from leukofhir.logs import get_logger
+
+if TYPE_CHECKING:  # the parser is built at every start; the rest loads for `deliver` only
+    import sqlite3
+
+    from leukofhir.delivery.outbox import SqliteOutbox
 
 __all__ = ["BASE_META", "DATABASES", "add_deliver_parser", "remember_base"]
 
@@ -70,6 +69,13 @@ def remember_base(db: sqlite3.Connection, base: str) -> None:
 
 
 def deliver_command(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from leukofhir.delivery.background import deliver_outbox
+    from leukofhir.delivery.lock import DeliveryBusyError, DeliveryLock
+    from leukofhir.delivery.outbox import SqliteOutbox
+    from leukofhir.logs import get_logger
+
     database = _database(args.out)
     outbox = SqliteOutbox.open(database, dead_letters=args.out / "dead")
     try:

@@ -13,11 +13,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from leukofhir.delivery.client import FhirServer, Token, read_token
-from leukofhir.delivery.policy import RetryPolicy
-from leukofhir.delivery.split import PROFILES, ServerProfile
+from leukofhir.delivery.profiles import PROFILES, ServerProfile
 from leukofhir.errors import UsageError
+
+if TYPE_CHECKING:  # httpx loads when a server is built, not when the options are declared
+    from leukofhir.delivery.client import FhirServer, Token
+    from leukofhir.delivery.policy import RetryPolicy
 
 __all__ = ["DeliveryOptions", "add_delivery_arguments", "delivery_options", "parse_duration"]
 
@@ -36,6 +39,8 @@ class DeliveryOptions:
     timeout: float = 30.0
 
     def server(self) -> FhirServer:
+        from leukofhir.delivery.client import FhirServer
+
         return FhirServer(
             self.base,
             token=self.token,
@@ -45,6 +50,8 @@ class DeliveryOptions:
         )
 
     def policy(self) -> RetryPolicy:
+        from leukofhir.delivery.policy import RetryPolicy
+
         return RetryPolicy(retry_for=self.retry_for)
 
 
@@ -121,6 +128,8 @@ def delivery_options(
         raise UsageError(f"--fhir-retry-for: {exc}") from None
     if args.fhir_ca is not None and not args.fhir_ca.is_file():
         raise UsageError(f"--fhir-ca: no such file: {args.fhir_ca}")
+    from leukofhir.delivery.client import read_token
+
     try:
         token = read_token(args.fhir_token_file, environ)
     except ValueError as exc:

@@ -18,15 +18,17 @@ Patients are keyed by the SHA-256 of their identifier: the store holds no identi
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 import zlib
 from collections import OrderedDict
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from leukofhir.lifecycle.state import PatientState, decode_state, encode_state
+
+if TYPE_CHECKING:
+    import sqlite3
 
 __all__ = [
     "POSTGRES_SCHEMES",
@@ -185,6 +187,8 @@ class SqliteStore:
     processes sharing the file settle one message after another)."""
 
     def __init__(self, path: Path) -> None:
+        import sqlite3  # only with --state: a replay in memory does without
+
         self._db = sqlite3.connect(path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         # a crash of the process loses nothing committed; a power cut may lose the last

@@ -4,21 +4,19 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sqlite3
 import sys
 from collections.abc import Mapping
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from leukofhir.context import Settings
-from leukofhir.delivery.client import read_token
-from leukofhir.delivery.options import DeliveryOptions
-from leukofhir.delivery.split import PROFILES
 from leukofhir.errors import LeukofhirError, UsageError
-from leukofhir.serve.config import ServeConfig, load_config
-from leukofhir.serve.journal import JOURNAL_NAME, Journal
+
+if TYPE_CHECKING:
+    from leukofhir.delivery.options import DeliveryOptions
+    from leukofhir.serve.config import ServeConfig
 
 __all__ = ["add_journal_parser", "add_serve_parser"]
 
@@ -86,6 +84,8 @@ def serve_command(args: argparse.Namespace) -> int:
     import os
     import shutil
 
+    from leukofhir.serve.config import load_config  # the service stack: for serve only
+
     names = [str(spec.get("dest", flag[2:].replace("-", "_"))) for flag, spec in _OPTIONS]
     values = {name: getattr(args, name) for name in names}
     try:
@@ -107,6 +107,10 @@ def serve_command(args: argparse.Namespace) -> int:
 
 def delivery_config(config: ServeConfig, environ: Mapping[str, str]) -> DeliveryOptions | None:
     """The delivery options of ``config`` (the token read now: a bad one stops the start)."""
+    from leukofhir.delivery.client import read_token
+    from leukofhir.delivery.options import DeliveryOptions
+    from leukofhir.delivery.profiles import PROFILES
+
     if not config.fhir_base:
         return None
     try:
@@ -163,6 +167,10 @@ def add_journal_parser(commands: argparse._SubParsersAction[argparse.ArgumentPar
 
 
 def journal_command(args: argparse.Namespace) -> int:
+    import sqlite3
+
+    from leukofhir.serve.journal import JOURNAL_NAME, Journal
+
     path = args.out / JOURNAL_NAME
     if not path.is_file():
         raise UsageError(f"no journal at {path} (OUT is the --out folder of leukofhir serve)")
@@ -196,6 +204,8 @@ def _mend(changed: bool, entry: int, what: str) -> None:
 
 
 def _print(rows: list[dict[str, object]], ndjson: bool) -> None:
+    import json
+
     if ndjson:
         for row in rows:
             print(json.dumps(row, ensure_ascii=False))
