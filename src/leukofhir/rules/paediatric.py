@@ -102,7 +102,7 @@ class PaediatricProfile:
     def why_missing(self, band: AgeBand, rule_id: str) -> str:
         """Why ``band`` does not evaluate ``rule_id``: its own reason, else the policy's."""
         return band.missing.get(rule_id) or self.policy.get(
-            "missing", "no paediatric limit for this finding"
+            "no_limit", "the paediatric profile gives no limit for this finding"
         )
 
 
