@@ -100,7 +100,7 @@ def test_each_side_of_each_limit_in_its_band(band_id: str) -> None:
             assert (rule in found(evaluation)) is present, (band_id, rule, value)
             if present:
                 (finding,) = [f for f in evaluation.findings if f.rule_id == rule]
-                assert f"limit < {limit} 10*9/L age band" in finding.text
+                assert f"limit < {limit} 10*9/L for age band" in finding.text
     if wbc_high is not None:
         above = str(Decimal(wbc_high) + Decimal("0.1"))
         data = oru(birth="20240115", collected=f"{DAYS[band_id]}080000+0000", counts={WBC: above})

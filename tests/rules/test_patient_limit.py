@@ -42,7 +42,7 @@ def test_a_patient_file_limit_replaces_the_neutropenia_threshold(tmp_path: Path)
     evaluation = evaluation_of(oru(counts={ANC: "0.9"}), context)
     (finding,) = [f for f in evaluation.findings if f.rule_id == "neutropenia"]
     assert finding.grade == 3
-    assert f"limit < 1.0 10*9/L patient-specific: {BASIS}" in finding.text
+    assert f"limit < 1.0 10*9/L for this patient ({BASIS})" in finding.text
     (note,) = evaluation.notes
     assert "this patient's own lower ANC limit 1.0" in note
     assert "limits.csv line 2" in note
@@ -57,7 +57,7 @@ def test_the_limit_used_is_in_the_flag_and_the_conclusion(tmp_path: Path) -> Non
     resources = [e["resource"] for e in report.bundle["entry"]]
     (flag,) = [r for r in resources if r["resourceType"] == "Flag"]
     (dr,) = [r for r in resources if r["resourceType"] == "DiagnosticReport"]
-    assert "limit < 1.0 10*9/L patient-specific" in flag["code"]["text"]
+    assert "limit < 1.0 10*9/L for this patient" in flag["code"]["text"]
     assert "own lower ANC limit 1.0 10*9/L" in dr["conclusion"]
 
 

@@ -148,7 +148,7 @@ def _patient_override(limit: PatientLimit, notes: list[str]) -> Override:
         f"Neutropenia is judged against this patient's own lower ANC limit {limit.below}"
         f" 10*9/L ({limit.basis}; from {limit.origin})."
     )
-    return Override(limit.below, f"patient-specific: {limit.basis}")
+    return Override(limit.below, f"this patient ({limit.basis})")
 
 
 def _with_anc_low(
