@@ -13,7 +13,7 @@ from leukofhir.errors import ConfigError
 from leukofhir.rules import load_rule_set
 from leukofhir.rules.deployment import load_deployment
 from tests.conftest import NOW, make_context
-from tests.rules.clinical_messages import ANC, evaluation_of, found, oru, outcome_of
+from tests.rules.clinical_messages import ANC, WBC, evaluation_of, found, oru, outcome_of
 
 RULES = load_rule_set()
 HEADER = "system,value,anc_below,unit,basis\n"
@@ -145,3 +145,29 @@ def test_settings_carry_the_profile_to_workers(tmp_path: Path) -> None:
     assert context.notify_critical
     assert context.clinical.label == "riverbend 2025.1"
     assert "neutropenia" not in found(evaluation_of(oru(counts={ANC: "1.2"}), context))
+
+
+def test_deployment_intervals_replace_only_those_they_give(tmp_path: Path) -> None:
+    extra = (
+        '[[intervals]]\nanalyte = "neutrophils"\nmeasure = "count"\n'
+        'low = "1.2"\nhigh = "5.4"\nunit = "10*9/L"\n'
+    )
+    context = context_for(profile(tmp_path, extra=extra))
+    evaluation = evaluation_of(oru(counts={ANC: "1.3", WBC: "3.9"}), context)
+    codes = {v.analyte.value: i.code for v, i in evaluation.interpretations}
+    assert codes == {"neutrophils": "N", "wbc": "L"}  # ANC by the profile, WBC by the rule file
+    assert evaluation.profile == "riverbend 2025.1"
+
+
+def test_a_patient_limit_lowers_the_anc_interval_of_a_profile_that_has_one(
+    tmp_path: Path,
+) -> None:
+    extra = (
+        '[[intervals]]\nanalyte = "neutrophils"\nmeasure = "count"\n'
+        'low = "1.8"\nhigh = "7.7"\nunit = "10*9/L"\n'
+    )
+    context = context_for(profile(tmp_path, f'HOSP,P100,1.0,10*9/L,"{BASIS}"\n', extra))
+    evaluation = evaluation_of(oru(counts={ANC: "1.2"}), context)
+    assert [i.code for _, i in evaluation.interpretations] == ["N"]  # 1.0-7.7 for this patient
+    other = evaluation_of(oru(patient="P200", counts={ANC: "1.2"}), context)
+    assert [i.code for _, i in other.interpretations] == ["L"]

@@ -96,8 +96,10 @@ def _adult(
             f"Neutropenia is judged against the lower ANC limit {deployment.anc_below}"
             f" 10*9/L of the {basis} ({deployment.anc_source})."
         )
-    if limit is not None and intervals is not None and _ANC in intervals:
-        intervals = _with_anc_low(intervals, limit.below)
+    if limit is not None:  # the low end of the ANC interval too (L/N/H agree with it)
+        base = intervals if intervals is not None else rule_set.profile.intervals
+        if _ANC in base:
+            intervals = _with_anc_low(base, limit.below)
     return ClinicalContext(
         overrides=MappingProxyType(overrides),
         intervals=intervals,

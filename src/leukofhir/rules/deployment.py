@@ -17,8 +17,8 @@ A deployment profile is a TOML file::
     [paediatric]                            # optional: another paediatric profile
     file = "paediatric-local.toml"
 
-    [[intervals]]                           # optional: adult intervals replacing the
-    analyte = "neutrophils"                 # rule file's [profile] (same keys)
+    [[intervals]]                           # optional: adult intervals replacing those
+    analyte = "neutrophils"                 # of the rule file's [profile] (same keys)
     measure = "percent"
     low = "40"
     high = "75"
@@ -177,9 +177,11 @@ def _intervals(
     from leukofhir.rules.load import read_intervals
 
     try:
-        return read_intervals({"intervals": items, "name": "", "version": ""}, name)
+        own = read_intervals({"intervals": items, "name": "", "version": ""}, name)
     except ConfigError as exc:
         raise _fail(name, "intervals", exc.issue.message) from None
+    # over the rule file's: an interval the profile does not give keeps the rule file's
+    return MappingProxyType({**rule_set.profile.intervals, **own})
 
 
 def read_patient_limits(path: Path) -> dict[tuple[str, str], PatientLimit]:

@@ -207,7 +207,9 @@ class Texts:
     graded: str  # "{name}, CTCAE grade {grade}"
     graded_band: str  # "{name}, CTCAE grade {grade} ({band})"
     critical: str  # "{text}, critical value"
-    limited: str = "{text}; limit {symbol} {limit} {unit} for {basis}"  # another limit than the file's
+    limited: str = (
+        "{text}; limit {symbol} {limit} {unit} for {basis}"  # another limit than the file's
+    )
     fall: str = "{name}: {label} {previous} on {previous_day} to {current} on {current_day}{change}"
 
 
