@@ -48,9 +48,8 @@ def test_one_request_per_critical_episode_to_the_ordering_provider() -> None:
     # ANC 1.2 (neutropenia), 0.3 (critical), 0.2 (critical again), all one episode
     first, second, third = bundles([message(0, "1.2"), message(1, "0.3"), message(2, "0.2")])
     assert requests(first) == []
-    (entry,) = [
-        e for e in requests(second) if "Neutropenia" in e["resource"]["payload"][0]["contentString"]
-    ]
+    (entry,) = requests(second)  # one request for the report's critical findings
+    assert "Neutropenia" in entry["resource"]["payload"][0]["contentString"]
     resource, request = entry["resource"], entry["request"]
     assert resource["status"] == "active"
     assert resource["priority"] == "stat"
@@ -77,6 +76,18 @@ def test_one_request_per_critical_episode_to_the_ordering_provider() -> None:
     )
     # the Flag of the episode is the same one, and the third report asks nothing again
     assert requests(third) == []
+
+
+def test_several_critical_findings_of_one_report_ask_once() -> None:
+    # WBC 0.7 and ANC 0.1: leukopenia G4, neutropenia G4, agranulocytosis, all critical
+    data = oru(counts={WBC: "0.7", ANC: "0.1"})
+    (bundle,) = bundles([data])
+    (entry,) = requests(bundle)
+    flags = [a for a in entry["resource"]["about"] if a.get("type") == "Flag"]
+    assert len(flags) == 3
+    text = entry["resource"]["payload"][0]["contentString"]
+    assert "Leukopenia" in text
+    assert "Agranulocytosis" in text
 
 
 def test_a_redelivered_report_asks_again_by_the_same_conditional_create() -> None:

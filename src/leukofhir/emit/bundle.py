@@ -300,23 +300,26 @@ def lifecycle_entries(draft: Draft, writes: Writes, rule_set: RuleSet) -> list[J
     for result in writes.withdrawn:
         full_url = urn("Observation", draft.seed, "withdrawn", result.identifier)
         entries.append(_entry(full_url, withdrawn_observation(result, draft.subject, facts)))
+    critical = []
     for write in writes.flags:
         assert draft.subject is not None  # Flags exist only for a patient
         full_url = urn("Flag", draft.seed, write.identifier)
         entries.append(_entry(full_url, build_flag(write, rule_set, subject=draft.subject)))
         targets.append(reference(full_url))
         if draft.notify and facts is not None and wants_notification(write, facts.report):
-            full_url = urn("CommunicationRequest", draft.seed, write.identifier)
-            notification = build_notification(
-                write,
-                flag_text(write, rule_set),
-                subject=draft.subject,
-                report=draft.report,
-                to=draft.to,
-                authored=draft.recorded,
-            )
-            entries.append(_entry(full_url, notification))
-            targets.append(reference(full_url))
+            critical.append((write, flag_text(write, rule_set)))
+    if critical and facts is not None and draft.subject is not None:
+        full_url = urn("CommunicationRequest", draft.seed)
+        notification = build_notification(
+            critical,
+            key=(facts.patient, facts.report),
+            subject=draft.subject,
+            report=draft.report,
+            to=draft.to,
+            authored=draft.recorded,
+        )
+        entries.append(_entry(full_url, notification))
+        targets.append(reference(full_url))
     entries.append(
         _entry(
             urn("Provenance", draft.seed),

@@ -7,10 +7,13 @@ that an alert be sent to a responsible provider".  leukofhir cannot know that an
 told, so it asks (a CommunicationRequest) rather than record a Communication that did not
 happen (rule file, deviation ``critical-notification``).
 
-* Once per episode: it is written in the Bundle of the report where the episode's finding
-  first rested on a critical value (:attr:`Episode.critical_from`), with the Flag.
-* Idempotent: its identifier comes from the Flag's (patient, finding, opening report), and
-  it is written by conditional create, so a re-delivered or restated Bundle adds nothing.
+* Once per critical episode: it is written in the Bundle of the report where an episode's
+  finding first rested on a critical value (:attr:`Episode.critical_from`), beside the
+  Flag.  One request per such report, however many findings it makes critical (a WBC of
+  0.7 with an ANC of 0.15 is leukopenia, neutropenia and agranulocytosis at once: one
+  call to the provider, not three), ``about`` every Flag it concerns.
+* Idempotent: its identifier comes from the patient and that report, and it is written by
+  conditional create, so a re-delivered or restated Bundle adds nothing.
 * The recipient is the ordering provider (ORC-12, else OBR-16; FHIR: the requester of the
   ServiceRequest the DiagnosticReport is ``basedOn``) by identifier, or by name only; with
   neither the request has no recipient and its note says so.
@@ -70,17 +73,19 @@ def wants_notification(write: FlagWrite, report: str) -> bool:
 
 
 def build_notification(
-    write: FlagWrite,
-    flag_text: str,
+    flags: list[tuple[FlagWrite, str]],
     *,
+    key: tuple[str, str],
     subject: Json,
     report: Json,
     to: Json | None,
     authored: str,
 ) -> tuple[Json, Json]:
-    """The resource and its ``request`` (POST with ``ifNoneExist`` on its identifier)."""
-    ident = {"system": SYSTEM, "value": uuid_value("CommunicationRequest", write.identifier)}
-    note = f"Critical value: {flag_text}. Please inform the ordering provider."
+    """The resource and its ``request`` (POST with ``ifNoneExist`` on its identifier) for
+    the ``flags`` (each with its text) a report makes critical; ``key``: (patient, report)."""
+    ident = {"system": SYSTEM, "value": uuid_value("CommunicationRequest", *key)}
+    texts = "; ".join(text for _, text in flags)
+    note = f"Critical value: {texts}. Please inform the ordering provider."
     if to is None:
         note += " The ordering provider is not known (no ORC-12 / OBR-16 or requester was sent)."
     resource: Json = {
@@ -91,7 +96,7 @@ def build_notification(
         "priority": "stat",
         "subject": subject,
         "about": [
-            logical_reference("Flag", f"{BASE}/sid/flag|{write.identifier}"),
+            *(logical_reference("Flag", f"{BASE}/sid/flag|{w.identifier}") for w, _ in flags),
             report,
         ],
         "payload": [{"contentString": text(note)}],
