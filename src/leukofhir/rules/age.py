@@ -21,6 +21,7 @@ import re
 from calendar import monthrange
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 
 __all__ = ["Age", "age_on", "age_span", "completed_months", "date_span"]
 
@@ -52,10 +53,14 @@ def age_on(birth: date, day: date) -> Age | None:
 
 def date_span(text: str) -> tuple[date, date] | None:
     """The first and the last day a FHIR date or dateTime may stand for, read from its
-    local date (the first 10 characters: no conversion to UTC); None when unreadable."""
-    text = text.strip()
-    match = _DATE.match(text)
-    if match is None or not (match.end() == len(text) or text[match.end()] == "T"):
+    local date (the part before ``T``: no conversion to UTC); None when unreadable."""
+    return _day_span(text.strip().partition("T")[0])
+
+
+@lru_cache(maxsize=4096)  # birth dates and collection days repeat across messages
+def _day_span(text: str) -> tuple[date, date] | None:
+    match = _DATE.fullmatch(text)
+    if match is None:
         return None
     year, month, day = match[1], match[2], match[3]
     try:

@@ -97,9 +97,16 @@ def _key(system: str, value: str) -> tuple[str, str]:
     return (system_uri(system, "patient") if system.strip() else "", value.strip())
 
 
+_DEFAULTS: dict[int, tuple[RuleSet, Deployment]] = {}
+
+
 def default_deployment(rule_set: RuleSet) -> Deployment:
-    """No profile: the packaged paediatric profile, nothing else."""
-    return Deployment(load_paediatric(rule_set))
+    """No profile: the packaged paediatric profile, nothing else (made once per rule set)."""
+    found = _DEFAULTS.get(id(rule_set))
+    if found is None or found[0] is not rule_set:
+        found = (rule_set, Deployment(load_paediatric(rule_set)))
+        _DEFAULTS[id(rule_set)] = found
+    return found[1]
 
 
 def _fail(name: str, where: str, message: str) -> ConfigError:

@@ -25,15 +25,14 @@ __all__ = ["is_patient_limit", "observed_limit"]
 
 def is_patient_limit(obs: LabObservation, code: PatientLimitCode) -> bool:
     wanted = code.coding
-    return any(
-        coding.code == wanted.code
-        and (
-            coding.system == wanted.system
-            or coding.source_system == wanted.system
-            or (bool(code.v2_system) and coding.source_system == code.v2_system)
-        )
-        for coding in obs.codes
-    )
+    for coding in obs.codes:  # a plain loop: every result line of every report passes here
+        if coding.code != wanted.code:
+            continue
+        if wanted.system in (coding.system, coding.source_system) or (
+            code.v2_system and coding.source_system == code.v2_system
+        ):
+            return True
+    return False
 
 
 def observed_limit(
