@@ -146,7 +146,10 @@ def test_a_fall_within_the_window_with_both_values_as_evidence() -> None:
     assert seen.state == PRESENT
     assert seen.priority == "PH"
     assert seen.evidence == ("lab|now", "lab|then")
-    assert "2.0 10*9/L on 2025-03-01 to 0.6 10*9/L on 2025-03-03 (-70 % in 48 h)" in seen.text
+    assert (
+        "2.0 10*9/L at 2025-03-01 08:00 +00:00 to 0.6 10*9/L at 2025-03-03 08:00 +00:00"
+        " (-70 % in 48 h)"
+    ) in seen.text
     assert not seen.critical
     critical = trend_seen(ANC_FALL, RULES, sample("0.4", 24), sample("2.0", 0))
     assert critical.critical

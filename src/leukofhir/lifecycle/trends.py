@@ -123,9 +123,9 @@ def _present(
         name=rule.name,
         label=rule.label,
         previous=f"{previous.value} {rule.unit}",
-        previous_day=previous.shown[:10] or "an unknown date",
+        previous_time=_minute(previous.shown),
         current=f"{current.value} {rule.unit}",
-        current_day=current.shown[:10] or "an unknown date",
+        current_time=_minute(current.shown),
         change=change,
     )
     priority = rule.priority
@@ -145,6 +145,17 @@ def _present(
         evidence,
         critical,
     )
+
+
+def _minute(shown: str) -> str:
+    """A collection time as the lab wrote it, to the minute: ``2025-01-27 05:35 -05:00``."""
+    if not shown:
+        return "an unknown time"
+    day, _, rest = shown.partition("T")
+    if not rest:
+        return day
+    offset = rest[8:].lstrip(".0123456789") if len(rest) > 8 else ""
+    return f"{day} {rest[:5]} {offset}".rstrip()
 
 
 def _read(value: str) -> tuple[Decimal, str] | None:

@@ -210,7 +210,9 @@ class Texts:
     limited: str = (
         "{text}; limit {symbol} {limit} {unit} for {basis}"  # another limit than the file's
     )
-    fall: str = "{name}: {label} {previous} on {previous_day} to {current} on {current_day}{change}"
+    fall: str = (
+        "{name}: {label} {previous} at {previous_time} to {current} at {current_time}{change}"
+    )
 
 
 @dataclass(frozen=True, slots=True)
