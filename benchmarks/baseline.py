@@ -19,6 +19,7 @@ Provenance or conditional creates, and it does not split batches: the number it 
 a lower bound for "parse + map + serialise" with these libraries, not a full competitor.
 
     python benchmarks/baseline.py [--count N] [--seed S]   # times it on generated messages
+    python benchmarks/baseline.py PATH... > out.ndjson     # converts files (one Bundle a line)
 """
 
 from __future__ import annotations
@@ -191,11 +192,25 @@ def _time(messages: list[bytes]) -> dict[str, float]:
     }
 
 
+def convert_files(paths: list[Path]) -> int:
+    """Every file (sorted, folders recursively; one message a file) to a line on stdout."""
+    out = sys.stdout.buffer
+    for path in paths:
+        for file in sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]:
+            out.write(baseline_pipeline(file.read_bytes()) + b"\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Time the baseline pipeline.")
     parser.add_argument("--count", type=int, default=200, help="messages to time (default 200)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "paths", nargs="*", type=Path, help="convert these files (folders: recursively) instead"
+    )
     args = parser.parse_args(argv)
+    if args.paths:
+        return convert_files(args.paths)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from generate import generate_messages  # sibling script, not a package
 

@@ -4,7 +4,8 @@
     python benchmarks/lifecycle_bench.py --patients 1000 --days 20 --runs 5
 
 Generated 19-OBX CBC messages (benchmarks/generate.py), a daily CBC per patient, in day
-order.  Timed, each the median of --runs runs over the same messages:
+order.  Timed, each the median of --runs runs over the same messages (the three take turns;
+  wall and CPU time of the process: CPU time is what a shared machine blurs less):
   core       process() and the Bundles as JSON bytes, each report as if the patient had no
              history (what the pure core gives alone)
   memory     the same, settled against the patients' states in a MemoryStore (replay)
@@ -59,13 +60,11 @@ def run_settled(messages: list[bytes], context: Context, store: StateStore) -> N
                 dumps(document)
 
 
-def median_seconds(work: Callable[[], None], runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def timed(work: Callable[[], None]) -> tuple[float, float]:
+    """Wall and CPU seconds of one run (CPU time is what a loaded, shared machine blurs less)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    work()
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def main() -> None:
@@ -85,8 +84,6 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores,")
     print(f"  Python {platform.python_version()}; {args.patients} patients x {args.days} days")
     print(f"  = {count} messages; medians of {args.runs} runs")
-    core = median_seconds(lambda: run_core(messages, context), args.runs)
-    memory = median_seconds(lambda: run_settled(messages, context, MemoryStore()), args.runs)
 
     def sqlite_run() -> None:
         with tempfile.TemporaryDirectory() as folder:
@@ -94,11 +91,25 @@ def main() -> None:
             run_settled(messages, context, store)
             store.close()
 
-    sqlite = median_seconds(sqlite_run, args.runs)
-    print(f"{'':8} {'µs/message':>11} {'messages/s':>11} {'lifecycle µs':>13}")
-    for name, seconds in (("core", core), ("memory", memory), ("sqlite", sqlite)):
-        extra = "" if name == "core" else f"{(seconds - core) / count * 1e6:13.0f}"
-        print(f"{name:8} {seconds / count * 1e6:11.0f} {count / seconds:11.0f} {extra}")
+    modes: dict[str, Callable[[], None]] = {
+        "core": lambda: run_core(messages, context),
+        "memory": lambda: run_settled(messages, context, MemoryStore()),
+        "sqlite": sqlite_run,
+    }
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in modes}
+    load = os.getloadavg()[0]
+    for _ in range(args.runs):  # the modes take turns, so a busy moment blurs all of them
+        for name, work in modes.items():
+            times[name].append(timed(work))
+    print(f"  load average {load:.1f} before, {os.getloadavg()[0]:.1f} after")
+    print(f"{'':8} {'µs/message':>11} {'CPU µs':>8} {'messages/s':>11} {'lifecycle CPU µs':>17}")
+    core_cpu = statistics.median(cpu for _, cpu in times["core"])
+    for name, runs in times.items():
+        wall = statistics.median(wall for wall, _ in runs)
+        cpu = statistics.median(cpu for _, cpu in runs)
+        extra = "" if name == "core" else f"{(cpu - core_cpu) / count * 1e6:17.0f}"
+        per_message = f"{wall / count * 1e6:11.0f} {cpu / count * 1e6:8.0f}"
+        print(f"{name:8} {per_message} {count / wall:11.0f} {extra}")
 
     store = MemoryStore()
     run_settled(messages, context, store)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 from collections.abc import Iterator
@@ -48,3 +49,29 @@ def unix_socket() -> Iterator[Path]:
     finally:
         server.close()
         path.unlink(missing_ok=True)
+
+
+_DATABASES = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[object]:
+    """One throw-away PostgreSQL cluster for the session (tests/pgcluster.py); skipped with
+    the reason when PostgreSQL or psycopg is not here."""
+    from tests import pgcluster
+
+    reason = pgcluster.unavailable()
+    if reason:
+        pytest.skip(reason)
+    with pgcluster.cluster() as running:
+        yield running
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster: object, request: pytest.FixtureRequest) -> str:
+    """The URL of a new empty database in the session's cluster."""
+    from tests.pgcluster import Cluster
+
+    assert isinstance(postgres_cluster, Cluster)
+    name = "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:40]
+    return postgres_cluster.create(f"t{next(_DATABASES)}_{name}")

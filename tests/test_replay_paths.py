@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from leukofhir import cli
+from leukofhir import inputfile
 from leukofhir.cli import main
 from tests.conftest import ROOT, SAMPLES
 
@@ -69,7 +69,7 @@ def test_every_path_under_a_folder_gets_an_outcome_or_a_logged_reason(
     (folder / "sock.hl7").symlink_to(unix_socket)
     (folder / "broken.hl7").symlink_to(tmp_path / "nowhere")
     (folder / "elsewhere").symlink_to(folder / "sub")
-    real_scandir, real_read = os.scandir, cli.read_input
+    real_scandir, real_read = os.scandir, inputfile.read_input
 
     def scandir(path: Any) -> Any:
         if str(path).endswith("locked"):  # the tests run as root: chmod would not stop it
@@ -82,7 +82,7 @@ def test_every_path_under_a_folder_gets_an_outcome_or_a_logged_reason(
         return real_read(path)
 
     monkeypatch.setattr(os, "scandir", scandir)
-    monkeypatch.setattr(cli, "read_input", read_input)
+    monkeypatch.setattr(inputfile, "read_input", read_input)  # the CLI imports it when it runs
     code = main(["--log-format", "json", "replay", str(folder), "--now", "2026-01-01T00:00:00Z"])
     captured = capsys.readouterr()
     assert code == 1  # files that could not be read

@@ -10,28 +10,28 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import sqlite3
 import stat
 import sys
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
-
-from structlog.typing import FilteringBoundLogger
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from leukofhir import __version__
 from leukofhir.context import FHIR_TARGETS, Context, Settings
-from leukofhir.emit.jsonio import dumps
+from leukofhir.delivery.command import add_deliver_parser
+from leukofhir.delivery.options import add_delivery_arguments, delivery_options
 from leukofhir.errors import ConfigError, UsageError
-from leukofhir.ingest.dtm import DtmError, zone
-from leukofhir.inputfile import PassedOver, input_files, kind, open_input, read_input
-from leukofhir.lifecycle.settle import settle_message
-from leukofhir.lifecycle.store import MemoryStore, SqliteStore, StateStore
-from leukofhir.logs import configure, get_logger
-from leukofhir.pipeline import Disposition, MessageOutcome, process, process_ndjson
 from leukofhir.serve.command import add_journal_parser, add_serve_parser
+
+# The pipeline, the lifecycle and the logs load in the command that runs (``--version``
+# and ``--help`` need none of them): start-up is most of a short run (tests/test_imports.py)
+if TYPE_CHECKING:
+    from leukofhir.delivery.now import DeliveryNow
+    from leukofhir.lifecycle.store import StateStore
+    from leukofhir.logs import Logger
+    from leukofhir.pipeline import MessageOutcome
 
 FORMATS = ("ndjson", "json", "summary")
 STREAMED_SUFFIXES = (".ndjson", ".jsonl")
@@ -41,6 +41,8 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    from leukofhir.logs import configure
+
     configure(json=None if args.log_format == "auto" else args.log_format == "json")
     try:
         return int(args.run(args))
@@ -123,10 +125,11 @@ def _parser() -> argparse.ArgumentParser:
         replay.add_argument(flag, **_REPLAY_OPTIONS[flag])
     replay.add_argument(
         "--state",
-        type=Path,
-        metavar="FILE",
-        help="keep the patients' lifecycle state (standing Flags, report versions) in this"
-        " SQLite file across runs; default: in memory, across the files of this run",
+        metavar="FILE|URL",
+        help="keep the patients' lifecycle state (standing Flags, report versions) across"
+        " runs in this SQLite file, or in PostgreSQL (postgresql://USER@HOST/DB: shared by"
+        " processes and hosts, a lock per patient; needs leukofhir[postgres]); default: in"
+        " memory, across the files of this run",
     )
     replay.add_argument(
         "--validate",
@@ -139,10 +142,12 @@ def _parser() -> argparse.ArgumentParser:
         help="check each message against its HL7 version's structure (hl7apy);"
         " findings are reported as warnings",
     )
+    add_delivery_arguments(replay)
     replay.set_defaults(run=replay_command)
     _add_batch_parser(commands)
     add_serve_parser(commands)
     add_journal_parser(commands)
+    add_deliver_parser(commands)
     return parser
 
 
@@ -207,6 +212,13 @@ def _add_batch_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
         "--notify-critical",
     ):
         batch.add_argument(flag, **_REPLAY_OPTIONS[flag])
+    add_delivery_arguments(batch)
+    batch.add_argument(
+        "--fhir-queue-only",
+        action="store_true",
+        help="with --fhir-base: queue every Bundle in the ledger's outbox, send nothing now"
+        " (leukofhir deliver OUT sends them later)",
+    )
     batch.set_defaults(run=batch_command)
 
 
@@ -281,8 +293,13 @@ def batch_command(args: argparse.Namespace) -> int:
         watch=args.watch,
         interval=args.interval,
         progress=None if args.progress == "auto" else args.progress == "bar",
+        delivery=delivery_options(args, os.environ),
+        queue_only=args.fhir_queue_only,
     )
+    if args.fhir_queue_only and options.delivery is None:
+        raise UsageError("--fhir-queue-only needs --fhir-base")
     from leukofhir.batch.summary import render_summary
+    from leukofhir.logs import get_logger
 
     try:
         result = run_batch(options, get_logger("leukofhir.batch"))
@@ -296,6 +313,8 @@ def batch_command(args: argparse.Namespace) -> int:
 
 
 def build_context(args: argparse.Namespace) -> Context:
+    from leukofhir.ingest.dtm import DtmError, zone
+
     try:
         zone(args.timezone)
     except DtmError as exc:
@@ -332,6 +351,8 @@ def check_paths(paths: Sequence[Path]) -> None:
     or is a FIFO, socket or device is a usage error, found before anything is read (a FIFO
     would be waited on for ever).  A path that cannot be looked at (permission) is left to
     the read, which reports it as unreadable."""
+    from leukofhir.inputfile import kind
+
     problems = []
     for path in paths:
         try:
@@ -349,8 +370,13 @@ def check_paths(paths: Sequence[Path]) -> None:
 
 
 def replay_command(args: argparse.Namespace) -> int:
+    from leukofhir.emit.jsonio import dumps
+    from leukofhir.inputfile import PassedOver, input_files
+    from leukofhir.logs import get_logger
+
     check_paths(args.paths)
     context = build_context(args)
+    delivery = _delivery_now(args)
     fmt = args.format or ("summary" if sys.stdout.isatty() and not args.out else "ndjson")
     log = get_logger("leukofhir.replay")
     counts: Counter[str] = Counter()
@@ -383,6 +409,8 @@ def replay_command(args: argparse.Namespace) -> int:
                 outcome = _settled(outcome, store, context)
                 counts[outcome.disposition.value] += 1
                 _log_outcome(log, path, outcome)
+                if delivery is not None:
+                    _deliver(delivery, path, outcome)
                 if args.out:
                     _write_files(args.out, path, outcome, indent=fmt == "json")
                 elif summary is not None:
@@ -393,45 +421,93 @@ def replay_command(args: argparse.Namespace) -> int:
                     _write_ndjson(outcome)
     finally:
         store.close()
+        if delivery is not None:
+            delivery.close()
     if fmt == "json" and not args.out:
         sys.stdout.buffer.write(dumps(collected, indent=True) + b"\n")
     if summary is not None:
         summary.totals(counts)
     log.info("replay finished", **{k.replace(" ", "_"): v for k, v in counts.items()})
-    return 1 if counts["rejected"] or counts["unreadable files"] else 0
+    if delivery is not None and delivery.stopped:
+        print(f"leukofhir: FHIR delivery stopped: {delivery.stopped}", file=sys.stderr)
+        return 3
+    undelivered = delivery is not None and set(delivery.counts) - {"delivered"}
+    return 1 if counts["rejected"] or counts["unreadable files"] or undelivered else 0
 
 
-def _state_store(path: Path | None) -> StateStore:
-    if path is None:
+def _delivery_now(args: argparse.Namespace) -> DeliveryNow | None:
+    options = delivery_options(args, os.environ)
+    if options is None:
+        return None
+    from leukofhir.delivery.now import DeliveryNow
+
+    return DeliveryNow(options)
+
+
+def _deliver(delivery: DeliveryNow, source: Path, outcome: MessageOutcome) -> None:
+    """Each Bundle of the message to the server before the next message is read."""
+    from leukofhir.emit.jsonio import dumps
+
+    stem = f"{source.name}.m{outcome.index + 1:04d}"
+    for suffix, document in outcome.named_documents():
+        if document.get("resourceType") == "Bundle":
+            delivery.send(stem + suffix.removesuffix(".bundle.json"), dumps(document))
+
+
+def _state_store(where: str | None) -> StateStore:
+    from leukofhir.lifecycle.store import POSTGRES_SCHEMES, MemoryStore, open_store
+
+    if where is None:
         return MemoryStore()
+    import sqlite3
+
+    secret = where.startswith(POSTGRES_SCHEMES) and "@" in where  # user:password@
+    shown = where.partition("@")[2] if secret else where
     try:
-        return SqliteStore(path)
-    except sqlite3.Error as exc:
-        raise UsageError(f"--state: {path}: {exc}") from exc
+        return open_store(where)
+    except ImportError as exc:
+        missing = f"--state: {exc.name} is missing: pip install 'leukofhir[postgres]'"
+        raise UsageError(missing) from exc
+    except (sqlite3.Error, OSError) as exc:  # PostgresStore: ConnectionError
+        raise UsageError(f"--state: {shown}: {exc}") from exc
 
 
 def _settled(outcome: MessageOutcome, store: StateStore, context: Context) -> MessageOutcome:
-    """The outcome with its Bundles settled against the patients' history (``store``)."""
-    outcome, states = settle_message(outcome, store.load, context.rule_set)
-    if states:
-        store.save(states)
+    """The outcome with its Bundles settled against the patients' history (``store``), in
+    one transaction that holds the message's patients."""
+    from leukofhir.lifecycle.settle import patients_of, settle_message
+
+    patients = patients_of(outcome)
+    if not patients:  # nothing to read or write
+        return settle_message(outcome, store.load, context.rule_set)[0]
+    with store.transaction(patients):
+        outcome, states = settle_message(outcome, store.load, context.rule_set)
+        if states:
+            store.save(states)
     return outcome
 
 
 def _outcomes(path: Path, context: Context, input_format: str) -> Iterator[MessageOutcome]:
     """A file's outcomes; NDJSON files are streamed line by line (bounded memory), others
     read whole.  Raises OSError here, not later, when the file cannot be opened."""
+    from leukofhir.inputfile import open_input, read_input
+    from leukofhir.pipeline import process
+
     if input_format != "hl7v2" and path.suffix.lower() in STREAMED_SUFFIXES:
         return _streamed(open_input(path)[0], context)
     return process(read_input(path)[0], context, input_format=input_format)
 
 
 def _streamed(handle: BinaryIO, context: Context) -> Iterator[MessageOutcome]:
+    from leukofhir.pipeline import process_ndjson
+
     with handle:
         yield from process_ndjson(handle, context)
 
 
 def _write_ndjson(outcome: MessageOutcome) -> None:
+    from leukofhir.emit.jsonio import dumps
+
     out = sys.stdout.buffer
     for document in outcome.documents():
         out.write(dumps(document) + b"\n")
@@ -439,13 +515,17 @@ def _write_ndjson(outcome: MessageOutcome) -> None:
 
 
 def _write_files(folder: Path, source: Path, outcome: MessageOutcome, *, indent: bool) -> None:
+    from leukofhir.emit.jsonio import dumps
+
     stem = _UNSAFE.sub("_", source.name).strip("._") or "input"
     base = f"{stem}.m{outcome.index + 1:04d}"
     for suffix, document in outcome.named_documents():
         (folder / f"{base}{suffix}").write_bytes(dumps(document, indent=indent))
 
 
-def _log_outcome(log: FilteringBoundLogger, path: Path, outcome: MessageOutcome) -> None:
+def _log_outcome(log: Logger, path: Path, outcome: MessageOutcome) -> None:
+    from leukofhir.pipeline import Disposition
+
     message = outcome.message
     fields = {
         "file": str(path),

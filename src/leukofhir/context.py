@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from leukofhir.rules import RuleSet, load_rule_set
-from leukofhir.rules.deployment import Deployment, default_deployment, load_deployment
-from leukofhir.terminology import Terminology, load_terminology
+if TYPE_CHECKING:  # the rules and tables load when a context is built, not with this module
+    from leukofhir.rules import RuleSet
+    from leukofhir.rules.deployment import Deployment
+    from leukofhir.terminology import Terminology
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +42,8 @@ class Context:
     @property
     def clinical(self) -> Deployment:
         """The deployment, or the default one (the packaged paediatric profile)."""
+        from leukofhir.rules.deployment import default_deployment
+
         return self.deployment or default_deployment(self.rule_set)
 
 
@@ -61,6 +65,10 @@ class Settings:
     notify_critical: bool = False
 
     def context(self, now: datetime) -> Context:
+        from leukofhir.rules import load_rule_set
+        from leukofhir.rules.deployment import load_deployment
+        from leukofhir.terminology import load_terminology
+
         rule_set = load_rule_set()
         return Context(
             now=now,

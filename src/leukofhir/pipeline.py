@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import partial
+from typing import TYPE_CHECKING
 
 from leukofhir.context import Context
 from leukofhir.emit.bundle import Draft, build_draft
@@ -26,14 +27,17 @@ from leukofhir.errors import (
     issue_for,
 )
 from leukofhir.ingest.er7 import parse_message
-from leukofhir.ingest.fhir import FhirUnit, looks_like_fhir, read_fhir, read_fhir_lines
 from leukofhir.ingest.framing import RawMessage, split_messages
 from leukofhir.ingest.hl7v2 import read_lab_message
+from leukofhir.ingest.sniff import looks_like_fhir
 from leukofhir.model import LOINC, Cbc, Evaluation, LabMessage, LabReport
 from leukofhir.rules import RuleSet, evaluate
 from leukofhir.rules.clinical import clinical_context
 from leukofhir.rules.patient_limit import observed_limit
 from leukofhir.terminology import build_cbc
+
+if TYPE_CHECKING:
+    from leukofhir.ingest.fhir import FhirUnit
 
 
 class Disposition(Enum):
@@ -153,6 +157,8 @@ def process(
 
 def process_fhir(data: bytes, context: Context) -> Iterator[MessageOutcome]:
     """FHIR input: one outcome per report (a bad report is rejected, the others go on)."""
+    from leukofhir.ingest.fhir import read_fhir  # the FHIR readers: for FHIR input only
+
     units = read_fhir(data, context.default_timezone, terminology=context.terminology)
     return _unbroken(_fhir_outcomes(units, context))
 
@@ -160,6 +166,8 @@ def process_fhir(data: bytes, context: Context) -> Iterator[MessageOutcome]:
 def process_ndjson(lines: Iterable[bytes], context: Context) -> Iterator[MessageOutcome]:
     """FHIR NDJSON read line by line (an open file): memory does not grow with the file.
     An ``OSError`` reading ``lines`` is the caller's and passes through."""
+    from leukofhir.ingest.fhir import read_fhir_lines
+
     units = read_fhir_lines(lines, context.default_timezone, terminology=context.terminology)
     return _unbroken(_fhir_outcomes(units, context))
 

@@ -77,3 +77,21 @@ def test_the_bar_goes_to_stderr_with_counts_and_rate(capsys: pytest.CaptureFixtu
     assert "files" in captured.err
     assert "3/3" in captured.err
     assert "msg/s" in captured.err
+
+
+def test_delivery_has_a_row_of_its_own_and_fields_in_the_log(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    run = RunCounts()
+    run.files["new"] = 3
+    run.messages["processed"] = 3
+    with Progress(Recorder(), bar=True) as progress:  # type: ignore[arg-type]
+        progress.update(run, (2, 1))
+    captured = capsys.readouterr()
+    assert "delivered" in captured.err
+    assert "doc/s, 1 retried" in captured.err
+    log = Recorder()
+    with Progress(log, bar=False, every=0.0) as progress:  # type: ignore[arg-type]
+        progress.update(run, (2, 1))
+    ((_, event, fields),) = log.events
+    assert (event, fields["delivered"], fields["retried"]) == ("progress", 2, 1)

@@ -161,6 +161,38 @@ def test_lives_in_another_database_beside_its_tables(tmp_path: Path) -> None:
     other = SqliteOutbox.open(tmp_path / "ledger.sqlite")
     assert [p.key for p in other.ready(1, 9)] == ["a1"]
     tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert tables == {"messages", "outbox", "outbox_meta"}
+    assert tables == {"messages", "outbox", "outbox_data", "outbox_meta"}
     with pytest.raises(ValueError, match="isolation_level=None"):
         SqliteOutbox(sqlite3.connect(":memory:"))
+
+
+def test_delivered_bytes_are_dropped_and_schema_1_is_upgraded(tmp_path: Path) -> None:
+    """Schema 1 kept the bytes in the row; opened now, they move to ``outbox_data`` (but
+    those of delivered documents), and the documents go on as they were."""
+    db = sqlite3.connect(tmp_path / "old.sqlite", isolation_level=None)
+    db.executescript(
+        """CREATE TABLE outbox_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO outbox_meta VALUES ('schema_version', '1');
+        CREATE TABLE outbox (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE,
+            patient TEXT NOT NULL, seq INTEGER NOT NULL, data BLOB NOT NULL,
+            sha256 TEXT NOT NULL, state TEXT NOT NULL, enqueued REAL NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0, retries INTEGER NOT NULL DEFAULT 0,
+            first_attempt REAL, next_attempt REAL NOT NULL DEFAULT 0, last_status INTEGER,
+            reason TEXT NOT NULL DEFAULT '', outcome BLOB, progress TEXT NOT NULL DEFAULT '{}',
+            finished REAL);
+        INSERT INTO outbox (key, patient, seq, data, sha256, state, enqueued, finished)
+            VALUES ('a', 'p', 1, x'7b7d', 'x', 'delivered', 0, 1),
+                   ('b', 'p', 2, x'5b5d', 'y', 'pending', 0, NULL);"""
+    )
+    db.close()
+    with SqliteOutbox.open(tmp_path / "old.sqlite") as outbox:
+        assert outbox.meta("schema_version") == "2"
+        (pending,) = outbox.ready(10, 5)
+        assert (pending.key, pending.data) == ("b", b"[]")
+        outbox.delivered(pending.id, 11, 200)
+        assert outbox.ready(10, 5) == []
+        assert outbox.counts(12).delivered == 2
+    db = sqlite3.connect(tmp_path / "old.sqlite")
+    assert db.execute("SELECT COUNT(*) FROM outbox_data").fetchone() == (0,)  # none kept
+    assert "data" not in {row[1] for row in db.execute("PRAGMA table_info(outbox)")}
+    db.close()

@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -123,6 +124,18 @@ class Poisoned:
             return original(processor, job, *args, **kwargs)
 
         monkeypatch.setattr(Processor, "run_one", run_one)
+
+
+def mllp_exchange(port: int, message: bytes, timeout: float = TIMEOUT) -> bytes:
+    """Send one framed message on a new connection, read one ACK frame."""
+    framer = MllpFramer()
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(frame(message))
+        while True:
+            data = sock.recv(65536)
+            assert data, "closed without an ACK"
+            if acks := framer.feed(data):
+                return acks[0]
 
 
 def sample(name: str) -> bytes:

@@ -394,7 +394,7 @@ def test_sigterm_with_a_client_connected_stops_cleanly(tmp_path: Path) -> None:
 
         assert asyncio.run(asyncio.wait_for(scenario(), 2 * TIMEOUT)) == b""
         log = running.stop()  # exit 0, no traceback
-        assert '"event": "stopping"' in log
+        assert '"event":"stopping"' in log
         journal = Journal(running.out)
         assert journal.counts() == {"processed": 1}
         journal.close()

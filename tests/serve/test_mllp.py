@@ -500,7 +500,7 @@ def test_service_logs_carry_no_patient_data(
     run(scenario, tmp_path)
     err = logs.readouterr().err
     lines = err.splitlines()
-    assert len([line for line in lines if '"event": "message"' in line]) == len(messages)
+    assert len([line for line in lines if '"event":"message"' in line]) == len(messages)
     for line in lines:
         json.loads(line)
     words = set(re.split(r"[^A-Za-z0-9]+", err))

@@ -12,7 +12,6 @@ does, for the recovery of a poison row left by a crash.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -20,10 +19,17 @@ from pathlib import Path
 
 import httpx
 
-from leukofhir.ingest.mllp import MllpFramer, frame
 from leukofhir.serve.header import content_hash, read_header
 from leukofhir.serve.journal import Arrival, Journal
-from tests.serve.helpers import TIMEOUT, Service, environment, field_of, sample, service
+from tests.serve.helpers import (
+    TIMEOUT,
+    Service,
+    environment,
+    field_of,
+    mllp_exchange,
+    sample,
+    service,
+)
 
 FHIR = {"content-type": "application/fhir+json"}
 ER7 = {"content-type": "x-application/hl7-v2+er7"}
@@ -61,18 +67,6 @@ def run_one(self, job, *args, **kwargs):
 
 work.Processor.run_one = run_one
 """
-
-
-def mllp_exchange(port: int, message: bytes) -> bytes:
-    """Send one framed message, read one ACK frame."""
-    framer = MllpFramer()
-    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
-        sock.sendall(frame(message))
-        while True:
-            data = sock.recv(65536)
-            assert data, "closed without an ACK"
-            if acks := framer.feed(data):
-                return acks[0]
 
 
 def msa(ack: bytes) -> tuple[str, str]:
@@ -165,7 +159,7 @@ def test_a_journal_holding_a_poison_row_left_by_a_crash_starts_healthy(tmp_path:
         assert msa(mllp_exchange(running.mllp, M03))[0] == "AA"
         assert stop_within_10_s(running) < 10
     log = running.log.read_text()
-    assert '"event": "processing_failed"' in log
+    assert '"event":"processing_failed"' in log
     injected_row = next(r for r in rows if r["control_id"] == header.control_id)
     assert set(injected_row) == {"id", "received", "sender", "control_id", "format", "reason"}
     assert injected_row["reason"].startswith("KeyError at ")

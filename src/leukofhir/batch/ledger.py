@@ -415,6 +415,17 @@ class Ledger:
         """(patients, bytes of their stored states)."""
         return self._states.size()
 
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """For the tables of a companion that commit with the rows (the delivery outbox:
+        :mod:`leukofhir.batch.outbound`); write to them only after :meth:`begin`."""
+        return self._db
+
+    def begin(self) -> None:
+        """Make sure the current (batched) transaction is open."""
+        self._begin()
+        self._pending += 1
+
     def close(self) -> None:
         self._db.close()
 

@@ -36,9 +36,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
-
-from structlog.typing import FilteringBoundLogger
+from typing import TYPE_CHECKING, Any
 
 from leukofhir.batch.gone import Seen
 from leukofhir.batch.ledger import Ledger, MessageRow
@@ -61,7 +59,12 @@ from leukofhir.batch.work import (
     run_tasks,
 )
 from leukofhir.context import Settings
+from leukofhir.logs import Logger
 from leukofhir.rules import load_rule_set
+
+if TYPE_CHECKING:
+    from leukofhir.batch.outbound import BatchDelivery
+    from leukofhir.delivery.options import DeliveryOptions
 
 __all__ = ["BatchError", "BatchOptions", "BatchResult", "run_batch"]
 
@@ -97,6 +100,8 @@ class BatchOptions:
     files_per_task: int = 32
     task_bytes: int = 1 << 20
     sort_limit: int = SORT_LIMIT  # entries of one folder sorted in memory; more spill to OUT
+    delivery: DeliveryOptions | None = None  # --fhir-base: deliver every Bundle
+    queue_only: bool = False  # --fhir-queue-only: queue them; leukofhir deliver sends them
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,10 +115,11 @@ class BatchResult:
             return 3
         messages = self.summary["messages"]
         files = self.summary["files"]
-        return 1 if messages["rejected"] or files.get("unreadable") else 0
+        dead = self.summary.get("delivery", {}).get("documents", {}).get("dead", 0)
+        return 1 if messages["rejected"] or files.get("unreadable") or dead else 0
 
 
-def run_batch(options: BatchOptions, log: FilteringBoundLogger) -> BatchResult:
+def run_batch(options: BatchOptions, log: Logger) -> BatchResult:
     options.out.mkdir(parents=True, exist_ok=True)
     with _locked(options.out), _stop_on_signals() as stop:
         removed = sweep_temporaries(options.out)
@@ -127,7 +133,7 @@ def run_batch(options: BatchOptions, log: FilteringBoundLogger) -> BatchResult:
 
 
 class _Runner:
-    def __init__(self, options: BatchOptions, log: FilteringBoundLogger, stop: threading.Event):
+    def __init__(self, options: BatchOptions, log: Logger, stop: threading.Event):
         self.options = options
         self.log = log
         self.stop = stop
@@ -167,8 +173,28 @@ class _Runner:
             self.inline = Worker(config)
         # opened after the fork: the workers never hold the database
         self.ledger = Ledger(options.out, durable=options.fsync, on_commit=self._committed)
+        self.delivery: BatchDelivery | None = None
+        if options.delivery is not None:  # a thread: started after the fork, too
+            from leukofhir.batch.outbound import BatchDelivery
+            from leukofhir.delivery.lock import DeliveryBusyError
+
+            try:
+                self.delivery = BatchDelivery(
+                    self.ledger.connection,
+                    self.ledger.path,
+                    options.out,
+                    options.delivery,
+                    durable=options.fsync,
+                    send=not options.queue_only,
+                )
+            except DeliveryBusyError as exc:
+                self.close()
+                raise BatchError(str(exc)) from None
+            self.delivery.start()
 
     def close(self) -> None:
+        if self.delivery is not None:
+            self.delivery.finish(self.stop, wait=False)
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
         self.ledger.close()
@@ -187,9 +213,11 @@ class _Runner:
                 if not self.options.watch or self.stop.is_set() or self.error or not completed:
                     break
                 self.stop.wait(self.options.interval)
-                if self.stop.is_set():
+                self._check_delivery()
+                if self.stop.is_set() or self.error:
                     break
-        self._flush()  # what the last commit's moves left pending
+            self._flush()  # what the last commit's moves left pending
+            self._finish_delivery(progress)
         summary = self._write_summary()
         self.log.info(
             "batch finished",
@@ -231,11 +259,12 @@ class _Runner:
                     self._submit(batch)
                     batch, size = [], 0
                     self._drain(2 * max(self.options.workers, 1) - 1)
-            progress.update(self.run_counts)
+            self._check_delivery()
+            progress.update(self.run_counts, self._delivered())
         if batch and not (self.stop.is_set() or self.error):
             self._submit(batch)
         self._drain(0)
-        progress.update(self.run_counts)
+        progress.update(self.run_counts, self._delivered())
         self._flush()
         return not (self.stop.is_set() or self.error)
 
@@ -360,6 +389,8 @@ class _Runner:
                 continue
             for task, result in zip(tasks, future.result(), strict=True):
                 self._record(task, result)
+            if self.delivery is not None and self.delivery.sending:  # go now, not after 2,000
+                self._flush()
 
     def _record(self, task: FileTask, result: FileResult) -> None:
         if result.state == OUT_ERROR:
@@ -413,10 +444,11 @@ class _Runner:
         transaction as the rows (:mod:`leukofhir.batch.settle`)."""
         rows = list(result.rows)
         for position, message in result.unsettled:
+            bundles: list[tuple[str, str]] = []
             try:
-                files, rows[position], states = settle(
-                    message, rows[position], self.ledger.load_state, self.rule_set
-                )
+                settled = settle(message, rows[position], self.ledger.load_state, self.rule_set)
+                files, rows[position], states = settled.files, settled.row, settled.states
+                bundles = settled.bundles
             except Exception as exc:  # a bug in the lifecycle: this message only is rejected
                 self.log.warning(
                     "message rejected: settling failed (code 207)",
@@ -429,6 +461,10 @@ class _Runner:
             for name, body in files:
                 self.store.write(name, body)
             self.ledger.save_states(states)
+            if self.delivery is not None and bundles:  # queued with the row and the states
+                data = dict(files)
+                self.ledger.begin()
+                self.delivery.stage([(name, patient, data[name]) for name, patient in bundles])
         return rows
 
     def _fail(self, exc: BaseException, tasks: list[FileTask]) -> None:
@@ -461,6 +497,8 @@ class _Runner:
 
     # -- after commits ----------------------------------------------------------------------
     def _committed(self, stale: list[str]) -> None:
+        if self.delivery is not None:
+            self.delivery.committed()
         for relative in stale:  # outputs of a retried message that it no longer has
             with suppress(OSError):
                 (self.options.out / relative).unlink()
@@ -495,6 +533,52 @@ class _Runner:
         self.run_counts.files["moved"] += 1
         self.log.info("file moved", file=source, to=str(where))
 
+    # -- delivery -------------------------------------------------------------------------
+    def _check_delivery(self) -> None:
+        """Delivery stopped (401/403) or failed: the batch stops too (exit 3)."""
+        problem = self.delivery.problem() if self.delivery is not None else ""
+        if problem and not self.error:
+            self.error = problem
+            self.log.error("batch stopped: delivery cannot go on", error=problem)
+
+    def _delivered(self) -> tuple[int, int] | None:
+        return self.delivery.progress() if self.delivery is not None else None
+
+    def _finish_delivery(self, progress: Progress) -> None:
+        """Wait until nothing is left to try (unless stopped, by a signal or an error: then
+        what is pending stays so), showing progress meanwhile."""
+        if self.delivery is None or not self.delivery.sending:
+            return
+        wait = not (self.error or self.stop.is_set())
+        if wait:
+            self.log.info("delivering what is left", **self._outbox_counts())
+        done = threading.Event()
+
+        def show() -> None:
+            while not done.wait(0.5):
+                progress.update(self.run_counts, self._delivered())
+
+        shower = threading.Thread(target=show, daemon=True)
+        shower.start()
+        try:
+            self.delivery.finish(self.stop, wait=wait)
+        finally:
+            done.set()
+            shower.join()
+        progress.update(self.run_counts, self._delivered())
+        self._check_delivery()
+        self.log.info("delivery finished", **self._outbox_counts())
+
+    def _outbox_counts(self) -> dict[str, int]:
+        assert self.delivery is not None
+        counts = self.delivery.outbox.counts(time.time())
+        return {
+            "delivered": counts.delivered,
+            "pending": counts.pending,
+            "held": counts.held,
+            "dead": counts.dead,
+        }
+
     # -- the end --------------------------------------------------------------------------
     def _write_summary(self) -> dict[str, Any]:
         stopped = self.error or ("stopped by a signal" if self.stop.is_set() else "")
@@ -506,6 +590,8 @@ class _Runner:
             passed_over=self.stats.passed_over,
             stopped=stopped,
         )
+        if self.delivery is not None:
+            summary["delivery"] = self.delivery.section()
         try:
             write_listings(self.ledger, self.store, summary)
         except OSError as exc:

@@ -27,7 +27,7 @@ from leukofhir.lifecycle.state import PatientState
 from leukofhir.pipeline import Disposition, MessageOutcome, notes_only
 from leukofhir.rules import RuleSet
 
-__all__ = ["Unsettled", "settle", "settle_fault", "unsettled"]
+__all__ = ["Settled", "Unsettled", "settle", "settle_fault", "unsettled"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,14 +53,25 @@ def unsettled(outcome: MessageOutcome, key: str) -> Unsettled:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """A settled message: its files (name under OUT, bytes), its completed row, the
+    patients' new states, and its Bundles as (file name, the lifecycle's patient or "")."""
+
+    files: list[tuple[str, bytes]]
+    row: MessageRow
+    states: dict[str, PatientState]
+    bundles: list[tuple[str, str]]
+
+
 def settle(
     message: Unsettled,
     row: MessageRow,
     load: Callable[[str], PatientState],
     rule_set: RuleSet,
-) -> tuple[list[tuple[str, bytes]], MessageRow, dict[str, PatientState]]:
-    """The message's files (name under OUT, bytes), its completed row, and the patients'
-    new states.  A message whose every report is superseded is skipped."""
+) -> Settled:
+    """The message settled against the patients' states (``load``).  A message whose every
+    report is superseded is skipped."""
     writes, notes, states = settle_drafts(message.drafts, load, rule_set)
     bundles = [finish_bytes(d, w, rule_set) for d, w in zip(message.drafts, writes, strict=True)]
     issues = (*message.issues, *notes)
@@ -68,11 +79,12 @@ def settle(
     if all(bundle is None for bundle in bundles):
         kind = Disposition.SKIPPED
     base = output_base(kind.value, message.control_id, message.key)
-    files = [
-        (f"{base}.r{n}.bundle.json", bundle + b"\n")
-        for n, bundle in enumerate(bundles, 1)
+    named = [
+        (f"{base}.r{n}.bundle.json", bundle + b"\n", draft.facts.patient if draft.facts else "")
+        for n, (bundle, draft) in enumerate(zip(bundles, message.drafts, strict=True), 1)
         if bundle is not None
     ]
+    files = [(name, data) for name, data, _ in named]
     kept = tuple(i.text for i in issues) if notes_only(kind, issues) else ()
     if issues and not kept:  # notes only go to the ledger; anything else to a file
         outcome = build_operation_outcome(issues, seed=message.seed, context=message.label)
@@ -85,7 +97,7 @@ def settle(
         notes=kept,
         reason=reason,
     )
-    return files, done, states
+    return Settled(files, done, states, [(name, patient) for name, _, patient in named])
 
 
 def settle_fault(

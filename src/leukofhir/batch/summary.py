@@ -11,10 +11,9 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-from structlog.typing import FilteringBoundLogger
-
 from leukofhir.batch.ledger import Ledger
 from leukofhir.batch.store import Store
+from leukofhir.logs import Logger
 
 __all__ = ["Progress", "RunCounts", "build_summary", "render_summary", "write_listings"]
 
@@ -108,6 +107,17 @@ def render_summary(summary: dict[str, Any]) -> str:
         lines.append(f"folder not readable: {error}")
     for item in run["passed_over"][:5]:
         lines.append(f"passed over: {item['path']}: {item['reason']}")
+    delivery = summary.get("delivery")
+    if delivery is not None:
+        documents = delivery["documents"]
+        lines.append(
+            f"delivery to {delivery['server']}: {documents['delivered']} delivered,"
+            f" {documents['pending']} pending ({documents['held_behind_dead_letter']} held"
+            f" behind a dead letter), {documents['dead']} dead letters"
+            + (f" (in {delivery['dead_letters_folder']}/)" if documents["dead"] else "")
+        )
+        for letter in delivery["dead_letters"][:5]:
+            lines.append(f"  dead letter {letter['key']}: {letter['reason']}")
     if run["stopped"]:
         lines.append(f"STOPPED: {run['stopped']}")
     return "\n".join(lines)
@@ -142,13 +152,14 @@ def write_listings(ledger: Ledger, store: Store, summary: dict[str, Any]) -> Non
 class Progress:
     """A rich progress bar on a terminal; otherwise a structured log line every ``every`` s."""
 
-    def __init__(self, log: FilteringBoundLogger, *, bar: bool | None = None, every: float = 10.0):
+    def __init__(self, log: Logger, *, bar: bool | None = None, every: float = 10.0):
         self._log = log
         self._every = every
         self._last = time.monotonic()
         self._bar = sys.stderr.isatty() if bar is None else bar
         self._progress: Any = None
         self._task: Any = None
+        self._sent: Any = None  # the bar of delivered documents
 
     @property
     def has_bar(self) -> bool:
@@ -168,19 +179,24 @@ class Progress:
             from rich.progress import Progress as RichProgress
 
             self._progress = RichProgress(
-                TextColumn("files"),
+                TextColumn("{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TaskProgressColumn(),
-                TextColumn("{task.fields[rate]} msg/s"),
+                TextColumn("{task.fields[rate]}"),
                 TimeElapsedColumn(),
                 TimeRemainingColumn(),
                 console=Console(stderr=True),  # stdout carries only the summary
                 transient=False,
             )
             self._progress.__enter__()
-            self._task = self._progress.add_task("batch", total=None, rate="0")
+            self._task = self._progress.add_task("files", total=None, rate="0 msg/s")
         return self
+
+    def _delivery_task(self) -> Any:
+        if self._sent is None:
+            self._sent = self._progress.add_task("delivered", total=None, rate="")
+        return self._sent
 
     def __exit__(
         self,
@@ -196,21 +212,30 @@ class Progress:
         if self._progress is not None:
             self._progress.update(self._task, total=files)
 
-    def update(self, run: RunCounts) -> None:
+    def update(self, run: RunCounts, delivery: tuple[int, int] | None = None) -> None:
+        """``delivery``: (documents delivered by this run, attempts to be retried)."""
         elapsed = max(time.monotonic() - run.started, 1e-9)
         rate = run.done / elapsed
         if self._progress is not None:
             self._progress.update(
-                self._task, completed=sum(run.files.values()), rate=f"{rate:,.0f}"
+                self._task, completed=sum(run.files.values()), rate=f"{rate:,.0f} msg/s"
             )
+            if delivery is not None:
+                self._progress.update(
+                    self._delivery_task(),
+                    completed=delivery[0],
+                    rate=f"{delivery[0] / elapsed:,.1f} doc/s, {delivery[1]} retried",
+                )
             return
         now = time.monotonic()
         if now - self._last >= self._every:
             self._last = now
+            sent = {} if delivery is None else {"delivered": delivery[0], "retried": delivery[1]}
             self._log.info(
                 "progress",
                 files=sum(run.files.values()),
                 messages=run.done,
                 rate=round(rate, 1),
                 **{f"messages_{k}": v for k, v in run.messages.items()},
+                **sent,
             )

@@ -9,7 +9,7 @@ Documents never travel back to the parent: only the small rows do, so the parent
 per message stays a few microseconds and the workers use the cores.
 
 HL7 v2 messages are identified by (byte offset, SHA-256 of the message's bytes).  FHIR
-input (detected by :func:`leukofhir.ingest.fhir.looks_like_fhir`) is processed as one
+input (detected by :func:`leukofhir.ingest.sniff.looks_like_fhir`) is processed as one
 document; its units are identified by (offset, ``<SHA-256 of the file>#<unit index>``) and
 a rejected unit keeps the whole input document beside its OperationOutcome.
 
@@ -49,8 +49,8 @@ from leukofhir.batch.store import Store
 from leukofhir.context import Context, Settings
 from leukofhir.emit.jsonio import dumps
 from leukofhir.errors import Severity
-from leukofhir.ingest.fhir import looks_like_fhir
 from leukofhir.ingest.framing import split_messages
+from leukofhir.ingest.sniff import looks_like_fhir
 from leukofhir.inputfile import read_input
 from leukofhir.pipeline import Disposition, MessageOutcome, process, process_message
 

@@ -18,7 +18,7 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["patient_key"]
+__all__ = ["facts_key", "patient_key"]
 
 
 def patient_key(bundle: Mapping[str, Any]) -> str | None:
@@ -37,6 +37,14 @@ def patient_key(bundle: Mapping[str, Any]) -> str | None:
             if named:
                 return _hash(named)
     return None
+
+
+def facts_key(patient: str) -> str:
+    """The ordering key of a patient as the lifecycle names it (``ReportFacts.patient``,
+    what stays the same for one patient): 32 hex digits of SHA-256, never the identifier.
+    Those who settle the Bundles (batch, serve) know the patient this way, whatever the
+    Bundle's own wording (a Patient entry or a reference)."""
+    return _hash(f"facts:{patient}")
 
 
 def _identifier(value: object) -> str | None:

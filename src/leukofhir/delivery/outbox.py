@@ -19,8 +19,13 @@ Queueing the same ``key`` again is harmless: the same bytes change nothing, new 
 message processed again after a mapping fix) replace the document and make it pending again,
 whatever its state was.
 
-Storage: SQLite, tables ``outbox`` and ``outbox_meta`` only, so that the outbox can live in
-the batch ledger or the service journal (same file, its own tables): :meth:`open` opens a
+Storage: SQLite, tables ``outbox``, ``outbox_data`` and ``outbox_meta`` only, so that the
+outbox can live in the batch ledger or the service journal (same file, its own tables).
+A document's bytes are in ``outbox_data``, apart from its row (so that marking a document
+rewrites a small row and counting reads small rows), and are dropped once it is delivered
+(the server has them; its output file too): the outbox holds the bytes of what is still to
+deliver, not of everything ever delivered.  Schema 1 (bytes in the row) is upgraded in
+place when opened.  :meth:`open` opens a
 file of its own (WAL), the constructor takes a connection the caller opened with
 ``isolation_level=None``; :meth:`stage` queues inside a transaction the caller holds (the
 documents then become durable with the caller's own rows).  One connection per thread.
@@ -58,7 +63,9 @@ __all__ = [
     "SqliteOutbox",
 ]
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+# The bytes apart: marking a document rewrites a small row, counting reads small rows.
+_DATA_TABLE = "CREATE TABLE IF NOT EXISTS outbox_data (id INTEGER PRIMARY KEY, data BLOB NOT NULL)"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -67,7 +74,6 @@ CREATE TABLE IF NOT EXISTS outbox (
     key TEXT NOT NULL UNIQUE,
     patient TEXT NOT NULL,
     seq INTEGER NOT NULL,
-    data BLOB NOT NULL,
     sha256 TEXT NOT NULL,
     state TEXT NOT NULL,
     enqueued REAL NOT NULL,
@@ -81,10 +87,15 @@ CREATE TABLE IF NOT EXISTS outbox (
     progress TEXT NOT NULL DEFAULT '{}',
     finished REAL
 );
+{data_table};
 CREATE INDEX IF NOT EXISTS outbox_line ON outbox (patient, seq, id)
     WHERE state IN ('pending', 'dead');
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_attempt, seq, id) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS outbox_finished ON outbox (finished)
+    WHERE state IN ('delivered', 'abandoned');
 """
+
+_SCHEMA = _SCHEMA.replace("{data_table}", _DATA_TABLE)
 
 # A document that comes after another pending or dead one of its patient.
 _BEHIND = """EXISTS (SELECT 1 FROM outbox AS p WHERE p.patient = o.patient
@@ -151,6 +162,20 @@ class OutboxCounts:
     retries: int  # retries ever scheduled
     oldest_pending_age: float | None  # seconds since the oldest pending one was queued
 
+    def report(self) -> dict[str, int | float | None]:
+        """As ``summary.json`` and ``deliver --status`` show them."""
+        age = self.oldest_pending_age
+        return {
+            "delivered": self.delivered,
+            "pending": self.pending,
+            "scheduled_retry": self.scheduled,
+            "held_behind_dead_letter": self.held,
+            "dead": self.dead,
+            "abandoned": self.abandoned,
+            "retries": self.retries,
+            "oldest_pending_seconds": None if age is None else round(age, 1),
+        }
+
 
 class Outbox(Protocol):
     """What the delivery loop needs of an outbox (:class:`SqliteOutbox` is the one)."""
@@ -205,10 +230,30 @@ class SqliteOutbox:
         self._durable = durable
         self._synced: bool | None = None
         self._dead = DeadLetterFolder(dead_letters) if dead_letters is not None else None
+        self._upgrade()
         self._db.executescript(_SCHEMA)
         self._db.execute(
-            "INSERT OR IGNORE INTO outbox_meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
+            "INSERT OR REPLACE INTO outbox_meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
         )
+
+    def _upgrade(self) -> None:
+        """Schema 1 kept the bytes in ``outbox.data``: every mark rewrote them and every
+        count read them.  They move to ``outbox_data`` (delivered ones are not kept)."""
+        columns = {str(row[1]) for row in self._db.execute("PRAGMA table_info(outbox)")}
+        if "data" not in columns:
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute(_DATA_TABLE)
+            self._db.execute(
+                "INSERT OR REPLACE INTO outbox_data SELECT id, data FROM outbox"
+                " WHERE state != 'delivered'"
+            )
+            self._db.execute("ALTER TABLE outbox DROP COLUMN data")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     @classmethod
     def open(cls, path: Path, *, dead_letters: Path | None = None, durable: bool = True) -> Self:
@@ -242,25 +287,28 @@ class SqliteOutbox:
             row = self._db.execute(
                 "SELECT sha256, state FROM outbox WHERE key = ?", (document.key,)
             ).fetchone()
-            values = (document.patient, document.seq, document.data, digest, now, document.key)
+            values = (document.patient, document.seq, digest, now, document.key)
             if row is None:
-                self._db.execute(
-                    "INSERT INTO outbox (patient, seq, data, sha256, enqueued, key, state)"
-                    " VALUES (?, ?, ?, ?, ?, ?, 'pending')",
+                id = self._db.execute(
+                    "INSERT INTO outbox (patient, seq, sha256, enqueued, key, state)"
+                    " VALUES (?, ?, ?, ?, ?, 'pending') RETURNING id",
                     values,
-                )
+                ).fetchone()[0]
             elif row[0] != digest:
-                self._db.execute(
-                    "UPDATE outbox SET patient = ?, seq = ?, data = ?, sha256 = ?, enqueued = ?,"
+                id = self._db.execute(
+                    "UPDATE outbox SET patient = ?, seq = ?, sha256 = ?, enqueued = ?,"
                     " state = 'pending', attempts = 0, first_attempt = NULL, next_attempt = 0,"
                     " last_status = NULL, reason = '', outcome = NULL, progress = '{}',"
-                    " finished = NULL WHERE key = ?",
+                    " finished = NULL WHERE key = ? RETURNING id",
                     values,
-                )
+                ).fetchone()[0]
                 if row[1] == "dead" and self._dead is not None:
                     self._dead.remove(document.key)
             else:
                 continue
+            self._db.execute(
+                "INSERT OR REPLACE INTO outbox_data (id, data) VALUES (?, ?)", (id, document.data)
+            )
             changed += 1
         return changed
 
@@ -271,9 +319,10 @@ class SqliteOutbox:
         patient, due, and of a patient not in ``busy`` (one already in flight)."""
         exclude, args = _not_in(busy)
         rows = self._db.execute(
-            "SELECT id, key, patient, seq, data, attempts, first_attempt, progress"
-            f" FROM outbox AS o WHERE state = 'pending' AND next_attempt <= ?{exclude}"
-            f" AND NOT {_BEHIND} ORDER BY next_attempt, seq, id LIMIT ?",
+            "SELECT o.id, key, patient, seq, d.data, attempts, first_attempt, progress"
+            " FROM outbox AS o JOIN outbox_data AS d ON d.id = o.id"
+            f" WHERE state = 'pending' AND next_attempt <= ?{exclude}"
+            f" AND NOT {_BEHIND} ORDER BY next_attempt, seq, o.id LIMIT ?",
             (now, *args, limit),
         )
         return [
@@ -295,8 +344,11 @@ class SqliteOutbox:
     # ------------------------------------------------------------------ answers
 
     def delivered(self, id: int, now: float, status: int | None) -> None:
+        """Marked delivered; its bytes are not kept (the server has them)."""
         with self._transaction(synced=False):
             key = self._finish(id, "delivered", now, status, "", None)
+            if key is not None:
+                self._db.execute("DELETE FROM outbox_data WHERE id = ?", (id,))
         if key is not None and self._dead is not None:
             self._dead.remove(key)  # a dead letter of an earlier life, re-queued since
 
@@ -329,7 +381,9 @@ class SqliteOutbox:
         progress: Mapping[int, str],
     ) -> None:
         """A dead letter: the files first (``OUT/dead``), then the row."""
-        row = self._db.execute("SELECT key, data FROM outbox WHERE id = ?", (id,)).fetchone()
+        row = self._db.execute(
+            "SELECT key, data FROM outbox JOIN outbox_data USING (id) WHERE id = ?", (id,)
+        ).fetchone()
         if row is None:
             return
         if self._dead is not None:
@@ -414,6 +468,35 @@ class SqliteOutbox:
             retries=retries,
             oldest_pending_age=None if oldest is None else max(0.0, now - float(oldest)),
         )
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        """Set (or, with None, remove) a value of ``outbox_meta`` (its own commit)."""
+        with self._transaction(synced=False):
+            if value is None:
+                self._db.execute("DELETE FROM outbox_meta WHERE key = ?", (key,))
+            else:
+                self._db.execute("INSERT OR REPLACE INTO outbox_meta VALUES (?, ?)", (key, value))
+
+    def prune(self, before: float, limit: int = 500) -> int:
+        """Forget up to ``limit`` documents delivered (or abandoned) before ``before``
+        (seconds since the epoch), oldest first; how many.  Pending and dead ones stay."""
+        with self._transaction(synced=False):
+            ids = [
+                (int(i),)
+                for (i,) in self._db.execute(
+                    "SELECT id FROM outbox WHERE state IN ('delivered', 'abandoned')"
+                    " AND finished < ? ORDER BY finished LIMIT ?",
+                    (before, limit),
+                )
+            ]
+            self._db.executemany("DELETE FROM outbox_data WHERE id = ?", ids)
+            self._db.executemany("DELETE FROM outbox WHERE id = ?", ids)
+        return len(ids)
+
+    def meta(self, key: str) -> str | None:
+        """A value of ``outbox_meta`` (e.g. the server the documents were queued for)."""
+        row = self._db.execute("SELECT value FROM outbox_meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
 
     def record(self, key: str) -> Record | None:
         row = self._db.execute(

@@ -43,6 +43,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from leukofhir.delivery.profiles import PROFILES, ServerProfile
 from leukofhir.emit.datatypes import RawDecimal
 from leukofhir.emit.jsonio import dumps
 
@@ -70,26 +71,6 @@ _PLACEHOLDER = re.compile(
 class SplitError(ValueError):
     """The document cannot be sent as a transaction to this server (no transaction Bundle,
     or entries that must stay together exceed the limits)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ServerProfile:
-    name: str = "default"
-    max_entries: int = 500
-    max_conditional_entries: int | None = None  # when any entry is conditional
-    max_updates: int | None = None  # PUT entries
-
-    def __post_init__(self) -> None:
-        limits = (self.max_entries, self.max_conditional_entries, self.max_updates)
-        if any(limit is not None and limit < 1 for limit in limits):
-            raise ValueError("server profile limits must be at least 1")
-
-
-PROFILES: Mapping[str, ServerProfile] = {
-    "default": ServerProfile("default"),
-    "azure": ServerProfile("azure", max_entries=500),
-    "medplum": ServerProfile("medplum", max_conditional_entries=8, max_updates=50),
-}
 
 
 @dataclass(frozen=True, slots=True)

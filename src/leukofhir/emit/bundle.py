@@ -137,10 +137,13 @@ def build_draft(
     interpretations = {key_of(value): found for value, found in evaluation.interpretations}
     refs: dict[str, Json] = {}  # CBC value key → how the output refers to its Observation
     idents: dict[str, str] = {}  # CBC value key → its Observation's identifier (system|value)
-    sent = [obs for obs in report.observations if str(obs.location) in keys.values()]
+    used = set(keys.values())
+    lines = [(str(obs.location), obs) for obs in report.observations]
+    sent = [obs for key, obs in lines if key in used]
     counts = Counter(line_key(obs) for obs in sent)
-    for obs in sent:  # message order
-        key = str(obs.location)
+    for key, obs in lines:  # message order
+        if key not in used:
+            continue
         if (
             ref := input_reference(obs.reference, obs.identifiers, "Observation", fhir)
         ) is not None:

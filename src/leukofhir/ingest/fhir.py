@@ -33,6 +33,7 @@ from leukofhir.ingest.fhir_index import Entry, ResourceIndex, as_str, make_entry
 from leukofhir.ingest.fhir_json import JsonError, load_json, strip_bom
 from leukofhir.ingest.fhir_ndjson import NdjsonGrouper
 from leukofhir.ingest.fhir_unit import Group, Source, build_message
+from leukofhir.ingest.sniff import looks_like_fhir
 from leukofhir.model import LabMessage
 from leukofhir.terminology.tables import Terminology, packaged_terminology
 
@@ -54,12 +55,6 @@ class FhirUnit:
     offset: int
     message: LabMessage | None = None
     error: Issue | None = None
-
-
-def looks_like_fhir(data: bytes) -> bool:
-    """True when the first non-blank byte (after a UTF-8 BOM) is ``{`` or ``[``."""
-    body = strip_bom(data).lstrip(_BLANK)
-    return body[:1] in (b"{", b"[")
 
 
 def read_fhir(

@@ -21,7 +21,6 @@ from leukofhir.errors import Issue, Location
 from leukofhir.ingest.fhir_index import Entry, as_dict, as_list, as_str
 from leukofhir.ingest.fhir_json import canonical_digest
 from leukofhir.ingest.fhir_map import identifiers, report_fields, to_observation, to_patient
-from leukofhir.ingest.fhir_validate import validate_resource
 from leukofhir.model import Identifier, LabMessage, LabObservation, LabReport, Patient, Provider
 from leukofhir.terminology.identify import identify
 from leukofhir.terminology.tables import Terminology
@@ -95,6 +94,8 @@ def _validate(
     ]
     if not used:
         return None
+    from leukofhir.ingest.fhir_validate import validate_resource  # fhir.resources: FHIR only
+
     for entry in ([group.header] if group.header else []) + used:
         failure, warnings = validate_resource(entry.resource, entry.path, entry.full_url)
         issues.extend(warnings)

@@ -7,7 +7,9 @@ core) folded into its patient's state.
   new states to save (a batch parent finishes them as bytes, from packed drafts);
 * :func:`settle_message`: the same for a whole :class:`MessageOutcome`, which comes back
   with its settled Bundles.  A message whose every report is superseded is *skipped*:
-  it writes nothing.
+  it writes nothing;
+* :func:`patients_of`: the patients a message's settling reads and writes (what a store's
+  ``transaction`` holds).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from leukofhir.lifecycle.state import WINDOW, PatientState
 from leukofhir.pipeline import Disposition, MessageOutcome
 from leukofhir.rules import RuleSet
 
-__all__ = ["settle", "settle_alone", "settle_drafts", "settle_message"]
+__all__ = ["patients_of", "settle", "settle_alone", "settle_drafts", "settle_message"]
 
 _EMPTY = PatientState()
 
@@ -79,6 +81,12 @@ def settle_message(
         settled=bundles,
     )
     return settled, states
+
+
+def patients_of(outcome: MessageOutcome) -> list[str]:
+    """The patients of ``outcome``'s reports, each once, in report order."""
+    patients = (r.draft.facts.patient for r in outcome.reports if r.draft.facts is not None)
+    return list(dict.fromkeys(p for p in patients if p))
 
 
 def _notes(draft: Draft, writes: Writes) -> list[Issue]:

@@ -1,10 +1,16 @@
 """Where patients' lifecycle states are kept: an edge, behind one small interface.
 
 :class:`StateStore`: ``load`` one patient's state, ``save`` the new states of a message
-atomically.  :class:`MemoryStore` serves one ``replay`` run; :class:`SqliteStore` keeps
-states in a file (``replay --state FILE``).  The batch ledger and the service journal keep
-states in their own SQLite databases with :class:`StateTable`, in the same transaction as
-their rows, so that an outcome and the state it led to are committed together.
+atomically, and ``transaction(patients)``: a message's loads and save as one unit that no
+other process settling the same patients interleaves with (a patient's report is never
+folded into a state that another process is replacing, so no report is lost).
+:class:`MemoryStore` serves one ``replay`` run; :class:`SqliteStore` keeps states in a file
+(``replay --state FILE``; one writer at a time for the whole file);
+:class:`leukofhir.lifecycle.pgstore.PostgresStore` in a PostgreSQL database shared by
+processes and hosts (``replay --state postgresql://...``; a lock per patient).
+:func:`open_store` picks one from a path or URL.  The batch ledger and the service journal
+keep states in their own SQLite databases with :class:`StateTable`, in the same transaction
+as their rows, so that an outcome and the state it led to are committed together.
 
 Patients are keyed by the SHA-256 of their identifier: the store holds no identifier.
 """
@@ -12,16 +18,30 @@ Patients are keyed by the SHA-256 of their identifier: the store holds no identi
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 import zlib
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from leukofhir.lifecycle.state import PatientState, decode_state, encode_state
 
-__all__ = ["MemoryStore", "SqliteStore", "StateStore", "StateTable"]
+if TYPE_CHECKING:
+    import sqlite3
+
+__all__ = [
+    "POSTGRES_SCHEMES",
+    "DecodedCache",
+    "MemoryStore",
+    "SqliteStore",
+    "StateStore",
+    "StateTable",
+    "open_store",
+    "patient_key",
+]
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
 class StateStore(Protocol):
@@ -31,7 +51,54 @@ class StateStore(Protocol):
         """Every state of ``states`` or none of them."""
         ...
 
+    def transaction(self, patients: Collection[str]) -> AbstractContextManager[None]:
+        """The loads and the save made inside are one transaction, committed at the end
+        (rolled back on an exception); until then no other process settles ``patients``.
+        A message settles inside one: ``with store.transaction(patients): load... save``."""
+        ...
+
     def close(self) -> None: ...
+
+
+def open_store(where: str | Path) -> StateStore:
+    """A PostgreSQL store for a ``postgresql://`` URL (psycopg is imported only then), else
+    a SQLite file."""
+    if isinstance(where, str) and where.startswith(POSTGRES_SCHEMES):
+        from leukofhir.lifecycle.pgstore import PostgresStore
+
+        return PostgresStore(where)
+    return SqliteStore(Path(where))
+
+
+class DecodedCache:
+    """The latest states read or written, kept decoded (at most ``size``): a patient's next
+    report finds its state without decoding it again, as long as the stored bytes are the
+    same (another process may have written it in between)."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._cache: OrderedDict[bytes, tuple[bytes, PatientState]] = OrderedDict()
+        self._size = size
+
+    def state(self, key: bytes, stored: bytes) -> PatientState:
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] == stored:
+            self._cache.move_to_end(key)
+            return hit[1]
+        state = decode_state(zlib.decompress(stored))
+        self.remember(key, stored, state)
+        return state
+
+    def stored(self, key: bytes, state: PatientState) -> bytes:
+        """The bytes a store keeps for ``state`` (the same for the same state)."""
+        data = zlib.compress(encode_state(state), 1)
+        self.remember(key, data, state)
+        return data
+
+    def remember(self, key: bytes, stored: bytes, state: PatientState) -> None:
+        self._cache[key] = (stored, state)
+        self._cache.move_to_end(key)
+        if len(self._cache) > self._size:
+            self._cache.popitem(last=False)
 
 
 class MemoryStore:
@@ -44,6 +111,9 @@ class MemoryStore:
     def save(self, states: Mapping[str, PatientState]) -> None:
         self._states.update(states)
 
+    def transaction(self, patients: Collection[str]) -> AbstractContextManager[None]:
+        return nullcontext()  # one process, one thread
+
     def close(self) -> None:
         pass
 
@@ -55,10 +125,8 @@ class StateTable:
     """The ``lifecycle_state`` table on an open SQLite connection; the caller owns the
     transaction (``save`` writes inside it).
 
-    States are stored zlib-compressed (their JSON shrinks about 5 times).  The latest
-    states read or written are kept decoded (at most ``cached``): a patient's next report
-    finds its state without decoding it again, as long as the stored bytes are the same
-    (another process may have written it in between)."""
+    States are stored zlib-compressed (their JSON shrinks about 5 times) and kept decoded
+    in a :class:`DecodedCache` (at most ``cached``)."""
 
     SCHEMA = (
         "CREATE TABLE IF NOT EXISTS lifecycle_state"
@@ -67,8 +135,7 @@ class StateTable:
 
     def __init__(self, db: sqlite3.Connection, *, cached: int = 4096) -> None:
         self._db = db
-        self._cache: OrderedDict[bytes, tuple[bytes, PatientState]] = OrderedDict()
-        self._cached = cached
+        self._cache = DecodedCache(cached)
         db.execute(self.SCHEMA)
 
     def load(self, patient: str) -> PatientState:
@@ -77,33 +144,28 @@ class StateTable:
     def read(self, patient: str) -> tuple[bytes | None, PatientState]:
         """A patient's state and the bytes stored for it (None: none yet), for a writer
         that checks at commit that nobody changed it meanwhile (:meth:`unchanged`)."""
-        key = _key(patient)
+        key = patient_key(patient)
         stored = self._stored(key)
         if stored is None:
             return None, PatientState()
-        hit = self._cache.get(key)
-        if hit is not None and hit[0] == stored:
-            self._cache.move_to_end(key)
-            return stored, hit[1]
-        state = decode_state(zlib.decompress(stored))
-        self._remember(key, stored, state)
-        return stored, state
+        return stored, self._cache.state(key, stored)
 
     def unchanged(self, read: Mapping[str, bytes | None]) -> bool:
         """Do the patients of ``read`` still have the bytes read for them?"""
-        return all(self._stored(_key(patient)) == stored for patient, stored in read.items())
+        return all(self._stored(patient_key(patient)) == stored for patient, stored in read.items())
 
     def save(self, states: Mapping[str, PatientState]) -> None:
         self._db.executemany(
             "INSERT OR REPLACE INTO lifecycle_state VALUES (?, ?)",
-            [(_key(patient), self.stored(patient, state)) for patient, state in states.items()],
+            [
+                (patient_key(patient), self.stored(patient, state))
+                for patient, state in states.items()
+            ],
         )
 
     def stored(self, patient: str, state: PatientState) -> bytes:
         """The bytes ``save`` stores for ``state`` (the same for the same state)."""
-        key, data = _key(patient), zlib.compress(encode_state(state), 1)
-        self._remember(key, data, state)
-        return data
+        return self._cache.stored(patient_key(patient), state)
 
     def _stored(self, key: bytes) -> bytes | None:
         row = self._db.execute(
@@ -118,17 +180,15 @@ class StateTable:
         ).fetchone()
         return int(count), int(total)
 
-    def _remember(self, key: bytes, stored: bytes, state: PatientState) -> None:
-        self._cache[key] = (stored, state)
-        self._cache.move_to_end(key)
-        if len(self._cache) > self._cached:
-            self._cache.popitem(last=False)
-
 
 class SqliteStore:
-    """States in their own SQLite file (WAL), one transaction per ``save``."""
+    """States in their own SQLite file (WAL), one transaction per ``save`` or per
+    ``transaction`` (``BEGIN IMMEDIATE``: one writer at a time for the whole file, so
+    processes sharing the file settle one message after another)."""
 
     def __init__(self, path: Path) -> None:
+        import sqlite3  # only with --state: a replay in memory does without
+
         self._db = sqlite3.connect(path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         # a crash of the process loses nothing committed; a power cut may lose the last
@@ -140,9 +200,17 @@ class SqliteStore:
         return self._table.load(patient)
 
     def save(self, states: Mapping[str, PatientState]) -> None:
+        if self._db.in_transaction:  # inside ``transaction``: committed at its end
+            self._table.save(states)
+            return
+        with self.transaction(states):
+            self._table.save(states)
+
+    @contextmanager
+    def transaction(self, patients: Collection[str]) -> Iterator[None]:
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            self._table.save(states)
+            yield
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
@@ -155,5 +223,6 @@ class SqliteStore:
         self._db.close()
 
 
-def _key(patient: str) -> bytes:
+def patient_key(patient: str) -> bytes:
+    """A patient's key in every store: the SHA-256 of the identifier."""
     return hashlib.sha256(patient.encode()).digest()

@@ -34,7 +34,6 @@ here from anything else, and never from race or ethnicity.
 
 from __future__ import annotations
 
-import csv
 import io
 import tomllib
 from collections.abc import Mapping
@@ -197,6 +196,8 @@ def read_patient_limits(path: Path) -> dict[tuple[str, str], PatientLimit]:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise _fail(str(path), "file", f"cannot be read ({exc})") from None
+    import csv  # with --profile only: start-up of a plain replay does without
+
     rows = csv.reader(io.StringIO(text))
     header = next(rows, None)
     if header is None or tuple(h.strip() for h in header) != PATIENT_COLUMNS:

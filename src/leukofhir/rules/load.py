@@ -7,11 +7,11 @@ from collections.abc import Mapping
 from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from leukofhir import packaged_text
 from leukofhir.errors import ConfigError, ErrorCode, Location, error
 from leukofhir.model import SNOMED, Analyte, Coding, Measure
 from leukofhir.rules.ruleset import (
@@ -137,8 +137,7 @@ def load_rule_set(path: Path | None = None) -> RuleSet:
 
 @cache
 def _packaged() -> RuleSet:
-    data = resources.files("leukofhir").joinpath("data", PACKAGED_RULE_FILE)
-    return _parse(data.read_text(encoding="utf-8"), PACKAGED_RULE_FILE, origin="")
+    return _parse(packaged_text(PACKAGED_RULE_FILE), PACKAGED_RULE_FILE, origin="")
 
 
 def _parse(text: str, name: str, *, origin: str) -> RuleSet:

@@ -4,17 +4,19 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sqlite3
 import sys
+from collections.abc import Mapping
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from leukofhir.context import Settings
 from leukofhir.errors import LeukofhirError, UsageError
-from leukofhir.serve.config import load_config
-from leukofhir.serve.journal import JOURNAL_NAME, Journal
+
+if TYPE_CHECKING:
+    from leukofhir.delivery.options import DeliveryOptions
+    from leukofhir.serve.config import ServeConfig
 
 __all__ = ["add_journal_parser", "add_serve_parser"]
 
@@ -42,6 +44,18 @@ _OPTIONS: tuple[tuple[str, dict[str, object]], ...] = (
         "--journal-retention",
         {"metavar": "DURATION", "help": "keep done messages this long (30d; 12h; 0: forever)"},
     ),
+    ("--fhir-base", {"metavar": "URL", "help": "deliver every Bundle to this FHIR server"}),
+    ("--fhir-token-file", {"type": Path, "metavar": "FILE", "help": "its bearer token"}),
+    ("--fhir-ca", {"type": Path, "metavar": "FILE", "help": "trust this CA bundle (PEM)"}),
+    ("--fhir-server-profile", {"choices": ("default", "azure", "medplum")}),
+    ("--fhir-concurrency", {"type": int, "metavar": "N", "help": "documents in flight (4)"}),
+    ("--fhir-retry-for", {"metavar": "DURATION", "help": "then a dead letter (24h)"}),
+    ("--fhir-timeout", {"type": float, "metavar": "SECONDS", "help": "(30)"}),
+    (
+        "--ack-after",
+        {"choices": ("stored", "delivered"), "help": "AA once journaled (stored) or delivered"},
+    ),
+    ("--ack-timeout", {"type": float, "metavar": "SECONDS", "help": "delivered: AR after (30)"}),
 )
 
 
@@ -70,12 +84,15 @@ def serve_command(args: argparse.Namespace) -> int:
     import os
     import shutil
 
+    from leukofhir.serve.config import load_config  # the service stack: for serve only
+
     names = [str(spec.get("dest", flag[2:].replace("-", "_"))) for flag, spec in _OPTIONS]
     values = {name: getattr(args, name) for name in names}
     try:
         config = load_config(values, file=args.config)
         # the mapping files read now, so that a bad one stops the start with its reason
         Settings(tuple(str(m) for m in config.mappings)).context(datetime.now(UTC))
+        delivery = delivery_config(config, os.environ)
     except LeukofhirError as exc:
         raise UsageError(str(exc)) from None
     # every service process writes its metrics here; set before prometheus_client loads
@@ -85,7 +102,34 @@ def serve_command(args: argparse.Namespace) -> int:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)
     from leukofhir.serve.service import serve
 
-    return serve(config, ready_file=args.ready_file)
+    return serve(config, ready_file=args.ready_file, delivery=delivery)
+
+
+def delivery_config(config: ServeConfig, environ: Mapping[str, str]) -> DeliveryOptions | None:
+    """The delivery options of ``config`` (the token read now: a bad one stops the start)."""
+    from leukofhir.delivery.client import read_token
+    from leukofhir.delivery.options import DeliveryOptions
+    from leukofhir.delivery.profiles import PROFILES
+
+    if not config.fhir_base:
+        return None
+    try:
+        token = read_token(config.fhir_token_file, environ)
+        options = DeliveryOptions(
+            base=config.fhir_base.rstrip("/"),
+            token=token,
+            ca_file=config.fhir_ca,
+            profile=PROFILES[config.fhir_server_profile],
+            concurrency=config.fhir_concurrency,
+            retry_for=config.fhir_retry_for,
+            timeout=config.fhir_timeout,
+        )
+        options.server()
+    except ValueError as exc:
+        raise UsageError(f"fhir: {exc}") from None
+    if options.ca_file is not None and not options.ca_file.is_file():
+        raise UsageError(f"fhir_ca: no such file: {options.ca_file}")
+    return options
 
 
 def add_journal_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -123,6 +167,10 @@ def add_journal_parser(commands: argparse._SubParsersAction[argparse.ArgumentPar
 
 
 def journal_command(args: argparse.Namespace) -> int:
+    import sqlite3
+
+    from leukofhir.serve.journal import JOURNAL_NAME, Journal
+
     path = args.out / JOURNAL_NAME
     if not path.is_file():
         raise UsageError(f"no journal at {path} (OUT is the --out folder of leukofhir serve)")
@@ -156,6 +204,8 @@ def _mend(changed: bool, entry: int, what: str) -> None:
 
 
 def _print(rows: list[dict[str, object]], ndjson: bool) -> None:
+    import json
+
     if ndjson:
         for row in rows:
             print(json.dumps(row, ensure_ascii=False))

@@ -11,7 +11,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from leukofhir.errors import ConfigError, ErrorCode, error
 from leukofhir.ingest.dtm import DtmError, zone
@@ -44,8 +51,18 @@ class ServeConfig(BaseModel):
     validate_output: bool = False
     shutdown_timeout: float = Field(30.0, ge=0)
     journal_retention: float = Field(30 * 86400.0, ge=0, allow_inf_nan=False)  # s; 0: forever
+    # delivery to a FHIR server (the token: a file, or LEUKOFHIR_FHIR_TOKEN; never a setting)
+    fhir_base: str = ""
+    fhir_token_file: Path | None = None
+    fhir_ca: Path | None = None
+    fhir_server_profile: Literal["default", "azure", "medplum"] = "default"
+    fhir_concurrency: int = Field(4, ge=1, le=64)
+    fhir_retry_for: float = Field(24 * 3600.0, ge=0, allow_inf_nan=False)
+    fhir_timeout: float = Field(30.0, gt=0)
+    ack_after: Literal["stored", "delivered"] = "stored"
+    ack_timeout: float = Field(30.0, gt=0)
 
-    @field_validator("journal_retention", mode="before")
+    @field_validator("journal_retention", "fhir_retry_for", mode="before")
     @classmethod
     def _duration(cls, value: object) -> object:
         return parse_duration(value) if isinstance(value, str) else value
@@ -58,6 +75,12 @@ class ServeConfig(BaseModel):
         except DtmError as exc:
             raise ValueError(str(exc)) from None
         return value
+
+    @model_validator(mode="after")
+    def _delivered_needs_a_server(self) -> ServeConfig:
+        if self.ack_after == "delivered" and not self.fhir_base:
+            raise ValueError("ack_after 'delivered' needs fhir_base (a FHIR server)")
+        return self
 
     @field_validator("mllp", "http")
     @classmethod
@@ -118,12 +141,15 @@ def load_config(
     try:
         return ServeConfig(**values)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])} ({sources.get(str(e['loc'][0]), 'default')}):"
-            f" {e['msg']}"
-            for e in exc.errors()
-        )
+        problems = "; ".join(_problem(e["loc"], e["msg"], sources) for e in exc.errors())
         raise ConfigError(error(ErrorCode.DATA_TYPE, f"bad setting: {problems}")) from None
+
+
+def _problem(where: tuple[int | str, ...], message: str, sources: Mapping[str, str]) -> str:
+    if not where:  # a rule over several settings
+        return message
+    source = sources.get(str(where[0]), "default")
+    return f"{'.'.join(str(p) for p in where)} ({source}): {message}"
 
 
 def _read_file(path: Path) -> dict[str, Any]:

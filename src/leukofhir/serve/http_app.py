@@ -10,7 +10,9 @@
 ``POST /fhir``          FHIR JSON or NDJSON → the Bundle, a ``collection`` Bundle of
                         the Bundles and OperationOutcomes when there are several (200), or
                         an OperationOutcome (422 every report rejected, 503 not stored).
-``GET /healthz``        ``{"status": "ok"}`` (503 while stopping); never authenticated.
+``GET /healthz``        ``{"status": "ok"}`` (503 while stopping, and 503 ``degraded``
+                        with the reason when delivery to the FHIR server stopped: 401/403);
+                        never authenticated.
 ``GET /metrics``        Prometheus text format.
 ``GET /openapi.json``   this API described (OpenAPI 3.1).
 ======================  ===============================================================
@@ -95,7 +97,10 @@ def build_app(
     metrics: Metrics,
     *,
     stopping: Callable[[], bool] = lambda: False,
+    problem: Callable[[], str] | None = None,
 ) -> Starlette:
+    """``problem``: why the service is degraded ("" when it is not): /healthz says 503."""
+
     async def post_hl7v2(request: Request) -> Response:
         body = await _body(request, settings, HL7_TYPES)
         as_fhir = _accepts_fhir(request)
@@ -115,6 +120,9 @@ def build_app(
     async def healthz(_: Request) -> Response:
         if stopping():
             return JSONResponse({"status": "stopping"}, 503)
+        reason = problem() if problem is not None else ""
+        if reason:  # delivery to the FHIR server stopped (401/403): the service needs care
+            return JSONResponse({"status": "degraded", "reason": reason}, 503)
         return JSONResponse({"status": "ok", "in_progress": intake.busy})
 
     async def metrics_route(_: Request) -> Response:

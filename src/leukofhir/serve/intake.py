@@ -35,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -44,7 +44,7 @@ from leukofhir.errors import ErrorCode, Issue
 from leukofhir.logs import get_logger
 from leukofhir.serve.fault import Fault, fault_of
 from leukofhir.serve.header import NO_HEADER, Header, content_hash, read_header
-from leukofhir.serve.journal import FAILED, Arrival, Completion, Entry, Journal, Pending
+from leukofhir.serve.journal import DONE, FAILED, Arrival, Completion, Entry, Journal, Pending
 from leukofhir.serve.metrics import Metrics
 from leukofhir.serve.reply import (
     application_ack,
@@ -59,6 +59,7 @@ from leukofhir.serve.sink import Sink
 from leukofhir.serve.states import PatientStates
 from leukofhir.serve.work import (
     Job,
+    Outbound,
     Processor,
     Result,
     deliver,
@@ -74,6 +75,15 @@ _POLL = 0.01  # seconds between looks at a message another process is working on
 _WAIT = 30.0  # longest wait for it before answering AR
 _KEEP_FAILED = store_failure("the outputs could not be kept")
 _STOPPING = not_now("the service is stopping")
+_POLL_DELIVERY = 0.02  # seconds between looks at a message's delivery (--ack-after delivered)
+_UNDELIVERED_TEXT = (
+    "processed and kept, but not delivered to the FHIR server yet; send it again later"
+    " (it is not processed twice)"
+)
+_DEAD_TEXT = (
+    "processed and kept, but the FHIR server refused its result for good (a dead letter:"
+    " leukofhir deliver OUT --status); an operator must act"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,8 +134,13 @@ class Intake:
         *,
         metrics: Metrics | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        ack_after_delivered: bool = False,
+        ack_timeout: float = 30.0,
     ) -> None:
         self.journal = journal
+        self.on_commit: Callable[[], None] | None = None  # Bundles were queued (the deliverer)
+        self._ack_after_delivered = ack_after_delivered and journal.outbox is not None
+        self._ack_timeout = ack_timeout
         self.sink = sink
         self.metrics = metrics
         self.owner = os.getpid()
@@ -237,20 +252,55 @@ class Intake:
         return self._processor.run_one(job, self._states, keep=False).results
 
     # -- routing ---------------------------------------------------------------------------
+    def delivery_problem(self) -> str:
+        """Why delivery to the FHIR server stopped ("" when it runs, or there is none)."""
+        return self.journal.delivery_problem()
+
     def _route(self, pending: _Pending, entry: Entry) -> None:
         if entry.finished:  # done or failed: the answer it got
-            self._answer(
-                pending, Reply(entry.ack, entry.reply or b"", "duplicate", reason=entry.reason)
-            )
+            reply = Reply(entry.ack, entry.reply or b"", "duplicate", reason=entry.reason)
+            if self._ack_after_delivered and entry.state == DONE:  # once delivered, too
+                self._watch(self._await_delivery(pending, reply, entry.id, resent=True))
+                return
+            self._answer(pending, reply)
         elif (first := self._inflight.get(entry.id)) is not None:
             first.waiters.append(pending)
         elif self._mine(entry):
             self._inflight[entry.id] = pending
             asyncio.get_running_loop().call_soon(self._work, pending)
         else:  # another live service process has it: its outcome will be in the journal
-            task = asyncio.create_task(self._await_other(pending, entry))
-            self._watching.add(task)
-            task.add_done_callback(self._watching.discard)
+            self._watch(self._await_other(pending, entry))
+
+    def _watch(self, work: Coroutine[None, None, None]) -> None:
+        task = asyncio.create_task(work)
+        self._watching.add(task)
+        task.add_done_callback(self._watching.discard)
+
+    async def _await_delivery(
+        self, pending: _Pending, reply: Reply, entry_id: int, *, resent: bool = False
+    ) -> None:
+        """``--ack-after delivered``: answer ``reply`` once every Bundle of the message is
+        delivered; AR ("not delivered yet, send it again") after ``--ack-timeout``; AR
+        at once when the server refused one for good (a dead letter: an operator acts)."""
+        deadline = time.monotonic() + self._ack_timeout
+        answer = self._answer if resent else self._settle
+        try:
+            while True:
+                state = self.journal.delivery(entry_id)
+                if state.done:
+                    answer(pending, reply)
+                    return
+                if state.dead:
+                    issue = not_now(_DEAD_TEXT)
+                    break
+                if time.monotonic() >= deadline or self._stopping:
+                    issue = _STOPPING if self._stopping else not_now(_UNDELIVERED_TEXT)
+                    break
+                await asyncio.sleep(_POLL_DELIVERY)
+        except asyncio.CancelledError:
+            answer(pending, self._failure_reply(pending, _STOPPING, "undelivered"))
+            raise
+        answer(pending, self._failure_reply(pending, issue, "undelivered"))
 
     def _mine(self, entry: Entry) -> bool:
         """Is this process to work on ``entry``: new, its own (a failed attempt), or left by
@@ -294,8 +344,9 @@ class Intake:
         except Exception as exc:  # a fault of ours on this message: it fails, alone
             self._fail(pending, fault_of(exc))
             return
+        bundles: list[Outbound] | None = [] if self.journal.outbox is not None else None
         try:
-            outputs = deliver(self.sink, job, processed.results)
+            outputs = deliver(self.sink, job, processed.results, bundles)
         except Exception as exc:  # the sink failed: nothing is acknowledged
             log.error("sink_failed", error=type(exc).__name__, control_id=job.control_id)
             self._settle(pending, self._failure_reply(pending, _KEEP_FAILED))
@@ -311,6 +362,7 @@ class Intake:
             outputs,
             notes_of(processed.results),
             changes=processed.changes,
+            documents=tuple(bundles or ()),
         )
         self._finish(pending, completion, reply)
 
@@ -356,12 +408,19 @@ class Intake:
                 self._settle(pending, self._failure_reply(pending, _KEEP_FAILED))
             return
         self._states.committed()
+        queued = False
         for pending, completion, reply in finished:
             if completion.id in stale:  # its patient changed meanwhile: settle it again
                 log.info("settled_again", control_id=pending.header.control_id)
                 self._work(pending)
+                continue
+            queued = queued or bool(completion.documents)
+            if self._ack_after_delivered and completion.documents and pending.reply is not None:
+                self._watch(self._await_delivery(pending, reply, completion.id))
             else:
                 self._settle(pending, reply)
+        if queued and self.on_commit is not None:
+            self.on_commit()
 
     def _settle(self, pending: _Pending, reply: Reply) -> None:
         """Answer a message and whoever waits for it."""
@@ -418,12 +477,12 @@ class Intake:
             ack = refusal_ack(b"", issue, control_id=control_id, moment=moment)
         return Reply("AR", ack, FAILED, reason=fault.reason)
 
-    def _failure_reply(self, pending: _Pending, issue: Issue) -> Reply:
+    def _failure_reply(self, pending: _Pending, issue: Issue, outcome: str = "unstored") -> Reply:
         if pending.format != "hl7v2":
-            return Reply("503", refusal_body(issue, seed=pending.arrival.sha256), "unstored")
+            return Reply("503", refusal_body(issue, seed=pending.arrival.sha256), outcome)
         control_id = f"LFX{time.time_ns()}"
         ack = refusal_ack(pending.data, issue, control_id=control_id, moment=self._clock())
-        return Reply("AR", ack, "unstored")
+        return Reply("AR", ack, outcome)
 
     def _answer(self, pending: _Pending, reply: Reply) -> None:
         if pending.reply is not None:

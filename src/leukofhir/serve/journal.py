@@ -20,8 +20,9 @@ reaching another process waits for that one while it lives, and takes the messag
 when it died; 0 is nobody's (a row put back by ``retry``), taken by the first that looks.
 
 Retention (``prune``) deletes ``done`` rows finished before a given instant, a few hundred
-per transaction; it never touches a row in any other state (``received``, ``failed``, or a
-later "not delivered yet" state of an outbox): only what is finished *and* settled goes.
+per transaction; it never touches a row in any other state (``received``, ``failed``): only
+what is finished *and* settled goes.  The outbox (``outbox=True``: the Bundles queued for a
+FHIR server) is pruned on its own, of delivered documents only (:mod:`.upkeep`).
 
 With ``durable`` (the default) the commit of an outcome is synced (``synchronous=FULL``),
 and so is a receipt when the caller asks (it is about to say "stored" before the outcome
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections import Counter
 from collections.abc import Sequence
 from contextlib import suppress
@@ -43,14 +45,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from leukofhir.delivery.keys import facts_key
+from leukofhir.delivery.outbox import Document, SqliteOutbox
 from leukofhir.lifecycle.store import StateTable
 from leukofhir.serve.journal_schema import create_or_upgrade
 from leukofhir.serve.states import Changes
+from leukofhir.serve.work import Outbound
 
-__all__ = ["Arrival", "Completion", "Entry", "Failed", "Journal", "Pending"]
+__all__ = ["Arrival", "Completion", "Delivery", "Entry", "Failed", "Journal", "Pending"]
 
 JOURNAL_NAME = "journal.sqlite"
 RECEIVED, DONE, FAILED = "received", "done", "failed"
+STOPPED_META = "delivery_stopped"  # outbox_meta: why delivery stopped (absent: it runs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,10 +114,24 @@ class Completion:
     notes: tuple[str, ...] = ()  # information-only issues kept here instead of a file
     reason: str = ""  # failed: the exception's type and where it was raised
     changes: Changes | None = None  # the patients' states it read and its new ones
+    documents: tuple[Outbound, ...] = ()  # Bundles to queue for the FHIR server
 
     @property
     def state(self) -> str:
         return FAILED if self.outcome == FAILED else DONE
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """Where a message's Bundles stand with the FHIR server (``--ack-after delivered``)."""
+
+    documents: int
+    delivered: int
+    dead: int
+
+    @property
+    def done(self) -> bool:
+        return self.delivered == self.documents
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +149,10 @@ class Failed:
 
 
 class Journal:
-    def __init__(self, folder: Path, *, durable: bool = True) -> None:
+    def __init__(self, folder: Path, *, durable: bool = True, outbox: bool = False) -> None:
+        """``outbox``: queue the Bundles of finished messages for a FHIR server (tables
+        ``outbox``, ``outbox_data``, ``outbox_meta``, :mod:`leukofhir.delivery.outbox`), with their
+        outcome, in the same transaction."""
         folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / JOURNAL_NAME
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -140,6 +163,7 @@ class Journal:
         self._sync(durable)
         create_or_upgrade(self._db, str(self.path))
         self.states = StateTable(self._db)  # the patients' lifecycle states
+        self.outbox = SqliteOutbox(self._db) if outbox else None
 
     def receive(
         self, arrivals: Sequence[Arrival], received: str, *, durable: bool = True, owner: int = 0
@@ -210,6 +234,7 @@ class Journal:
                         continue
                     self.states.save(c.changes.states)
                 done.append(c)
+            self._queue([c for c in done if c.documents and c.state == DONE])
             self._db.executemany(
                 "UPDATE messages SET state = ?, outcome = ?, ack = ?, reply = ?, reports = ?,"
                 " findings = ?, outputs = ?, notes = ?, reason = ?, finished = ?"
@@ -232,6 +257,39 @@ class Journal:
                 ],
             )
         return stale
+
+    def _queue(self, completions: Sequence[Completion]) -> None:
+        """The Bundles of ``completions`` into the outbox (in the open transaction): key
+        ``j<entry>/<output name>``, ordering key a hash of the lifecycle's patient (a Bundle
+        without one: its own line), ``seq`` in commit order (the lifecycle serialises one
+        patient's commits, so that is the order its states were settled in)."""
+        if self.outbox is None or not completions:
+            return
+        (last,) = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM outbox").fetchone()
+        documents = []
+        for c in completions:
+            for bundle in c.documents:
+                last += 1
+                key = f"j{c.id}/{bundle.name}"
+                patient = facts_key(bundle.patient) if bundle.patient else key
+                documents.append(Document(key, patient, int(last), bundle.data))
+        self.outbox.stage(documents, time.time())
+
+    def delivery_problem(self) -> str:
+        """Why delivery to the FHIR server stopped ("" when it did not)."""
+        return (self.outbox.meta(STOPPED_META) or "") if self.outbox is not None else ""
+
+    def delivery(self, entry_id: int) -> Delivery:
+        """How far the Bundles of a message got (none queued: 0 of 0)."""
+        prefix = f"j{entry_id}/"
+        counts = dict.fromkeys(("pending", "delivered", "dead", "abandoned"), 0)
+        if self.outbox is not None:
+            for state, number in self._db.execute(
+                "SELECT state, COUNT(*) FROM outbox WHERE key >= ? AND key < ? GROUP BY state",
+                (prefix, prefix[:-1] + "0"),  # "0" follows "/": every key with the prefix
+            ):
+                counts[str(state)] = int(number)
+        return Delivery(sum(counts.values()), counts["delivered"], counts["dead"])
 
     def pending(self, owners: Sequence[int] | None = None) -> list[Pending]:
         """Stored but unfinished messages, oldest first (processed again on start, or when

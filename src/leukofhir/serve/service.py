@@ -42,6 +42,7 @@ from pathlib import Path
 import uvicorn
 
 from leukofhir.context import Settings
+from leukofhir.delivery.options import DeliveryOptions
 from leukofhir.logs import get_logger
 from leukofhir.serve.config import ServeConfig, parse_address
 from leukofhir.serve.http_app import HttpSettings, build_app
@@ -49,6 +50,7 @@ from leukofhir.serve.intake import Intake
 from leukofhir.serve.journal import Journal
 from leukofhir.serve.metrics import Metrics, mark_dead
 from leukofhir.serve.mllp_server import MllpListener, MllpSettings
+from leukofhir.serve.outbound import ServiceDelivery
 from leukofhir.serve.sink import FolderSink, Sink, StdoutSink
 from leukofhir.serve.upkeep import keep_up
 
@@ -77,8 +79,14 @@ class Listening:
         return ports
 
 
-def serve(config: ServeConfig, *, ready_file: Path | None = None) -> int:
-    """Run until SIGTERM/SIGINT; 0 after a clean stop."""
+def serve(
+    config: ServeConfig,
+    *,
+    ready_file: Path | None = None,
+    delivery: DeliveryOptions | None = None,
+) -> int:
+    """Run until SIGTERM/SIGINT; 0 after a clean stop.  ``delivery``: the FHIR server the
+    Bundles go to (one deliverer, in the first service process)."""
     processes = 1 if config.sink == "stdout" else max(1, config.workers)
     mllp = _bind(*parse_address(config.mllp), shared=False) if config.mllp != "off" else None
     http: list[socket.socket | None] = (
@@ -87,8 +95,8 @@ def serve(config: ServeConfig, *, ready_file: Path | None = None) -> int:
     _recover(config)  # before anything is accepted (connections wait in the backlog)
     if processes == 1:
         listening = Listening(mllp, http[0])
-        return asyncio.run(run_process(config, listening, ready_file=ready_file))
-    return _Supervisor(config, mllp, http, ready_file).run()
+        return asyncio.run(run_process(config, listening, ready_file=ready_file, delivery=delivery))
+    return _Supervisor(config, mllp, http, ready_file, delivery).run()
 
 
 def _recover(config: ServeConfig, owners: list[int] | None = None) -> int:
@@ -105,7 +113,7 @@ def _intake(config: ServeConfig, metrics: Metrics | None) -> Intake:
         FolderSink(config.out, fsync=config.fsync) if config.sink == "folder" else StdoutSink()
     )
     return Intake(
-        Journal(config.out, durable=config.journal_sync == "full"),
+        Journal(config.out, durable=config.journal_sync == "full", outbox=bool(config.fhir_base)),
         sink,
         Settings(
             mappings=tuple(str(m) for m in config.mappings),
@@ -114,6 +122,8 @@ def _intake(config: ServeConfig, metrics: Metrics | None) -> Intake:
             validate_output=config.validate_output,
         ),
         metrics=metrics,
+        ack_after_delivered=config.ack_after == "delivered",
+        ack_timeout=config.ack_timeout,
     )
 
 
@@ -132,9 +142,11 @@ async def run_process(
     ready_file: Path | None = None,
     stop: asyncio.Event | None = None,
     upkeep: bool = True,
+    delivery: DeliveryOptions | None = None,
 ) -> int:
     """One service process: listeners and engine until ``stop`` (SIGTERM/SIGINT);
-    ``upkeep``: this process also does the background upkeep."""
+    ``upkeep``: this process also does the background upkeep, and the delivery to the FHIR
+    server when there is one (``delivery``)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for number in (signal.SIGTERM, signal.SIGINT):
@@ -142,6 +154,17 @@ async def run_process(
             loop.add_signal_handler(number, stop.set)
     metrics = Metrics()
     intake = _intake(config, metrics)
+    outbox = intake.journal.outbox
+    if outbox is not None:
+        metrics.watch_outbox(lambda: outbox.counts(time.time()))
+    deliverer: ServiceDelivery | None = None
+    delivering: asyncio.Task[None] | None = None
+    if upkeep and delivery is not None:
+        deliverer = ServiceDelivery(
+            config.out, delivery, metrics, durable=config.journal_sync == "full"
+        )
+        intake.on_commit = deliverer.wake
+        delivering = asyncio.create_task(deliverer.run(grace=config.shutdown_timeout / 2))
     mllp: MllpListener | None = None
     if listening.mllp is not None or listening.channel is not None:
         host, port = parse_address(config.mllp)
@@ -167,6 +190,7 @@ async def run_process(
             HttpSettings(host, port, config.http_max_body, config.token),
             metrics,
             stopping=stop.is_set,
+            problem=intake.delivery_problem,
         )
         http = _Uvicorn(
             uvicorn.Config(
@@ -196,6 +220,10 @@ async def run_process(
         http.should_exit = True
         await http_task
     await intake.close(_left(loop, deadline))
+    if deliverer is not None and delivering is not None:
+        deliverer.stop()
+        with contextlib.suppress(Exception):  # logged by the deliverer; the stop goes on
+            await asyncio.wait_for(delivering, _left(loop, deadline) + 1)
     overdue.cancel()
     log.info("stopped", pid=os.getpid())
     return 0
@@ -212,8 +240,10 @@ class _Supervisor:
         mllp: socket.socket | None,
         http: list[socket.socket | None],
         ready: Path | None,
+        delivery: DeliveryOptions | None = None,
     ) -> None:
         self.config = config
+        self.delivery = delivery
         self.mllp = mllp
         self.http = http  # one per process slot, kept open across restarts
         self.ready = ready
@@ -342,7 +372,14 @@ class _Supervisor:
             for sock in (self.mllp, *self.channels.values(), *self.http):
                 if sock is not None and sock is not listening.http:
                     sock.close()
-            code = asyncio.run(run_process(self.config, listening, upkeep=slot == 0))
+            code = asyncio.run(
+                run_process(
+                    self.config,
+                    listening,
+                    upkeep=slot == 0,
+                    delivery=self.delivery if slot == 0 else None,
+                )
+            )
         finally:
             os._exit(code)
 

@@ -5,7 +5,9 @@ only one with ``--workers 1``), every :data:`UPKEEP_EVERY` seconds:
   processed, so a running service picks them up without a restart or a re-send;
 * journal retention: ``done`` rows finished longer ago than ``--journal-retention`` are
   deleted, :data:`PRUNE_BATCH` per transaction (the writer lock is held for milliseconds,
-  and the event loop serves connections between batches).  Nothing else is ever pruned.
+  and the event loop serves connections between batches); so are the outbox's documents
+  delivered (or abandoned) longer ago.  Nothing else is ever pruned: never a document
+  pending or dead.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from leukofhir.logs import get_logger
 from leukofhir.serve.intake import Intake
 from leukofhir.serve.journal import Journal
 
-__all__ = ["PRUNE_BATCH", "UPKEEP_EVERY", "keep_up", "prune"]
+__all__ = ["PRUNE_BATCH", "UPKEEP_EVERY", "keep_up", "prune", "prune_outbox"]
 
 log = get_logger("leukofhir.serve")
 
@@ -40,7 +42,9 @@ async def keep_up(
         try:
             intake.recover([NOBODY])
             if retention > 0:
-                await prune(intake.journal, clock() - timedelta(seconds=retention))
+                before = clock() - timedelta(seconds=retention)
+                await prune(intake.journal, before)
+                await prune_outbox(intake.journal, before)
         except Exception as exc:  # the journal is busy or failing: try again next time
             log.error("upkeep_failed", error=type(exc).__name__)
 
@@ -58,4 +62,20 @@ async def prune(journal: Journal, before: datetime, batch: int = PRUNE_BATCH) ->
         await asyncio.sleep(0)
     if total:
         log.info("journal_pruned", messages=total, finished_before=cutoff)
+    return total
+
+
+async def prune_outbox(journal: Journal, before: datetime, batch: int = PRUNE_BATCH) -> int:
+    """Forget the outbox's documents delivered (or abandoned) before ``before``."""
+    if journal.outbox is None:
+        return 0
+    total = 0
+    while True:
+        count = journal.outbox.prune(before.timestamp(), batch)
+        total += count
+        if count < batch:
+            break
+        await asyncio.sleep(0)
+    if total:
+        log.info("outbox_pruned", documents=total)
     return total

@@ -19,9 +19,11 @@ from leukofhir.serve.sink import Delivery, Sink
 from leukofhir.serve.states import Changes, PatientStates
 
 OUTCOME_SUFFIX = ".outcome.json"
+BUNDLE_SUFFIX = ".bundle.json"
 
 __all__ = [
     "Job",
+    "Outbound",
     "Processed",
     "Processor",
     "Result",
@@ -59,6 +61,7 @@ class Result:
     reports: int
     findings: tuple[str, ...]  # "leukopenia G2", "eosinophilia" ...
     notes: bool = False  # the OperationOutcome holds notes only: kept in the journal instead
+    patients: tuple[str, ...] = ()  # per Bundle document, its patient as the lifecycle knows it
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,8 +116,21 @@ def refused(job: Job, issue: Issue) -> Processed:
     )
 
 
-def deliver(sink: Sink, job: Job, results: Sequence[Result]) -> tuple[str, ...]:
-    """Every result's documents (and a rejected message's own bytes) to ``sink``."""
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    """A Bundle to queue for the FHIR server: its output name, its patient ("" when it
+    names none), its bytes."""
+
+    name: str
+    patient: str
+    data: bytes
+
+
+def deliver(
+    sink: Sink, job: Job, results: Sequence[Result], bundles: list[Outbound] | None = None
+) -> tuple[str, ...]:
+    """Every result's documents (and a rejected message's own bytes) to ``sink``; the
+    names it wrote.  ``bundles`` receives the Bundles, named as written."""
     suffix = ".hl7" if job.format == "hl7v2" else ".json"
     names: list[str] = []
     for index, result in enumerate(results):
@@ -129,12 +145,27 @@ def deliver(sink: Sink, job: Job, results: Sequence[Result]) -> tuple[str, ...]:
             job.data,
             suffix,
         )
-        names.extend(sink.deliver(delivery))
+        written = sink.deliver(delivery)
+        names.extend(written)
+        if bundles is not None:
+            named = zip(written[len(written) - len(documents) :], documents, strict=True)
+            data = [(name, body) for name, (kind, body) in named if kind.endswith(BUNDLE_SUFFIX)]
+            bundles.extend(
+                Outbound(name, patient, body)
+                for (name, body), patient in zip(data, result.patients, strict=True)
+            )
     return tuple(names)
 
 
 def _result(outcome: MessageOutcome) -> Result:
+    written = outcome.settled or (True,) * len(outcome.reports)  # unsettled: each has one
+    patients = tuple(
+        report.draft.facts.patient if report.draft.facts is not None else ""
+        for report, bundle in zip(outcome.reports, written, strict=True)
+        if bundle is not None
+    )
     return Result(
+        patients=patients,
         disposition=outcome.disposition.value,
         ack=acknowledgment_code(outcome),
         control_id=outcome.control_id,

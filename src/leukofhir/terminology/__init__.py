@@ -30,7 +30,6 @@ from pathlib import Path
 from types import MappingProxyType
 
 from leukofhir.terminology.cbc import build_cbc
-from leukofhir.terminology.mapping import read_mappings
 from leukofhir.terminology.tables import Field, Terminology, Unit, packaged_terminology
 
 __all__ = ["Field", "Terminology", "Unit", "build_cbc", "load_terminology"]
@@ -45,6 +44,8 @@ def load_terminology(mapping_files: Sequence[Path] = ()) -> Terminology:
     base = packaged_terminology()
     if not mapping_files:
         return base
+    from leukofhir.terminology.mapping import read_mappings  # json, csv: with --mapping only
+
     paths = tuple(Path(path) for path in mapping_files)
     local, notes = read_mappings(paths, base.fields, base.never)
     return replace(

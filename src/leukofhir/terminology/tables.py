@@ -1,7 +1,7 @@
 """The terminology tables: LOINC code → CBC field, unit spelling → factor, result statuses.
 
 They are read once from the packaged, versioned data files ``cbc-loinc-v1.toml`` and
-``units-v1.toml`` (``importlib.resources``) and turned into lookup dicts, so that the hot
+``units-v1.toml`` (the package's data folder) and turned into lookup dicts, so that the hot
 path does one dict lookup per code and per unit.  A :class:`Terminology` is immutable:
 its mappings are read-only views.
 """
@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from functools import cache, lru_cache
-from importlib import resources
 from types import MappingProxyType
 from typing import Any
 
+from leukofhir import packaged_text
 from leukofhir.errors import ConfigError, ErrorCode, Issue, Location, error
 from leukofhir.model import Analyte, Coding, Measure
 from leukofhir.terminology.checkdigits import is_loinc
@@ -163,8 +163,7 @@ def _decimal(file: str, where: str, raw: object) -> Decimal:
 
 
 def _read(name: str) -> dict[str, Any]:
-    text = resources.files("leukofhir").joinpath("data", name).read_text(encoding="utf-8")
-    return tomllib.loads(text)
+    return tomllib.loads(packaged_text(name))
 
 
 def _fields(
