@@ -121,6 +121,8 @@ def _parser() -> argparse.ArgumentParser:
         " default: the clock. Fix it for byte-identical re-runs",
     )
     replay.add_argument("--fhir-target", **_REPLAY_OPTIONS["--fhir-target"])
+    for flag in ("--profile", "--notify-critical"):
+        replay.add_argument(flag, **_REPLAY_OPTIONS[flag])
     replay.add_argument(
         "--state",
         metavar="FILE|URL",
@@ -213,6 +215,8 @@ def _add_batch_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
         "--fhir-target",
         "--validate",
         "--validate-structure",
+        "--profile",
+        "--notify-critical",
     ):
         batch.add_argument(flag, **_REPLAY_OPTIONS[flag])
     add_delivery_arguments(batch)
@@ -252,6 +256,16 @@ _REPLAY_OPTIONS: dict[str, dict[str, Any]] = {
         " 'source' refers to them as sent, to write back to the server they came from",
     },
     "--validate": {"action": "store_true", "help": "check every Bundle (fhir.resources)"},
+    "--profile": {
+        "type": Path,
+        "metavar": "FILE",
+        "help": "deployment profile (TOML): its adult lower ANC limit and intervals, a file of"
+        " patients' own lower ANC limits, another paediatric profile (README: clinical context)",
+    },
+    "--notify-critical": {
+        "action": "store_true",
+        "help": "a CommunicationRequest to the ordering provider once per critical episode",
+    },
     "--validate-structure": {
         "action": "store_true",
         "help": "check each message against its HL7 version's structure (hl7apy)",
@@ -279,6 +293,8 @@ def batch_command(args: argparse.Namespace) -> int:
         mappings=tuple(args.mapping),
         timezone=args.timezone,
         fhir_target=args.fhir_target,
+        profile=str(args.profile or ""),
+        notify_critical=args.notify_critical,
         validate_output=args.validate,
         validate_structure=args.validate_structure,
         watch=args.watch,
@@ -333,6 +349,8 @@ def build_context(args: argparse.Namespace) -> Context:
         validate_structure=args.validate_structure,
         validate_output=args.validate,
         fhir_target=args.fhir_target,
+        profile=str(args.profile or ""),
+        notify_critical=args.notify_critical,
     )
     try:
         return settings.context(now)

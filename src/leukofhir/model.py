@@ -85,6 +85,21 @@ class LabObservation:
 
 
 @dataclass(frozen=True, slots=True)
+class Provider:
+    """Who ordered the test (ORC-12, else OBR-16; FHIR: the ``requester`` of the
+    ServiceRequest the report is ``basedOn``): whom a critical value is for."""
+
+    identifier: Identifier | None = None
+    family: str = ""
+    given: tuple[str, ...] = ()
+    display: str = ""  # a name as sent, when no parts are (FHIR Reference.display)
+
+    @property
+    def name(self) -> str:
+        return " ".join((*self.given, self.family)).strip() or self.display
+
+
+@dataclass(frozen=True, slots=True)
 class LabReport:
     """One order group: an OBR with its OBX (or a FHIR DiagnosticReport's members)."""
 
@@ -98,6 +113,7 @@ class LabReport:
     status: str = ""  # OBR-25 (table 0123) as sent
     observations: tuple[LabObservation, ...] = ()
     reference: str = ""  # FHIR input: the input DiagnosticReport's fullUrl or reference
+    ordering_provider: Provider | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,3 +259,4 @@ class Evaluation:
     issues: tuple[Issue, ...] = ()
     disclaimer: str = ""
     profile: str = ""  # reference-interval profile name and version
+    notes: tuple[str, ...] = ()  # which limits were used, whose (an age band, a patient's)

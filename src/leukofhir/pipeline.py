@@ -32,6 +32,8 @@ from leukofhir.ingest.hl7v2 import read_lab_message
 from leukofhir.ingest.sniff import looks_like_fhir
 from leukofhir.model import LOINC, Cbc, Evaluation, LabMessage, LabReport
 from leukofhir.rules import RuleSet, evaluate
+from leukofhir.rules.clinical import clinical_context
+from leukofhir.rules.patient_limit import observed_limit
 from leukofhir.terminology import build_cbc
 
 if TYPE_CHECKING:
@@ -232,16 +234,26 @@ def evaluate_message(
     reports: list[ReportOutcome] = []
     no_cbc: list[Issue] = []  # reported only beside reports that do hold a CBC
     sex = message.patient.gender if message.patient else ""
+    deployment = context.clinical
     for lab_report in message.reports:
         cbc = build_cbc(lab_report, context.terminology)
         if not cbc.values and not cbc.superseded:
             no_cbc.append(_note(f"{lab_report.location} holds no CBC result; not used", lab_report))
             continue
-        evaluation = evaluate(cbc, context.rule_set, sex=sex)
+        observed, limit_lines, limit_issues = observed_limit(
+            lab_report, context.rule_set, context.terminology
+        )
+        clinical, clinical_issues = clinical_context(
+            message, lab_report, context.rule_set, deployment, now=context.now, observed=observed
+        )
+        evaluation = evaluate(cbc, context.rule_set, sex=sex, clinical=clinical)
         issues.extend(cbc.issues)
+        issues.extend(limit_issues)
+        issues.extend(issue for issue in clinical_issues if issue not in issues)
         issues.extend(evaluation.issues)
-        if cbc.unmapped:
-            lines = ", ".join(str(obs.location) for obs in cbc.unmapped)
+        unmapped = [obs for obs in cbc.unmapped if not any(obs is o for o in limit_lines)]
+        if unmapped:
+            lines = ", ".join(str(obs.location) for obs in unmapped)
             issues.append(
                 _note(
                     f"{lines} in {lab_report.location} are no CBC field"
@@ -257,6 +269,7 @@ def evaluate_message(
             recorded=recorded,
             issues=issues,
             refer_to_input=context.fhir_target == "source",
+            notify=context.notify_critical,
         )
         if message.patient is None and evaluation.findings:
             issues.append(

@@ -86,6 +86,6 @@ def test_values_are_exactly_as_sent() -> None:
 def test_provenance_names_the_rule_set_and_the_message() -> None:
     bundle = bundle_of("01-normal-cbc-5-part-diff.hl7")
     provenance = resources(bundle, "Provenance")[0]
-    assert provenance["policy"] == ["https://leukofhir.dev/fhir/rules/leukopenia/1.1.0"]
+    assert provenance["policy"] == ["https://leukofhir.dev/fhir/rules/leukopenia/1.2.0"]
     assert provenance["recorded"] == "2026-01-01T00:00:00+00:00"
     assert provenance["entity"][0]["what"]["identifier"]["value"]

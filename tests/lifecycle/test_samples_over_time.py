@@ -88,6 +88,11 @@ CHEMO_FLAGS = {
     FlagState(LYMPHOPENIA, "inactive", JAN25, FEB03, 1, "PL", 3, "0.47", JAN30),
     # AMC < 0.2 from 01-25 to 01-30; normal 02-01 and 02-03 (47 h 45 min).
     FlagState(MONOCYTOPENIA, "inactive", JAN25, FEB01, None, "PL", None, "0.05", JAN28),
+    # trend anc-fall (>= 50 % within 72 h, now < 1.5): 01-23 2.09 vs 4.22 (71 h 55 min) fell
+    # by half but is not < 1.5; 01-25 1.19 vs 2.09 and 01-27 0.62 vs 1.19 fell less than half;
+    # 01-28 0.15 vs 0.62 (24 h 15 min) fell by 76 %: present, critical (< 0.5): PH; 01-30
+    # and 02-01 rose (>= 24 h apart): closed at 01-30.  wbc-fall never: WBC 0.70 is not < 0.5.
+    FlagState("anc-fall", "inactive", JAN28, JAN30, None, "PH", None, "0.15", JAN28),
 }
 FEB18 = "2025-02-18T08:05:00-05:00"
 CORRECTION_FLAGS = {

@@ -22,7 +22,7 @@ def test_terminology_exports() -> None:
 def test_rules_exports() -> None:
     assert {"RuleSet", "evaluate", "load_rule_set"} <= set(leukofhir.rules.__all__)
     evaluate = inspect.signature(leukofhir.rules.evaluate)
-    assert list(evaluate.parameters) == ["cbc", "rule_set", "sex"]
+    assert list(evaluate.parameters) == ["cbc", "rule_set", "sex", "clinical"]
     assert evaluate.parameters["sex"].kind is inspect.Parameter.KEYWORD_ONLY
     assert evaluate.parameters["sex"].default == ""
     assert list(inspect.signature(leukofhir.rules.load_rule_set).parameters) == ["path"]

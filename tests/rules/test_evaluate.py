@@ -395,7 +395,7 @@ def test_unusable_value_keeps_only_the_lab_flag() -> None:
 
 def test_evaluation_carries_the_rule_set() -> None:
     evaluation = evaluate_lines(wbc("2.5"), percent(NEUT_PCT, "30"), percent(LYMPH_PCT, "30"))
-    assert (evaluation.rule_set_id, evaluation.rule_set_version) == ("leukopenia", "1.1.0")
+    assert (evaluation.rule_set_id, evaluation.rule_set_version) == ("leukopenia", "1.2.0")
     assert evaluation.profile == "article-adult 1"
     assert "not a diagnosis" in evaluation.disclaimer
     leukopenia = finding(evaluation, "leukopenia")

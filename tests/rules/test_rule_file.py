@@ -26,12 +26,12 @@ def threshold_rule(rule_id: str) -> ThresholdRule:
 
 
 def test_identity() -> None:
-    assert (RULES.id, RULES.version) == ("leukopenia", "1.1.0")
+    assert (RULES.id, RULES.version) == ("leukopenia", "1.2.0")
     assert RULES.origin == ""
     assert load_rule_set() is RULES  # read once
     assert [rule.id for rule in RULES.rules] == [
         "leukopenia", "neutropenia", "agranulocytosis", "lymphopenia", "monocytopenia",
-        "eosinophilia", "basophilia", "leukocytosis", "pancytopenia",
+        "eosinophilia", "basophilia", "leukocytosis", "pancytopenia", "anc-fall", "wbc-fall",
     ]  # fmt: skip
 
 
@@ -80,6 +80,7 @@ def test_priorities() -> None:
     assert ungraded == {
         "agranulocytosis": "PH", "monocytopenia": "PL", "eosinophilia": "PL",
         "basophilia": "PL", "leukocytosis": "PL", "pancytopenia": "PH",
+        "anc-fall": "PH", "wbc-fall": "PH",
     }  # fmt: skip
 
 
@@ -194,11 +195,11 @@ def _load(tmp_path: Path, text: str) -> RuleSet:
 
 
 def test_a_deployment_rule_file(tmp_path: Path) -> None:
-    text = PACKAGED.replace('version = "1.1.0"', 'version = "1.1.0-site"').replace(
+    text = PACKAGED.replace('version = "1.2.0"', 'version = "1.2.0-site"').replace(
         'name = "article-adult"', 'name = "site-paediatric"'
     )
     rules = _load(tmp_path, text)
-    assert rules.version == "1.1.0-site"
+    assert rules.version == "1.2.0-site"
     assert rules.profile.name == "site-paediatric"
     assert rules.origin.endswith("rules.toml")
 

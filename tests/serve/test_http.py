@@ -362,7 +362,14 @@ def test_plain_json_media_type_is_accepted_too(tmp_path: Path) -> None:
             sample("f01-single-observation-wbc-leukopenic.json"), "application/json"
         )
         assert response.status_code == 200
-        assert response.json()["type"] == "transaction"
+        # f01's Patient has no birthDate: the transaction Bundle comes with an
+        # OperationOutcome (evaluated with the adult limits, with a warning), in a collection
+        bundle = response.json()
+        assert bundle["type"] == "collection"
+        inner = entries(bundle)
+        assert [r["type"] for r in inner if r["resourceType"] == "Bundle"] == ["transaction"]
+        (outcome,) = [r for r in inner if r["resourceType"] == "OperationOutcome"]
+        assert "age is not known" in outcome["issue"][0]["details"]["text"]
 
     run(tmp_path, scenario)
 
@@ -386,7 +393,8 @@ def test_fhir_with_one_bad_report_beside_a_good_one_is_200(tmp_path: Path) -> No
         response = await api.fhir(sample("f09-bad-value-type-and-good-report.json"))
         assert response.status_code == 200
         kinds = sorted(r["resourceType"] for r in entries(response.json()))
-        assert kinds == ["Bundle", "OperationOutcome"]
+        # the rejected report's outcome, and the good one's warning (no birthDate: adult limits)
+        assert kinds == ["Bundle", "OperationOutcome", "OperationOutcome"]
 
     run(tmp_path, scenario)
 

@@ -83,6 +83,8 @@ class BatchOptions:
     mappings: tuple[Path, ...] = ()
     timezone: str = "UTC"
     fhir_target: str = "other"
+    profile: str = ""  # the deployment profile file (--profile)
+    notify_critical: bool = False
     validate_output: bool = False
     validate_structure: bool = False
     watch: bool = False
@@ -149,6 +151,8 @@ class _Runner:
                 validate_output=options.validate_output,
                 validate_structure=options.validate_structure,
                 fhir_target=options.fhir_target,
+                profile=options.profile,
+                notify_critical=options.notify_critical,
             ),
         )
         self.rule_set = load_rule_set()

@@ -14,11 +14,13 @@ Provenance by conditional create on a tag naming the document."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from leukofhir.emit.datatypes import Json, identifier_key, reference, urn, uuid_value
-from leukofhir.emit.flag import build_flag
+from leukofhir.emit.flag import build_flag, flag_text
 from leukofhir.emit.jsonio import dumps
+from leukofhir.emit.notify import build_notification, recipient, wants_notification
 from leukofhir.emit.observation import (
     OBSERVATION_STATUSES,
     build_derived,
@@ -33,6 +35,7 @@ from leukofhir.errors import ErrorCode, Issue, warning
 from leukofhir.lifecycle.facts import ReportFacts, Result, report_facts
 from leukofhir.lifecycle.fold import Writes
 from leukofhir.model import (
+    Analyte,
     Cbc,
     CbcValue,
     Evaluation,
@@ -40,8 +43,10 @@ from leukofhir.model import (
     LabMessage,
     LabObservation,
     LabReport,
+    Measure,
 )
 from leukofhir.rules import RuleSet
+from leukofhir.rules.values import Missing, resolve
 
 
 def derived_status(report_status: str) -> str:
@@ -74,6 +79,10 @@ class Draft:
     policy: str  # Provenance.policy: the rule set
     facts: ReportFacts | None  # None without a patient: no standing Flag
     label: str = ""  # the report's place in its message ("OBR[1]"), for notes
+    # --notify-critical: ask for the ordering provider (``to``, None: unknown) to be told
+    # of a critical episode (:mod:`leukofhir.emit.notify`)
+    notify: bool = False
+    to: Json | None = None
     # ``entries`` as JSON (comma-separated), when the draft travels between processes
     packed: bytes = field(default=b"", repr=False)
 
@@ -92,6 +101,7 @@ def build_draft(
     recorded: str,
     issues: list[Issue],
     refer_to_input: bool = False,
+    notify: bool = False,
 ) -> Draft:
     """Everything the report holds is written, so that the Bundle loads into an empty
     server: HL7 v2 input, and FHIR input by default (its resources by their own
@@ -99,7 +109,7 @@ def build_draft(
     ``refer_to_input`` (FHIR written back to its source server) the input's Patient,
     Observations and DiagnosticReport are referred to as sent (:func:`input_reference`)
     and only what is new (a DiagnosticReport when the input had none, derived counts) is
-    an entry."""
+    an entry.  ``notify``: a critical episode asks for the ordering provider to be told."""
     digest, report = message.digest, cbc.report
     seed = f"{digest}|{report.location}"
     entries: list[Json] = []
@@ -198,7 +208,14 @@ def build_draft(
             status=status,
             results=tuple(results),
             evidence={vid: idents[k] for vid, k in keys.items() if k in idents},
+            values=tuple(
+                _trend_value(cbc, analyte, rule_set, idents, key_of)
+                for analyte in rule_set.trend_analytes
+            ),
         )
+    to = recipient(report.ordering_provider) if notify else None
+    if notify and to is None and any(f.critical for f in evaluation.findings):
+        issues.append(_no_provider(report))
     return Draft(
         id=uuid_value("Bundle", seed),
         seed=seed,
@@ -210,6 +227,34 @@ def build_draft(
         policy=rule_set_uri(evaluation.rule_set_id, evaluation.rule_set_version),
         facts=facts,
         label=str(report.location),
+        notify=notify,
+        to=to,
+    )
+
+
+def _trend_value(
+    cbc: Cbc,
+    analyte: Analyte,
+    rule_set: RuleSet,
+    idents: dict[str, str],
+    key_of: Callable[[CbcValue], str],
+) -> tuple[str, str]:
+    """The report's usable count of ``analyte`` for the trend rules: (normalised value with
+    its comparator, the identifier of its Observation), ("", "") when there is none."""
+    value = resolve(cbc, analyte, Measure.COUNT, rule_set)
+    if isinstance(value, Missing) or value.number is None:
+        return "", ""
+    return f"{value.comparator}{value.number}", idents.get(key_of(value), "")
+
+
+def _no_provider(report: LabReport) -> Issue:
+    return warning(
+        ErrorCode.REQUIRED_FIELD_MISSING,
+        f"{report.location}: a critical value and --notify-critical, but no ordering provider"
+        " (ORC-12, OBR-16; FHIR: the requester of the ServiceRequest the report is based on):"
+        " the CommunicationRequest has no recipient",
+        report.location,
+        fhir_type="incomplete",
     )
 
 
@@ -258,10 +303,25 @@ def lifecycle_entries(draft: Draft, writes: Writes, rule_set: RuleSet) -> list[J
     for result in writes.withdrawn:
         full_url = urn("Observation", draft.seed, "withdrawn", result.identifier)
         entries.append(_entry(full_url, withdrawn_observation(result, draft.subject, facts)))
+    critical = []
     for write in writes.flags:
         assert draft.subject is not None  # Flags exist only for a patient
         full_url = urn("Flag", draft.seed, write.identifier)
         entries.append(_entry(full_url, build_flag(write, rule_set, subject=draft.subject)))
+        targets.append(reference(full_url))
+        if draft.notify and facts is not None and wants_notification(write, facts.report):
+            critical.append((write, flag_text(write, rule_set)))
+    if critical and facts is not None and draft.subject is not None:
+        full_url = urn("CommunicationRequest", draft.seed)
+        notification = build_notification(
+            critical,
+            key=(facts.patient, facts.report),
+            subject=draft.subject,
+            report=draft.report,
+            to=draft.to,
+            authored=draft.recorded,
+        )
+        entries.append(_entry(full_url, notification))
         targets.append(reference(full_url))
     entries.append(
         _entry(

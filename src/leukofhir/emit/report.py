@@ -171,6 +171,7 @@ def conclusion(evaluation: Evaluation) -> str:
         )
     for item in evaluation.not_evaluated:
         lines.append(f"Not evaluated: {item.rule_id}: {item.reason}")
+    lines.extend(evaluation.notes)
     if evaluation.disclaimer:
         lines.append(evaluation.disclaimer)
     lines.append(

@@ -198,6 +198,7 @@ def _document_from(
         message_type=kind,
         trigger=as_str(resource.get("type")) if kind == "Bundle" else "",
         sent_at=as_str(resource.get("timestamp")) if kind == "Bundle" else "",
+        resolve=index.resolve,
     )
     groups = group_entries(entries, index) or [Group(None, [])]
     groups[0].issues[:0] = issues

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from leukofhir.errors import Issue, Location
-from leukofhir.ingest.fhir_index import Entry, as_dict
+from leukofhir.ingest.fhir_index import Entry, as_dict, as_list, as_str
 from leukofhir.ingest.fhir_json import canonical_digest
-from leukofhir.ingest.fhir_map import report_fields, to_observation, to_patient
-from leukofhir.model import LabMessage, LabObservation, LabReport, Patient
+from leukofhir.ingest.fhir_map import identifiers, report_fields, to_observation, to_patient
+from leukofhir.model import Identifier, LabMessage, LabObservation, LabReport, Patient, Provider
 from leukofhir.terminology.identify import identify
 from leukofhir.terminology.tables import Terminology
 
@@ -29,6 +29,8 @@ __all__ = ["Group", "PatientLookup", "Source", "build_message"]
 
 # subject reference (the JSON object) and the entry holding it → the Patient resource, if any
 PatientLookup = Callable[[dict[str, Any], Entry], "dict[str, Any] | None"]
+# a reference and the entry holding it → the entry it names in the same input, if any
+Resolver = Callable[[str, Entry], "Entry | None"]
 
 
 @dataclass(slots=True)
@@ -51,6 +53,7 @@ class Source:
     message_type: str = ""  # resourceType of the document: Bundle, Observation, ...
     trigger: str = ""  # Bundle.type
     sent_at: str = ""  # Bundle.timestamp
+    resolve: Resolver | None = None  # references within the input (the ordering provider)
 
 
 def build_message(
@@ -111,6 +114,7 @@ def _report(
             location=Location(expression=header.path),
             observations=observations,
             reference=header.reference if is_report else "",
+            ordering_provider=_requester(header, source) if is_report else None,
             **report_fields(header.resource, source.zone),
         )
     first = min(group.members, key=lambda m: m.position) if group.members else None
@@ -123,6 +127,40 @@ def _report(
         issued=fields["issued"],
         observations=observations,
     )
+
+
+def _requester(header: Entry, source: Source) -> Provider | None:
+    """The ordering provider: the ``requester`` of the ServiceRequest the DiagnosticReport is
+    ``basedOn`` (the first that names one), as the Practitioner in the input shows it, else
+    by the identifier or the display of the reference.  (``performer`` is the laboratory
+    that issued the report, not who ordered it.)"""
+    if source.resolve is None:
+        return None
+    for based in as_list(header.resource.get("basedOn")):
+        request = source.resolve(as_str(as_dict(based).get("reference")), header)
+        if request is None or request.resource_type != "ServiceRequest":
+            continue
+        requester = as_dict(request.resource.get("requester"))
+        if not requester:
+            continue
+        found = source.resolve(as_str(requester.get("reference")), request)
+        if found is not None and found.resource_type in ("Practitioner", "PractitionerRole"):
+            idents = identifiers(found.resource)
+            name = as_dict(next(iter(as_list(found.resource.get("name"))), {}))
+            given = tuple(g for g in as_list(name.get("given")) if isinstance(g, str))
+            return Provider(
+                idents[0] if idents else None,
+                as_str(name.get("family")),
+                given,
+                as_str(requester.get("display")),
+            )
+        logical = as_dict(requester.get("identifier"))
+        ident = None
+        if value := as_str(logical.get("value")):
+            ident = Identifier(value, as_str(logical.get("system")))
+        if ident is not None or as_str(requester.get("display")):
+            return Provider(ident, display=as_str(requester.get("display")))
+    return None
 
 
 def _patient(group: Group, source: Source) -> tuple[Patient | None, dict[str, Any] | None]:

@@ -36,6 +36,7 @@ from leukofhir.model import (
     LabObservation,
     LabReport,
     Patient,
+    Provider,
     Value,
 )
 
@@ -228,6 +229,7 @@ class _Reader:
             issued=self.datetime(obr, 22),
             status=obr.get(25),
             observations=tuple(self.observation(obx, notes) for obx, notes in obx_group),
+            ordering_provider=_provider(orc, 12) or _provider(obr, 16),
         )
 
     # --- OBX ------------------------------------------------------------------------------
@@ -316,6 +318,23 @@ def _entity(segment: Segment | None, field: int) -> tuple[str, str] | None:
         return None
     value = segment.get(field, 1)
     return (value, segment.get(field, 2) or segment.get(field, 3)) if value else None
+
+
+NPI = "NPI"  # HL7 table 0203: the US National Provider Identifier
+
+
+def _provider(segment: Segment | None, field: int) -> Provider | None:
+    """An XCN (ORC-12, OBR-16): its id with the assigning authority (XCN-9) and type
+    (XCN-13), and the name parts; None when it holds neither an id nor a family name."""
+    if segment is None:
+        return None
+    value, family = segment.get(field, 1), segment.get(field, 2)
+    if not value and not family:
+        return None
+    authority = segment.get(field, 9, 1) or segment.get(field, 9, 2)
+    identifier = Identifier(value, authority, segment.get(field, 13)) if value else None
+    given = tuple(part for part in (segment.get(field, 3), segment.get(field, 4)) if part)
+    return Provider(identifier=identifier, family=family, given=given)
 
 
 def _codings(segment: Segment, field: int) -> tuple[Coding, ...]:

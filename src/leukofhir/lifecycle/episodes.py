@@ -9,6 +9,8 @@ periods a standing Flag stands for (LIFECYCLE.md, "Standing Flags").
   first; ``end`` is the collection time of the first of them.
 * A report where the finding was not evaluated (or that was withdrawn) neither extends
   nor closes it.
+* ``critical_from`` is the first report of the episode where the finding rested on a
+  critical value: the report whose Bundle asks once for the ordering provider to be told.
 
 :func:`advance` is one step of the fold: pure, and cheap enough to run for every rule of
 every report of a patient's window.
@@ -44,6 +46,7 @@ class Episode:
     nadir: Point  # the worst such report
     end: Point | None = None  # the first report of the run that closed it
     pending: tuple[Point, ...] = ()  # absent reports since ``latest`` (a run not yet closing)
+    critical_from: str = ""  # the first report where the finding was critical ("" : none)
 
     @property
     def active(self) -> bool:
@@ -62,12 +65,20 @@ def advance(
     state = point.seen.state
     if state == PRESENT:
         kept = _lite(point)
+        critical = point.report if point.seen.critical else ""
         if open_episode is None:
-            return None, Episode(point.seen.rule, point.report, kept, point, kept)
+            episode = Episode(point.seen.rule, point.report, kept, point, kept)
+            return None, replace(episode, critical_from=critical) if critical else episode
         nadir = open_episode.nadir
         if point.seen.worse_than(nadir.seen, low_is_worse=low_is_worse):
             nadir = kept
-        return None, replace(open_episode, latest=point, nadir=nadir, pending=())
+        return None, replace(
+            open_episode,
+            latest=point,
+            nadir=nadir,
+            pending=(),
+            critical_from=open_episode.critical_from or critical,
+        )
     if state != ABSENT or open_episode is None:
         return None, open_episode
     pending = (*open_episode.pending, point)

@@ -9,7 +9,10 @@ The fold (:mod:`leukofhir.lifecycle.fold`) never sees FHIR resources, only these
   cancelled/entered-in-error), then MSH-10, then the content digest, so that the order
   is total and the same everywhere.
 * :class:`Seen` is one finding in one report: present (with grade, priority, value and
-  the Observations it rests on), absent (evaluated, not there) or not evaluated.
+  the Observations it rests on), absent (evaluated, not there) or not evaluated; a trend
+  rule's is ``trend`` until the fold, which knows the earlier reports, decides it.
+* :class:`Sample` is one count of one report as a trend rule reads it (its value, when
+  it was collected, the Observation that carries it).
 * :class:`Result` names one result resource the version writes, so that a newer version
   can withdraw what it no longer holds.
 """
@@ -21,14 +24,16 @@ from decimal import Decimal
 
 from leukofhir.lifecycle.instants import utc_instant
 from leukofhir.model import Evaluation, LabMessage, LabReport
-from leukofhir.rules import RuleSet
+from leukofhir.rules import RuleSet, TrendRule
 
 __all__ = [
     "ABSENT",
     "NOT_EVALUATED",
     "PRESENT",
+    "TREND",
     "ReportFacts",
     "Result",
+    "Sample",
     "Seen",
     "Version",
     "report_facts",
@@ -38,6 +43,7 @@ __all__ = [
 PRESENT = "present"
 ABSENT = "absent"
 NOT_EVALUATED = "not-evaluated"
+TREND = "trend"  # a trend rule, decided by the fold from the patient's earlier reports
 WITHDRAWN_STATUSES = frozenset({"cancelled", "entered-in-error"})
 
 # DiagnosticReport.status → rank among versions sent at the same time
@@ -88,6 +94,7 @@ class Seen:
     comparator: str = ""  # "<" for "<0.5"
     unit: str = ""  # its UCUM unit ("10*9/L")
     evidence: tuple[str, ...] = ()  # Observation identifiers "system|value" it rests on
+    critical: bool = False  # rests on a critical value (WBC < 2.0, ANC < 0.5)
 
     @property
     def value(self) -> str:
@@ -110,6 +117,18 @@ class Seen:
 
 
 @dataclass(frozen=True, slots=True)
+class Sample:
+    """One count of one report, as a trend rule compares it with another."""
+
+    analyte: str  # Analyte value: "neutrophils"
+    value: str  # normalised, 10*9/L, with its comparator: "1.3", "<0.5"
+    collected: str  # UTC instant
+    shown: str  # the collection time as sent
+    report: str  # the report identifier
+    observation: str  # identifier "system|value" of the Observation ("" when unknown)
+
+
+@dataclass(frozen=True, slots=True)
 class Result:
     """A result resource a version writes: its identifier, code and status."""
 
@@ -128,6 +147,9 @@ class ReportFacts:
     status: str  # DiagnosticReport.status
     findings: tuple[Seen, ...]  # one per rule of the rule set
     results: tuple[Result, ...] = ()
+    # per count the trend rules read (RuleSet.trend_analytes): (value, Observation
+    # identifier), ("", "") when the report has no usable value of it
+    values: tuple[tuple[str, str], ...] = ()
 
     @property
     def withdrawn(self) -> bool:
@@ -153,6 +175,7 @@ def report_facts(
     status: str,
     results: tuple[Result, ...],
     evidence: dict[int, str],
+    values: tuple[tuple[str, str], ...] = (),
 ) -> ReportFacts:
     """The facts of one evaluated report.  ``evidence`` maps ``id()`` of a CBC value to the
     identifier ("system|value") of the Observation that carries it."""
@@ -174,10 +197,13 @@ def report_facts(
                     first.comparator if first is not None else "",
                     first.unit if first is not None else "",
                     tuple(key for e in finding.evidence if (key := evidence.get(id(e.value), ""))),
+                    finding.critical,
                 )
             )
+        elif rule.id in unevaluated:
+            seen.append(Seen(rule.id, NOT_EVALUATED))
         else:
-            seen.append(Seen(rule.id, NOT_EVALUATED if rule.id in unevaluated else ABSENT))
+            seen.append(Seen(rule.id, TREND if isinstance(rule, TrendRule) else ABSENT))
     changed = utc_instant(report.issued or message.sent_at)
     shown = report.effective or report.issued or message.sent_at
     return ReportFacts(
@@ -189,4 +215,5 @@ def report_facts(
         status=status,
         findings=tuple(seen),
         results=results,
+        values=values,
     )

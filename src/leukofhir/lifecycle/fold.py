@@ -19,11 +19,15 @@ For one report version (LIFECYCLE.md):
    seen is withdrawn, never deleted.
 
 The same set of report versions gives the same Flags whatever the order they came in.
+Trend findings (rule kind ``fall``) are decided here, each report against the previous
+value of its count in collection order (:mod:`leukofhir.lifecycle.trends`), so they too
+depend only on the reports and their collection times.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 from leukofhir.emit.datatypes import uuid_value
@@ -46,7 +50,8 @@ from leukofhir.lifecycle.state import (
     results_of,
     seen_as,
 )
-from leukofhir.rules import Rule, RuleSet, ThresholdRule
+from leukofhir.lifecycle.trends import latest_samples, trend_points
+from leukofhir.rules import Rule, RuleSet, ThresholdRule, TrendRule
 
 __all__ = ["ACTIVE", "INACTIVE", "RETRACTED", "FlagWrite", "Writes", "flag_identifier", "fold"]
 
@@ -98,14 +103,15 @@ def fold(state: PatientState, facts: ReportFacts, rule_set: RuleSet) -> tuple[Wr
         )
     frozen = bool(state.horizon[0]) and facts.key <= state.horizon
     if prior is None and not frozen and (not state.reports or facts.key > state.reports[-1].key):
-        state, flags = _append(state, record_of(facts, state.rules), facts.patient, rule_set)
+        record = record_of(facts, state.rules, state.analytes)
+        state, flags = _append(state, record, facts.patient, rule_set)
         return Writes(None, withdrawn, flags), _prune(state, rule_set)
     reports = [r for r in state.reports if r.report != facts.report]
     versions = state.versions
     if frozen:
         versions = _remember(versions, ((facts.report, facts.version),))
     else:
-        reports.append(record_of(facts, state.rules))
+        reports.append(record_of(facts, state.rules, state.analytes))
         reports.sort(key=_key)
     state = replace(state, reports=tuple(reports), versions=versions)
     episodes, tail = _episodes(state, rule_set)
@@ -142,11 +148,12 @@ def _append(
     opened = {episode.rule: episode for episode in state.tail}
     changed: list[Episode] = []
     tail: list[Episode] = []
+    last = len(state.reports) - 1
     for index, rule in enumerate(rule_set.rules):
         episode = opened.get(rule.id)
-        if episode is None and (record.letters[index] != "P" or record.withdrawn):
+        if episode is None and (record.letters[index] not in _OPENING or record.withdrawn):
             continue
-        episode = _advance(state, (record,), index, rule, episode, changed)
+        episode = _advance(state, (last, last + 1), index, rule, rule_set, episode, changed)
         if episode is not None:
             tail.append(episode)
             changed.append(episode)
@@ -154,20 +161,40 @@ def _append(
     return replace(state, tail=tuple(tail), flags=records), flags
 
 
+_OPENING = "PT"  # letters that may open an episode: present, or a trend still to decide
+
+
 def _under(state: PatientState, rule_set: RuleSet) -> PatientState:
     """``state`` with its records' letters in the order of ``rule_set`` (a state written
-    under another rule set: its findings missing here count as not evaluated)."""
+    under another rule set: its findings missing here count as not evaluated), and their
+    values in the order of the counts its trend rules read (a count it did not keep: none)."""
     rules = tuple(rule.id for rule in rule_set.rules)
-    if state.rules == rules:
+    analytes = tuple(analyte.value for analyte in rule_set.trend_analytes)
+    if state.rules == rules and state.analytes == analytes:
         return state
     where = {rule: i for i, rule in enumerate(state.rules)}
+    slots = {analyte: i for i, analyte in enumerate(state.analytes)}
+
+    def values(r: ReportRecord) -> tuple[tuple[str, str], ...]:
+        moved = tuple(
+            r.values[slots[a]] if a in slots and slots[a] < len(r.values) else ("", "")
+            for a in analytes
+        )
+        return moved if any(v[0] for v in moved) else ()
+
     return replace(
         state,
         rules=rules,
+        analytes=analytes,
         reports=tuple(
-            replace(r, letters="".join(r.letters[where[x]] if x in where else "N" for x in rules))
+            replace(
+                r,
+                letters="".join(r.letters[where[x]] if x in where else "N" for x in rules),
+                values=values(r),
+            )
             for r in state.reports
         ),
+        before=tuple(b for b in state.before if b.analyte in analytes),
     )
 
 
@@ -184,10 +211,11 @@ def _episodes(state: PatientState, rule_set: RuleSet) -> tuple[list[Episode], tu
     for index, rule in enumerate(rule_set.rules):
         episode = opened.get(rule.id)
         if episode is None and not any(
-            r.letters[index] == "P" and not r.withdrawn for r in state.reports
+            r.letters[index] in _OPENING and not r.withdrawn for r in state.reports
         ):
             continue  # nothing to fold for this finding
-        episode = _advance(state, state.reports, index, rule, episode, out)
+        span = (0, len(state.reports))
+        episode = _advance(state, span, index, rule, rule_set, episode, out)
         if episode is not None:
             out.append(episode)
             tail.append(episode)
@@ -196,23 +224,35 @@ def _episodes(state: PatientState, rule_set: RuleSet) -> tuple[list[Episode], tu
 
 def _advance(
     state: PatientState,
-    reports: tuple[ReportRecord, ...],
+    span: tuple[int, int],
     index: int,
     rule: Rule,
+    rule_set: RuleSet,
     episode: Episode | None,
     closed: list[Episode],
 ) -> Episode | None:
-    """``reports`` folded into ``episode`` for the ``index``-th rule; the episodes they
-    close go to ``closed``.  A withdrawn report shows no finding: it neither extends nor
-    closes an episode."""
+    """The reports ``state.reports[start:stop]`` folded into ``episode`` for the
+    ``index``-th rule; the episodes they close go to ``closed``.  A withdrawn report shows
+    no finding: it neither extends nor closes an episode."""
     low = _low_is_worse(rule)
-    for report in reports:
-        seen = seen_as(rule.id, NOT_EVALUATED) if report.withdrawn else state.seen(report, index)
-        point = Point(report.report, report.collected, report.shown, seen)
+    for point in _points(state, span, index, rule, rule_set):
         done, episode = advance(episode, point, rule.resolution, low_is_worse=low)
         if done is not None:
             closed.append(done)
     return episode
+
+
+def _points(
+    state: PatientState, span: tuple[int, int], index: int, rule: Rule, rule_set: RuleSet
+) -> Iterator[Point]:
+    """The ``index``-th finding in each report of the span; a trend rule's decided against
+    the previous value of its count."""
+    if isinstance(rule, TrendRule):
+        yield from trend_points(state, span[0], span[1], index, rule, rule_set)
+        return
+    for report in state.reports[span[0] : span[1]]:
+        seen = seen_as(rule.id, NOT_EVALUATED) if report.withdrawn else state.seen(report, index)
+        yield Point(report.report, report.collected, report.shown, seen)
 
 
 def _low_is_worse(rule: Rule) -> bool:
@@ -293,13 +333,14 @@ def _prune(state: PatientState, rule_set: RuleSet) -> PatientState:
     opened = {episode.rule: episode for episode in state.base}
     base = []
     for index, rule in enumerate(rule_set.rules):
-        episode = _advance(state, leaving, index, rule, opened.get(rule.id), [])
+        episode = _advance(state, (0, excess), index, rule, rule_set, opened.get(rule.id), [])
         if episode is not None:
             base.append(episode)
     horizon = leaving[-1].key
     return replace(
         state,
         reports=staying,
+        before=latest_samples(state, leaving),
         horizon=horizon,
         base=tuple(base),
         flags=_kept(list(state.flags), horizon),

@@ -11,7 +11,11 @@
 * ``flags``: the Flags written for the patient that a report could still change (active
   ones, and inactive ones a report of the window closed), with a digest of what was
   written, so that an unchanged Flag is not written again and a Flag the fold no longer
-  produces is withdrawn.
+  produces is withdrawn;
+* for the trend rules: each report's values of the counts they read (``analytes``; a
+  value and its Observation, a few bytes), and ``before``, the latest such value of a
+  report that left the window, so that the first report of the window still has its
+  previous value.
 
 A report collected at or before the horizon can no longer change an episode (its
 results are still written when it is the newest version); the outcome says so.
@@ -32,8 +36,10 @@ from leukofhir.lifecycle.facts import (
     ABSENT,
     NOT_EVALUATED,
     PRESENT,
+    TREND,
     ReportFacts,
     Result,
+    Sample,
     Seen,
     Version,
 )
@@ -51,9 +57,11 @@ __all__ = [
 
 WINDOW = 32  # reports kept per patient
 VERSIONS = 64  # versions kept of reports that left the window
-FORMAT = 1
+FORMAT = 2  # 2: trend values, ``before``, critical findings, an episode's critical report
+_READABLE = frozenset({1, 2})  # a format-1 state reads as one without trend values
 
-_LETTER = {PRESENT: "P", ABSENT: "A", NOT_EVALUATED: "N"}
+_LETTER = {PRESENT: "P", ABSENT: "A", NOT_EVALUATED: "N", TREND: "T"}
+_NO_VALUE = ("", "")
 _STATE = {letter: state for state, letter in _LETTER.items()}
 
 
@@ -75,6 +83,14 @@ class ReportRecord:
     letters: str  # P / A / N per rule of PatientState.rules
     present: tuple[Seen, ...]  # the present findings, in rule order
     results: str  # its result resources, packed (see :func:`results_of`)
+    # per count of PatientState.analytes: (value, Observation identifier) or ("", "")
+    values: tuple[tuple[str, str], ...] = ()
+
+    def sample(self, slot: int, analyte: str) -> Sample | None:
+        """Its value of the ``slot``-th count, as a trend rule reads it."""
+        if slot >= len(self.values) or not (value := self.values[slot])[0]:
+            return None
+        return Sample(analyte, value[0], self.collected, self.shown, self.report, value[1])
 
     @property
     def key(self) -> tuple[str, str]:
@@ -103,6 +119,8 @@ class PatientState:
     versions: tuple[tuple[str, Version], ...] = ()
     flags: tuple[FlagRecord, ...] = ()
     tail: tuple[Episode, ...] = ()  # the episodes open after the last report (derived, kept)
+    analytes: tuple[str, ...] = ()  # the counts ReportRecord.values follow
+    before: tuple[Sample, ...] = ()  # per count, the latest value that left the window
 
     def report(self, key: str) -> ReportRecord | None:
         return next((r for r in self.reports if r.report == key), None)
@@ -123,10 +141,15 @@ class PatientState:
         return next(seen for seen in record.present if seen.rule == rule)
 
 
-def record_of(facts: ReportFacts, rules: tuple[str, ...]) -> ReportRecord:
-    """``facts`` as the state keeps them, their findings in the order of ``rules``."""
+def record_of(
+    facts: ReportFacts, rules: tuple[str, ...], analytes: tuple[str, ...] = ()
+) -> ReportRecord:
+    """``facts`` as the state keeps them, their findings in the order of ``rules``, their
+    values in the order of ``analytes``."""
     found = {seen.rule: seen for seen in facts.findings}
     letters = "".join(_LETTER[found[r].state] if r in found else "N" for r in rules)
+    values = facts.values[: len(analytes)]
+    values = (*values, *(_NO_VALUE,) * (len(analytes) - len(values)))
     return ReportRecord(
         facts.report,
         facts.version,
@@ -136,6 +159,7 @@ def record_of(facts: ReportFacts, rules: tuple[str, ...]) -> ReportRecord:
         letters,
         tuple(seen for seen in facts.findings if seen.state == PRESENT),
         _pack(facts.results),
+        values if any(v[0] for v in values) else (),
     )
 
 
@@ -188,19 +212,7 @@ def encode_state(state: PatientState) -> bytes:
         [
             FORMAT,
             list(state.rules),
-            [
-                [
-                    r.report,
-                    _version(r.version),
-                    r.collected,
-                    r.shown,
-                    r.withdrawn,
-                    r.letters,
-                    _present(r),
-                    r.results,
-                ]
-                for r in state.reports
-            ],
+            [_record(r) for r in state.reports],
             list(state.horizon),
             [_episode(e) for e in state.base],
             [[k, _version(v)] for k, v in state.versions],
@@ -209,29 +221,62 @@ def encode_state(state: PatientState) -> bytes:
                 for f in state.flags
             ],
             [_episode(e) for e in state.tail],
+            list(state.analytes),
+            [
+                [b.analyte, b.value, b.collected, b.shown, b.report, b.observation]
+                for b in state.before
+            ],
         ]
     )
 
 
+def _record(r: ReportRecord) -> list[Any]:
+    out = [
+        r.report,
+        _version(r.version),
+        r.collected,
+        r.shown,
+        r.withdrawn,
+        r.letters,
+        _present(r),
+        r.results,
+    ]
+    if r.values:  # the Observations as positions among the record's results
+        where = {result.identifier: n for n, result in enumerate(results_of(r))}
+        out.append([[value, where.get(key, key)] if value else "" for value, key in r.values])
+    return out
+
+
+def _read_record(rules: list[str], item: list[Any]) -> ReportRecord:
+    report, version, collected, shown, withdrawn, letters, present, results, *more = item
+    values: tuple[tuple[str, str], ...] = ()
+    if more:
+        keys = tuple(r.identifier for r in _unpack(results))
+        values = tuple(
+            (v[0], keys[v[1]] if isinstance(v[1], int) else v[1]) if v else _NO_VALUE
+            for v in more[0]
+        )
+    return ReportRecord(
+        report,
+        Version(*version),
+        collected,
+        shown,
+        withdrawn,
+        letters,
+        _read_present(rules, letters, present, results),
+        results,
+        values,
+    )
+
+
 def decode_state(data: bytes) -> PatientState:
-    fmt, rules, reports, horizon, base, versions, flags, tail = orjson.loads(data)
-    if fmt != FORMAT:
-        raise ValueError(f"lifecycle state format {fmt} is not {FORMAT}")
+    fmt, rules, reports, horizon, base, versions, flags, tail, *trends = orjson.loads(data)
+    if fmt not in _READABLE:
+        raise ValueError(f"lifecycle state format {fmt} is not one of {sorted(_READABLE)}")
+    analytes, before = trends if trends else ([], [])
     return PatientState(
         rules=tuple(rules),
-        reports=tuple(
-            ReportRecord(
-                report,
-                Version(*version),
-                collected,
-                shown,
-                withdrawn,
-                letters,
-                _read_present(rules, letters, present, results),
-                results,
-            )
-            for report, version, collected, shown, withdrawn, letters, present, results in reports
-        ),
+        reports=tuple(_read_record(rules, item) for item in reports),
         horizon=(horizon[0], horizon[1]),
         base=tuple(_read_episode(e) for e in base),
         versions=tuple((k, Version(*v)) for k, v in versions),
@@ -242,6 +287,8 @@ def decode_state(data: bytes) -> PatientState:
             for identifier, status, digest, rule, start, end in flags
         ),
         tail=tuple(_read_episode(e) for e in tail),
+        analytes=tuple(analytes),
+        before=tuple(Sample(*b) for b in before),
     )
 
 
@@ -269,13 +316,16 @@ def _version(v: Version) -> list[Any]:
 
 def _detail(s: Seen, where: dict[str, int] | None = None) -> list[Any]:
     evidence = [where.get(key, key) for key in s.evidence] if where else list(s.evidence)
-    return [s.grade, s.priority, s.text, s.number, s.comparator, s.unit, evidence]
+    detail = [s.grade, s.priority, s.text, s.number, s.comparator, s.unit, evidence]
+    return [*detail, 1] if s.critical else detail
 
 
 def _read_detail(rule: str, item: list[Any], keys: tuple[str, ...] = ()) -> Seen:
-    grade, priority, text, number, comparator, unit, evidence = item
+    grade, priority, text, number, comparator, unit, evidence, *critical = item
     named = tuple(keys[e] if isinstance(e, int) else e for e in evidence)
-    return Seen(rule, PRESENT, grade, priority, text, number, comparator, unit, named)
+    return Seen(
+        rule, PRESENT, grade, priority, text, number, comparator, unit, named, bool(critical)
+    )
 
 
 def _when(p: Point) -> list[str]:
@@ -300,7 +350,7 @@ def _read_point(item: list[Any]) -> Point:
 
 
 def _episode(e: Episode) -> list[Any]:
-    return [
+    out = [
         e.rule,
         e.opened_by,
         _point(e.start),
@@ -309,10 +359,11 @@ def _episode(e: Episode) -> list[Any]:
         _point(e.end) if e.end else None,
         [_point(p) for p in e.pending],
     ]
+    return [*out, e.critical_from] if e.critical_from else out
 
 
 def _read_episode(item: list[Any]) -> Episode:
-    rule, opened_by, start, latest, nadir, end, pending = item
+    rule, opened_by, start, latest, nadir, end, pending, *critical_from = item
     return Episode(
         rule,
         opened_by,
@@ -321,4 +372,5 @@ def _read_episode(item: list[Any]) -> Episode:
         _read_point(nadir),
         _read_point(end) if end else None,
         tuple(_read_point(p) for p in pending),
+        critical_from[0] if critical_from else "",
     )

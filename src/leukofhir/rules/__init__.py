@@ -25,6 +25,7 @@ from leukofhir.rules.ruleset import (
     Source,
     Texts,
     ThresholdRule,
+    TrendRule,
 )
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "Source",
     "Texts",
     "ThresholdRule",
+    "TrendRule",
     "evaluate",
     "load_rule_set",
 ]

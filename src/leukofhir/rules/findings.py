@@ -69,8 +69,15 @@ def _grade_text(grades: tuple[Grade, ...], index: int) -> str:
 
 
 def apply_threshold(
-    rule: ThresholdRule, cbc: Cbc, rule_set: RuleSet, critical: tuple[CbcValue, ...]
+    rule: ThresholdRule,
+    cbc: Cbc,
+    rule_set: RuleSet,
+    critical: tuple[CbcValue, ...],
+    *,
+    basis: str = "",
 ) -> Outcome:
+    """``basis``: whose limit ``rule`` carries when it is not the rule file's (an age
+    band's, a patient's); it is written into the finding's text and evidence."""
     value = resolve(cbc, rule.analyte, Measure.COUNT, rule_set)
     if isinstance(value, Missing):
         return NotEvaluated(rule.id, value.reason, value.location), None
@@ -91,10 +98,10 @@ def apply_threshold(
     grade_index = _step(value, rule.grades) if rule.grades else None
     band_index = _step(value, rule.bands) if rule.bands else None
     if rule.grades and grade_index is None:
-        return _ungraded(rule, rule_set, value, limit, critical)
+        return _ungraded(rule, rule_set, value, limit, critical, basis)
     grade = rule.grades[grade_index].grade if grade_index is not None else None
     band = rule.bands[band_index].band if band_index is not None else ""
-    threshold = f"{limit} ({rule.id})"
+    threshold = f"{limit} ({rule.id}; {basis})" if basis else f"{limit} ({rule.id})"
     if grade_index is not None:
         threshold += _grade_text(rule.grades, grade_index)
     is_critical = any(value is other for other in critical)
@@ -102,7 +109,17 @@ def apply_threshold(
     if grade is not None:
         template = rule_set.texts.graded_band if band else rule_set.texts.graded
         text = template.format(name=rule.name, grade=grade, band=band)
+    text = _limited(rule_set, text, rule, symbol, basis)
     return _finding(rule, rule_set, text, grade, band, is_critical, (Evidence(value, threshold),))
+
+
+def _limited(rule_set: RuleSet, text: str, rule: ThresholdRule, symbol: str, basis: str) -> str:
+    """The finding's text naming the limit it was judged by, when not the rule file's."""
+    if not basis:
+        return text
+    return rule_set.texts.limited.format(
+        text=text, symbol=symbol, limit=rule.threshold, unit=rule.unit, basis=basis
+    )
 
 
 def _possible_grades(value: CbcValue, grades: Sequence[Grade]) -> list[int]:
@@ -132,6 +149,7 @@ def _ungraded(
     value: CbcValue,
     limit: str,
     critical: tuple[CbcValue, ...],
+    basis: str = "",
 ) -> Outcome:
     """A finding an open bound decides without deciding its grade (WBC '<3.5': leukopenia,
     grade 1 to 4): reported ungraded, with the priority of the most severe grade still
@@ -139,7 +157,9 @@ def _ungraded(
     possible = _possible_grades(value, rule.grades)
     span = f"{min(possible)} to {max(possible)}" if len(possible) > 1 else f"{possible[0]}"
     text = f"{rule.name}, CTCAE grade {span} (not decidable from an open bound)"
-    threshold = f"{limit} ({rule.id}); the open bound allows CTCAE grade {span}"
+    text = _limited(rule_set, text, rule, "<" if rule.kind == "below" else ">", basis)
+    where = f"{rule.id}; {basis}" if basis else rule.id
+    threshold = f"{limit} ({where}); the open bound allows CTCAE grade {span}"
     is_critical = any(value is other for other in critical)
     severity = {"PL": 0, "PM": 1, "PH": 2}
     priority = max((rule_set.grade_priority[g] for g in possible), key=lambda p: severity[p])

@@ -10,11 +10,12 @@ is LL whatever the other sources say.  A derived count has no flag and no range.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
 
 from leukofhir.model import Cbc, CbcValue, Interpretation
 from leukofhir.rules.ranges import Range, classify, parse_range
-from leukofhir.rules.ruleset import RuleSet
+from leukofhir.rules.ruleset import Interval, RuleSet
 
 __all__ = ["interpret", "interpretations"]
 
@@ -22,13 +23,17 @@ LAB_FLAG, LAB_RANGE, DEFAULT_RANGE, RULE_SET = "lab-flag", "lab-range", "default
 
 
 def interpretations(
-    cbc: Cbc, rule_set: RuleSet, critical: tuple[CbcValue, ...]
+    cbc: Cbc,
+    rule_set: RuleSet,
+    critical: tuple[CbcValue, ...],
+    intervals: Mapping[tuple[str, str], Interval] | None = None,
 ) -> tuple[tuple[CbcValue, Interpretation], ...]:
-    """(value, interpretation) for every value and superseded value that has one."""
+    """(value, interpretation) for every value and superseded value that has one;
+    ``intervals`` replace the rule file's profile (a child's age band, a deployment's)."""
     pairs: list[tuple[CbcValue, Interpretation]] = []
     critical_ids = {id(value) for value in critical}
     for value in (*cbc.values, *cbc.superseded):
-        found = interpret(value, rule_set, critical=id(value) in critical_ids)
+        found = interpret(value, rule_set, critical=id(value) in critical_ids, intervals=intervals)
         if found is not None:
             pairs.append((value, found))
     return tuple(pairs)
@@ -41,7 +46,11 @@ def _interpretation(code: str, display: str, source: str) -> Interpretation:
 
 
 def interpret(
-    value: CbcValue, rule_set: RuleSet, *, critical: bool = False
+    value: CbcValue,
+    rule_set: RuleSet,
+    *,
+    critical: bool = False,
+    intervals: Mapping[tuple[str, str], Interval] | None = None,
 ) -> Interpretation | None:
     displays = rule_set.interpretations
     if critical:
@@ -66,7 +75,10 @@ def interpret(
         if normal is not None:
             code = classify(obs.value.number, obs.value.comparator, normal)
             return _interpretation(code, displays[code], LAB_RANGE) if code else None
-    interval = rule_set.profile.interval(value.analyte, value.measure)
+    if intervals is None:
+        interval = rule_set.profile.interval(value.analyte, value.measure)
+    else:
+        interval = intervals.get((value.analyte._name_, value.measure._name_))
     if interval is None:
         return None
     code = classify(value.number, value.comparator, Range(interval.low, interval.high))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 from functools import cache
@@ -21,6 +22,7 @@ from leukofhir.rules.ruleset import (
     Grade,
     Interval,
     PancytopeniaRule,
+    PatientLimitCode,
     Profile,
     Resolution,
     Rule,
@@ -28,11 +30,12 @@ from leukofhir.rules.ruleset import (
     Source,
     Texts,
     ThresholdRule,
+    TrendRule,
     interval_key,
 )
 from leukofhir.terminology.checkdigits import is_sctid
 
-__all__ = ["PACKAGED_RULE_FILE", "load_rule_set"]
+__all__ = ["PACKAGED_RULE_FILE", "load_rule_set", "read_intervals"]
 
 PACKAGED_RULE_FILE = "leukopenia-v1.toml"
 _ANALYTES = {analyte.value: analyte for analyte in Analyte}
@@ -171,6 +174,7 @@ def _parse(text: str, name: str, *, origin: str) -> RuleSet:
         for i, table in enumerate(r.tables(data, "critical", ""))
     )
     texts = r.get(data, "texts", "", dict)
+    defaults = Texts("", "", "")
     return RuleSet(
         id=r.text(data, "id", ""),
         version=r.text(data, "version", ""),
@@ -184,6 +188,8 @@ def _parse(text: str, name: str, *, origin: str) -> RuleSet:
             r.text(texts, "graded", "texts"),
             r.text(texts, "graded_band", "texts"),
             r.text(texts, "critical", "texts"),
+            r.text(texts, "limited", "texts", defaults.limited),
+            r.text(texts, "fall", "texts", defaults.fall),
         ),
         labels=MappingProxyType(labels),
         profile=_profile(r, r.get(data, "profile", "", dict)),
@@ -204,6 +210,17 @@ def _parse(text: str, name: str, *, origin: str) -> RuleSet:
             for i, d in enumerate(r.tables(data, "deviations", ""))
         ),
         origin=origin,
+        patient_limit=_patient_limit(r, data),
+    )
+
+
+def _patient_limit(r: _Reader, data: _Table) -> PatientLimitCode | None:
+    table = r.get(data, "patient_limits", "", dict, {})
+    if not table:
+        return None
+    return PatientLimitCode(
+        r.coding({"code": r.get(table, "observation", "patient_limits", dict)}, "patient_limits"),
+        r.text(table, "v2_system", "patient_limits", ""),
     )
 
 
@@ -227,6 +244,8 @@ def _rules(
             rule = _threshold(r, table, where, kind, sources, grade_priority, labels)
         elif kind == "pancytopenia":
             rule = _pancytopenia(r, table, where, sources, rules)
+        elif kind == "fall":
+            rule = _trend(r, table, where, sources, labels)
         else:
             raise r.fail(f"{where}.kind", f"unknown kind {kind!r}")
         if any(rule.id == other.id for other in rules):
@@ -322,6 +341,43 @@ def _pancytopenia(
     )
 
 
+def _trend(
+    r: _Reader,
+    table: _Table,
+    where: str,
+    sources: tuple[str, ...],
+    labels: dict[tuple[Analyte, Measure], str],
+) -> TrendRule:
+    """A fall since the previous report (see :class:`TrendRule`)."""
+    analyte = r.analyte(table, where)
+    within = r.get(table, "within_hours", where, int)
+    if within < 1:
+        raise r.fail(f"{where}.within_hours", "must be at least 1")
+    percent = r.decimal(table, "fall_percent", where) if "fall_percent" in table else None
+    if percent is not None and not 0 < percent < 100:
+        raise r.fail(f"{where}.fall_percent", "must be above 0 and below 100")
+    previous = r.decimal(table, "previous_above", where) if "previous_above" in table else None
+    if percent is None and previous is None:
+        raise r.fail(where, "a fall needs 'fall_percent' or 'previous_above' (or both)")
+    return TrendRule(
+        id=r.text(table, "id", where),
+        analyte=analyte,
+        within_hours=within,
+        now_below=r.decimal(table, "now_below", where),
+        unit=r.text(table, "unit", where),
+        name=r.text(table, "name", where),
+        code=r.coding(table, where),
+        priority=r.priority(table, "priority", where),
+        fall_percent=percent,
+        previous_above=previous,
+        children=r.get(table, "children", where, bool, False),
+        sources=sources,
+        considerations=r.texts(table, "considerations", where),
+        next_steps=r.texts(table, "next_steps", where),
+        label=labels.get((analyte, Measure.COUNT), f"{analyte.value} count"),
+    )
+
+
 def _resolution(r: _Reader, table: _Table, where: str, default: Resolution) -> Resolution:
     """``resolve_after`` (reports, at least 1) and ``resolve_min_interval_hours`` (0 or more;
     0 when a single report resolves), each falling back to ``default``."""
@@ -381,3 +437,8 @@ def _profile(r: _Reader, table: _Table) -> Profile:
         MappingProxyType(intervals),
         r.text(table, "source", "profile", ""),
     )
+
+
+def read_intervals(table: _Table, name: str) -> Mapping[tuple[str, str], Interval]:
+    """Intervals written as the rule file's ``[profile].intervals`` (a deployment profile's)."""
+    return _profile(_Reader(name), table).intervals

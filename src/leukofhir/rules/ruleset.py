@@ -31,6 +31,7 @@ __all__ = [
     "Source",
     "Texts",
     "ThresholdRule",
+    "TrendRule",
     "interval_key",
 ]
 
@@ -126,7 +127,35 @@ class PancytopeniaRule:
     resolution: Resolution = Resolution()
 
 
-Rule = ThresholdRule | PancytopeniaRule
+@dataclass(frozen=True, slots=True)
+class TrendRule:
+    """A fall of one count since the patient's previous report (kind ``fall``): present when
+    that report was collected at most ``within_hours`` before, the count is now below
+    ``now_below`` and, where given, it fell by at least ``fall_percent`` % and the previous
+    value was above ``previous_above``.  Evaluated by the lifecycle fold, which knows the
+    patient's reports (:mod:`leukofhir.lifecycle.trends`), never by :func:`evaluate`.
+    ``children``: evaluated for patients under 18 too."""
+
+    id: str
+    analyte: Analyte
+    within_hours: int
+    now_below: Decimal
+    unit: str
+    name: str
+    code: Coding
+    priority: str
+    fall_percent: Decimal | None = None
+    previous_above: Decimal | None = None
+    children: bool = False
+    sources: tuple[str, ...] = ()
+    considerations: tuple[str, ...] = ()
+    next_steps: tuple[str, ...] = ()
+    label: str = ""  # how texts name the count: "absolute neutrophil count"
+    resolution: Resolution = Resolution()
+    kind: str = "fall"
+
+
+Rule = ThresholdRule | PancytopeniaRule | TrendRule
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +207,21 @@ class Texts:
     graded: str  # "{name}, CTCAE grade {grade}"
     graded_band: str  # "{name}, CTCAE grade {grade} ({band})"
     critical: str  # "{text}, critical value"
+    limited: str = (
+        "{text}; limit {symbol} {limit} {unit} for {basis}"  # another limit than the file's
+    )
+    fall: str = (
+        "{name}: {label} {previous} at {previous_time} to {current} at {current_time}{change}"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PatientLimitCode:
+    """The input Observation that carries a patient's own lower ANC limit: its code (FHIR
+    ``system``/``code``; HL7 v2 OBX-3 with ``v2_system`` or the system URL as coding system)."""
+
+    coding: Coding
+    v2_system: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +244,21 @@ class RuleSet:
     sources: tuple[Source, ...] = ()
     deviations: tuple[Deviation, ...] = ()
     origin: str = ""  # the file it was read from ("" for the packaged file)
+    patient_limit: PatientLimitCode | None = None
+
+    @property
+    def trend_analytes(self) -> tuple[Analyte, ...]:
+        """The counts the trend rules read, in rule order (what the lifecycle state keeps of
+        each report besides its findings)."""
+        out: list[Analyte] = []
+        for rule in self.rules:
+            if isinstance(rule, TrendRule) and rule.analyte not in out:
+                out.append(rule.analyte)
+        return tuple(out)
+
+    def critical_below(self, analyte: Analyte) -> Decimal | None:
+        """The critical limit of a count (None when it has none)."""
+        return next((c.below for c in self.critical if c.analyte is analyte), None)
 
     def label(self, analyte: Analyte, measure: Measure) -> str:
         label = self.labels.get((analyte, measure))
