@@ -170,6 +170,13 @@ def _add_batch_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
         help="worker processes (default: the number of cores; 1: no pool)",
     )
     batch.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="run the work on Dask: a scheduler (tcp://HOST:8786; IN and OUT on a file system"
+        " the workers share) or 'local' (a cluster of --workers processes on 127.0.0.1);"
+        " needs pip install 'leukofhir[dask]'",
+    )
+    batch.add_argument(
         "--min-age",
         type=float,
         default=1.0,
@@ -295,7 +302,12 @@ def batch_command(args: argparse.Namespace) -> int:
         progress=None if args.progress == "auto" else args.progress == "bar",
         delivery=delivery_options(args, os.environ),
         queue_only=args.fhir_queue_only,
+        dask=args.dask,
     )
+    if args.dask is not None:
+        from leukofhir.batch.executor import check_dask
+
+        check_dask(args.dask)
     if args.fhir_queue_only and options.delivery is None:
         raise UsageError("--fhir-queue-only needs --fhir-base")
     from leukofhir.batch.summary import render_summary

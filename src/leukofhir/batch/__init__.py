@@ -3,7 +3,8 @@
 Modules, one subject each: :mod:`.scan` (which files, in which order), :mod:`.naming`
 (output names), :mod:`.store` (atomic writes, moves), :mod:`.ledger` (what was done),
 :mod:`.work` (a worker: file in, outputs and rows out), :mod:`.fault` (an exception of the
-core rejects one message, never a worker), :mod:`.runner` (the parent:
+core rejects one message, never a worker), :mod:`.executor` (where the workers run: the
+parent, a process pool, or Dask in :mod:`.dask_executor`), :mod:`.runner` (the parent:
 dispatch, record, watch, signals), :mod:`.summary` (summary, listings, progress).
 """
 

@@ -2,8 +2,9 @@
 
 One process owns OUT: it holds ``OUT/.batch.lock``, scans IN, asks the ledger what is left,
 hands files to the workers, records their rows and commits.  Workers (``--workers N``
-processes, forked; with ``--workers 1`` the parent does the work itself) read, process and
-write outputs; they return rows only.  At most ``2 × workers`` tasks are in flight, each
+processes, forked; with ``--workers 1`` the parent does the work itself; with ``--dask``
+the workers of a Dask cluster: :mod:`leukofhir.batch.executor`) read, process and write
+outputs; they return rows only.  At most ``2 × workers`` tasks are in flight, each
 of at most ``files_per_task`` files or ``task_bytes`` bytes, so memory does not grow with
 the number of files.
 
@@ -29,15 +30,15 @@ import signal
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from leukofhir.batch.executor import Executor, ExecutorError, Inline, Pending, Pool
 from leukofhir.batch.gone import Seen
 from leukofhir.batch.ledger import Ledger, MessageRow
 from leukofhir.batch.scan import SORT_LIMIT, Found, ScanStats, scan
@@ -49,15 +50,7 @@ from leukofhir.batch.summary import (
     build_summary,
     write_listings,
 )
-from leukofhir.batch.work import (
-    OUT_ERROR,
-    FileResult,
-    FileTask,
-    Worker,
-    WorkerConfig,
-    init_worker,
-    run_tasks,
-)
+from leukofhir.batch.work import OUT_ERROR, FileResult, FileTask, WorkerConfig
 from leukofhir.context import Settings
 from leukofhir.logs import Logger
 from leukofhir.rules import load_rule_set
@@ -72,7 +65,8 @@ LOCK_NAME = ".batch.lock"
 
 
 class BatchError(Exception):
-    """The batch cannot go on (OUT unwritable or full, OUT in use): exit code 3."""
+    """The batch cannot go on (OUT unwritable or full, OUT in use, no Dask scheduler):
+    exit code 3."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +96,9 @@ class BatchOptions:
     sort_limit: int = SORT_LIMIT  # entries of one folder sorted in memory; more spill to OUT
     delivery: DeliveryOptions | None = None  # --fhir-base: deliver every Bundle
     queue_only: bool = False  # --fhir-queue-only: queue them; leukofhir deliver sends them
+    dask: str | None = None  # --dask: a scheduler's address, or "local" (a LocalCluster)
+    dask_files_per_task: int = 128  # Dask: bigger tasks (a hundred messages or more) than
+    dask_task_bytes: int = 512 << 10  # the pool's, as a task costs a scheduler round trip
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +141,7 @@ class _Runner:
         self._told: set[tuple[str, str]] = set()  # passed-over entries logged (once a run)
         self._told_empty = False
         self._moves: list[tuple[Path, str, bool]] = []  # (path, source, rejected)
-        self._inflight: dict[Future[list[FileResult]], list[FileTask]] = {}
+        self._inflight: deque[tuple[Pending, list[FileTask]]] = deque()
         config = WorkerConfig(
             out=str(options.out),
             fsync=options.fsync,
@@ -159,18 +156,7 @@ class _Runner:
             ),
         )
         self.rule_set = load_rule_set()
-        self.pool: Executor | None = None
-        self.inline: Worker | None = None
-        if options.workers > 1:
-            self.pool = ProcessPoolExecutor(
-                options.workers,
-                mp_context=get_context("fork"),
-                initializer=init_worker,
-                initargs=(config, os.getpid()),
-            )
-            self.pool.submit(run_tasks, []).result()  # fork now, before any thread starts
-        else:
-            self.inline = Worker(config)
+        self.executor = _executor(options, config)
         # opened after the fork: the workers never hold the database
         self.ledger = Ledger(options.out, durable=options.fsync, on_commit=self._committed)
         self.delivery: BatchDelivery | None = None
@@ -195,8 +181,7 @@ class _Runner:
     def close(self) -> None:
         if self.delivery is not None:
             self.delivery.finish(self.stop, wait=False)
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+        self.executor.close()
         self.ledger.close()
 
     # -- the run ------------------------------------------------------------------------
@@ -247,7 +232,7 @@ class _Runner:
         self.stats = ScanStats()
         batch: list[FileTask] = []
         size = 0
-        per_task = 1 if self.inline is not None else self.options.files_per_task
+        per_task, per_bytes = self.executor.files_per_task, self.executor.task_bytes
         for found in self._scan_or_fail(seen):
             if self.stop.is_set() or self.error:
                 break
@@ -255,10 +240,10 @@ class _Runner:
             if task is not None:
                 batch.append(task)
                 size += found.size
-                if len(batch) >= per_task or size >= self.options.task_bytes:
+                if len(batch) >= per_task or size >= per_bytes:
                     self._submit(batch)
                     batch, size = [], 0
-                    self._drain(2 * max(self.options.workers, 1) - 1)
+                    self._drain(2 * self.executor.slots - 1)
             self._check_delivery()
             progress.update(self.run_counts, self._delivered())
         if batch and not (self.stop.is_set() or self.error):
@@ -366,28 +351,19 @@ class _Runner:
 
     # -- workers --------------------------------------------------------------------------
     def _submit(self, tasks: list[FileTask]) -> None:
-        if self.pool is not None:
-            self._inflight[self.pool.submit(run_tasks, tasks)] = tasks
-            return
-        assert self.inline is not None
-        future: Future[list[FileResult]] = Future()
-        try:
-            future.set_result([self.inline.run(task) for task in tasks])
-        except Exception as exc:
-            future.set_exception(exc)
-        self._inflight[future] = tasks
+        self._inflight.append((self.executor.submit(tasks), tasks))
 
     def _drain(self, keep: int) -> None:
         """Record finished tasks in the order they were handed out (the lifecycle folds
         messages in input order), until at most ``keep`` are in flight."""
         while len(self._inflight) > keep:
-            future = next(iter(self._inflight))  # the oldest
-            tasks = self._inflight.pop(future)
-            exc = future.exception()  # waits for it
-            if exc is not None:
+            pending, tasks = self._inflight.popleft()  # the oldest
+            try:
+                results = pending.result()  # waits for it
+            except Exception as exc:
                 self._fail(exc, tasks)
                 continue
-            for task, result in zip(tasks, future.result(), strict=True):
+            for task, result in zip(tasks, results, strict=True):
                 self._record(task, result)
             if self.delivery is not None and self.delivery.sending:  # go now, not after 2,000
                 self._flush()
@@ -613,6 +589,26 @@ class _Runner:
             sort_limit=self.options.sort_limit,
             spill_dir=self.options.out,
         )
+
+
+def _executor(options: BatchOptions, config: WorkerConfig) -> Executor:
+    """The parent itself (``--workers 1``), a forked pool, or Dask (imported only then)."""
+    if options.dask is not None:
+        from leukofhir.batch.dask_executor import DaskExecutor  # the dask extra
+
+        try:
+            return DaskExecutor(
+                options.dask,
+                config,
+                workers=options.workers,
+                files_per_task=options.dask_files_per_task,
+                task_bytes=options.dask_task_bytes,
+            )
+        except ExecutorError as exc:
+            raise BatchError(str(exc)) from None
+    if options.workers > 1:
+        return Pool(config, options.workers, options.files_per_task, options.task_bytes)
+    return Inline(config, options.task_bytes)
 
 
 @contextmanager

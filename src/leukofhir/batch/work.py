@@ -54,7 +54,15 @@ from leukofhir.ingest.sniff import looks_like_fhir
 from leukofhir.inputfile import read_input
 from leukofhir.pipeline import Disposition, MessageOutcome, process, process_message
 
-__all__ = ["FileResult", "FileTask", "Worker", "WorkerConfig", "init_worker", "run_tasks"]
+__all__ = [
+    "FileResult",
+    "FileTask",
+    "Worker",
+    "WorkerConfig",
+    "init_worker",
+    "run_chunk",
+    "run_tasks",
+]
 
 OUT_ERROR = "out-error"  # a FileResult state: the outputs could not be written
 
@@ -282,3 +290,17 @@ def run_tasks(tasks: Sequence[FileTask]) -> list[FileResult]:
     if _worker is None:  # pragma: no cover - initializer always ran
         raise RuntimeError("worker not initialised")
     return [_worker.run(task) for task in tasks]
+
+
+# -- Dask side (leukofhir.batch.dask_executor) ---------------------------------------------
+
+_workers: dict[WorkerConfig, Worker] = {}
+
+
+def run_chunk(config: WorkerConfig, tasks: Sequence[FileTask]) -> list[FileResult]:
+    """A Dask task: the worker process builds its :class:`Worker` once per configuration."""
+    worker = _workers.get(config)
+    if worker is None:
+        _workers.clear()
+        worker = _workers[config] = Worker(config)
+    return [worker.run(task) for task in tasks]
