@@ -47,11 +47,16 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def running(out: Path, **settings: object) -> AsyncIterator[Running]:
-    """One service process as ``leukofhir serve --workers 1`` runs it: what a previous run
-    left is finished first, then the listener starts."""
+async def running(
+    out: Path, engine: Settings | None = None, **settings: object
+) -> AsyncIterator[Running]:
+    """One service process as ``leukofhir serve --workers 1`` runs it (``engine``: what its
+    context is built from): what a previous run left is finished first, then the listener
+    starts."""
     metrics = Metrics()
-    intake = Intake(Journal(out, durable=False), FolderSink(out), Settings(), metrics=metrics)
+    intake = Intake(
+        Journal(out, durable=False), FolderSink(out), engine or Settings(), metrics=metrics
+    )
     intake.recover()
     listener = MllpListener(intake, MllpSettings(port=0, **settings), metrics)  # type: ignore[arg-type]
     await listener.start()

@@ -191,10 +191,29 @@ def test_journal_retention_is_a_duration_from_option_environment_or_file(
             load_config({"journal_retention": bad}, environ={})
 
 
+def test_profile_and_notify_critical_from_option_environment_or_file(tmp_path: Path) -> None:
+    profile = tmp_path / "site.toml"
+    profile.write_text('name = "riverbend"\nversion = "2025.1"\n', encoding="utf-8")
+    default = load_config({}, environ={})
+    assert (default.profile, default.notify_critical) == (None, False)
+    assert default.settings().profile == ""
+    environ = {"LEUKOFHIR_PROFILE": str(profile), "LEUKOFHIR_NOTIFY_CRITICAL": "1"}
+    settings = load_config({}, environ=environ).settings()
+    assert (settings.profile, settings.notify_critical) == (str(profile), True)
+    assert load_config({}, environ={"LEUKOFHIR_PROFILE": ""}).profile is None  # unset
+    file = tmp_path / "leukofhir.toml"
+    file.write_text(f"[serve]\nprofile = '{profile}'\nnotify-critical = true\n")
+    config = load_config({}, environ={}, file=file)
+    assert (config.profile, config.notify_critical) == (profile, True)
+    with pytest.raises(ConfigError, match=r"profile \(\$LEUKOFHIR_PROFILE\): .*cannot be read"):
+        load_config({}, environ={"LEUKOFHIR_PROFILE": str(tmp_path / "none.toml")})
+
+
 @pytest.mark.parametrize(
     "options",
     [
         ["--timezone", "Mars/Olympus"],
+        ["--profile", "/nonexistent/site.toml"],
         ["--mapping", "/nonexistent/mapping.csv"],
         ["--mllp", "everywhere"],
         ["--workers", "-1"],

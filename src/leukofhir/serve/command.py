@@ -39,6 +39,11 @@ _OPTIONS: tuple[tuple[str, dict[str, object]], ...] = (
     ("--timezone", {"metavar": "ZONE", "help": "zone of HL7 times without offset (UTC)"}),
     ("--validate", {"action": "store_const", "const": True, "dest": "validate_output"}),
     ("--validate-structure", {"action": "store_const", "const": True}),
+    ("--profile", {"type": Path, "metavar": "FILE", "help": "deployment profile (TOML)"}),
+    (
+        "--notify-critical",
+        {"action": "store_const", "const": True, "help": "CommunicationRequest, critical values"},
+    ),
     ("--shutdown-timeout", {"type": float, "metavar": "SECONDS", "help": "(30)"}),
     (
         "--journal-retention",
@@ -90,7 +95,8 @@ def serve_command(args: argparse.Namespace) -> int:
     values = {name: getattr(args, name) for name in names}
     try:
         config = load_config(values, file=args.config)
-        # the mapping files read now, so that a bad one stops the start with its reason
+        # the mapping files read now, so that a bad one stops the start with its reason (the
+        # profile was, by the config's validation)
         Settings(tuple(str(m) for m in config.mappings)).context(datetime.now(UTC))
         delivery = delivery_config(config, os.environ)
     except LeukofhirError as exc:

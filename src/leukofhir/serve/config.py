@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from leukofhir.context import Settings
 from leukofhir.errors import ConfigError, ErrorCode, error
 from leukofhir.ingest.dtm import DtmError, zone
 
@@ -49,6 +50,8 @@ class ServeConfig(BaseModel):
     timezone: str = "UTC"
     validate_structure: bool = False
     validate_output: bool = False
+    profile: Path | None = None  # the deployment profile (README: clinical context)
+    notify_critical: bool = False  # a CommunicationRequest once per critical episode
     shutdown_timeout: float = Field(30.0, ge=0)
     journal_retention: float = Field(30 * 86400.0, ge=0, allow_inf_nan=False)  # s; 0: forever
     # delivery to a FHIR server (the token: a file, or LEUKOFHIR_FHIR_TOKEN; never a setting)
@@ -76,6 +79,25 @@ class ServeConfig(BaseModel):
             raise ValueError(str(exc)) from None
         return value
 
+    @field_validator("profile", mode="before")
+    @classmethod
+    def _no_profile(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value  # PROFILE=
+
+    @field_validator("profile")
+    @classmethod
+    def _deployment(cls, value: Path | None) -> Path | None:
+        """The profile and the files it names read now: a bad one stops the start."""
+        if value is not None:
+            from leukofhir.rules import load_rule_set
+            from leukofhir.rules.deployment import load_deployment
+
+            try:
+                load_deployment(value, load_rule_set())
+            except ConfigError as exc:
+                raise ValueError(exc.issue.message) from None
+        return value
+
     @model_validator(mode="after")
     def _delivered_needs_a_server(self) -> ServeConfig:
         if self.ack_after == "delivered" and not self.fhir_base:
@@ -88,6 +110,17 @@ class ServeConfig(BaseModel):
         if value != "off":
             parse_address(value)
         return value
+
+    def settings(self) -> Settings:
+        """What every service process builds its context from (once, at its start)."""
+        return Settings(
+            mappings=tuple(str(m) for m in self.mappings),
+            timezone=self.timezone,
+            validate_structure=self.validate_structure,
+            validate_output=self.validate_output,
+            profile=str(self.profile or ""),
+            notify_critical=self.notify_critical,
+        )
 
 
 def parse_address(text: str) -> tuple[str, int]:

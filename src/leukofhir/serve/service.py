@@ -41,7 +41,6 @@ from pathlib import Path
 
 import uvicorn
 
-from leukofhir.context import Settings
 from leukofhir.delivery.options import DeliveryOptions
 from leukofhir.logs import get_logger
 from leukofhir.serve.config import ServeConfig, parse_address
@@ -115,12 +114,7 @@ def _intake(config: ServeConfig, metrics: Metrics | None) -> Intake:
     return Intake(
         Journal(config.out, durable=config.journal_sync == "full", outbox=bool(config.fhir_base)),
         sink,
-        Settings(
-            mappings=tuple(str(m) for m in config.mappings),
-            timezone=config.timezone,
-            validate_structure=config.validate_structure,
-            validate_output=config.validate_output,
-        ),
+        config.settings(),
         metrics=metrics,
         ack_after_delivered=config.ack_after == "delivered",
         ack_timeout=config.ack_timeout,
