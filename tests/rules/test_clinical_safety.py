@@ -36,3 +36,67 @@ def test_a_critical_value_is_a_finding_in_a_band_without_a_limit() -> None:
     assert found(evaluation) == {}
     assert "only critical values (< 0.5 10*9/L)" in skipped(evaluation)["neutropenia"]
     assert "only critical values (< 2.0 10*9/L)" in skipped(evaluation)["leukopenia"]
+
+
+def _warnings(data: bytes, text: str) -> list[str]:
+    outcome = outcome_of(data, CONTEXT)
+    return [
+        f"{i.location}: {i.message}"
+        for i in outcome.issues
+        if i.severity is Severity.WARNING and text in i.message
+    ]
+
+
+def test_a_birth_date_after_the_collection_is_an_unknown_age_with_a_warning() -> None:
+    counts = {WBC: "1.5", ANC: "0.1", ALC: "1.2"}
+    data = oru(birth="20250201", collected="20250128102000-0600", counts=counts)
+    evaluation = evaluation_of(data, CONTEXT)
+    assert {"leukopenia", "neutropenia", "agranulocytosis"} <= set(found(evaluation))
+    assert all(f.critical for f in evaluation.findings if f.rule_id != "lymphopenia")
+    (warning,) = _warnings(data, "after the collection date")
+    assert warning.startswith("PID[1]-7: ")
+    assert "adult limits" in warning
+
+
+def test_a_year_only_birth_date_across_18_evaluates_what_the_bands_agree_on() -> None:
+    # born in 2007, collected June 2025: 17 or 18 years (12-18 years or adult)
+    counts = {WBC: "3.0", ANC: "0.3", ALC: "0.5"}
+    data = oru(birth="2007", collected="20250601102000-0600", counts=counts)
+    evaluation = evaluation_of(data, CONTEXT)
+    got = found(evaluation)
+    # neutropenia: 1.5 in both; agranulocytosis is not, ANC 0.3 is critical: found either way
+    assert got["neutropenia"] == (4, "PH")
+    assert "leukopenia" in skipped(evaluation)  # 4.5 or 4.3: not the same limit
+    assert "not give this finding the same limit" in skipped(evaluation)["leukopenia"]
+    (warning,) = _warnings(data, "not precise enough")
+    assert warning.startswith("PID[1]-7: ")
+    assert "12-18 years to adult" in warning
+    assert any("could not be decided" in note for note in evaluation.notes)
+
+
+def test_a_month_precision_birth_date_is_never_after_the_collection() -> None:
+    # born January 2025, collected 28 January 2025: 0 to 27 days (0-7 days or 8-28 days)
+    counts = {WBC: "3.0", ANC: "0.3", ALC: "0.5"}
+    data = oru(birth="202501", collected="20250128102000-0600", counts=counts)
+    evaluation = evaluation_of(data, CONTEXT)
+    assert "after the collection" not in " ".join(skipped(evaluation).values())
+    assert _warnings(data, "after the collection") == []
+    (warning,) = _warnings(data, "not precise enough")
+    assert "0-7 days to 8-28 days" in warning
+    assert found(evaluation)["neutropenia"][1] == "PH"  # ANC 0.3: critical at every age
+
+
+def test_an_unknown_age_is_named_in_the_conclusion() -> None:
+    data = oru(birth="", counts={WBC: "3.0", ANC: "0.3", ALC: "0.5"})
+    (report,) = outcome_of(data, CONTEXT).reports
+    (resource,) = [
+        e["resource"]
+        for e in report.bundle["entry"]
+        if e["resource"]["resourceType"] == "DiagnosticReport"
+    ]
+    conclusion = resource["conclusion"]
+    assert "adult limits of the rule set were used because the patient's age is not known" in (
+        conclusion
+    )
+    assert "no birth date was sent" in conclusion
+

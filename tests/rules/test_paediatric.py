@@ -186,8 +186,8 @@ def test_a_birth_date_that_cannot_decide_the_band_evaluates_nothing() -> None:
     assert "neutropenia" in found(evaluation_of(data, CONTEXT))
 
 
-def test_a_birth_date_after_the_collection_evaluates_nothing() -> None:
+def test_a_birth_date_after_the_collection_is_an_unknown_age() -> None:
     data = oru(birth="20250701", collected="20250601080000+0000", counts={ANC: "0.9"})
     evaluation = evaluation_of(data, CONTEXT)
-    assert found(evaluation) == {}
-    assert "after the collection date" in skipped(evaluation)["neutropenia"]
+    assert found(evaluation) == {"neutropenia": (3, "PH")}  # the adult limits, warned
+    assert "after the collection date" in evaluation.notes[0]
