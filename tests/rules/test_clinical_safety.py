@@ -3,7 +3,13 @@ whatever the patient's age, the precision of their birth date or their own ANC l
 
 from __future__ import annotations
 
-from leukofhir.errors import Severity
+from pathlib import Path
+
+import pytest
+
+from leukofhir.errors import ConfigError, Severity
+from leukofhir.rules import load_rule_set
+from leukofhir.rules.deployment import load_deployment
 from tests.conftest import make_context
 from tests.rules.clinical_messages import (
     ALC,
@@ -17,6 +23,7 @@ from tests.rules.clinical_messages import (
 )
 
 CONTEXT = make_context()
+RULES = load_rule_set()
 
 
 def test_a_critical_value_is_a_finding_in_a_band_without_a_limit() -> None:
@@ -100,3 +107,55 @@ def test_an_unknown_age_is_named_in_the_conclusion() -> None:
     )
     assert "no birth date was sent" in conclusion
 
+
+# --- a patient's or a deployment's own ANC limit never hides a critical ANC -------------
+
+LIMITS_HEADER = "system,value,anc_below,unit,basis\n"
+
+
+def _deployment(tmp_path: Path, patients: str, extra: str = "") -> Path:
+    (tmp_path / "limits.csv").write_text(LIMITS_HEADER + patients, encoding="utf-8")
+    path = tmp_path / "site.toml"
+    path.write_text(
+        'name = "riverbend"\nversion = "1"\nsource = "test"\n[patients]\nfile = "limits.csv"\n'
+        + extra,
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.mark.parametrize("below", ["0.1", "0.49", "1.51", "10"])
+def test_a_patient_file_limit_outside_the_accepted_range_is_refused(
+    tmp_path: Path, below: str
+) -> None:
+    with pytest.raises(ConfigError, match="not an accepted lower ANC limit"):
+        load_deployment(_deployment(tmp_path, f"HOSP,P100,{below},10*9/L,typo\n"), RULES)
+
+
+@pytest.mark.parametrize("below", ["0.2", "2.0"])
+def test_a_deployment_anc_limit_outside_the_accepted_range_is_refused(
+    tmp_path: Path, below: str
+) -> None:
+    extra = f'[neutropenia]\nbelow = "{below}"\nsource = "local"\n'
+    with pytest.raises(ConfigError, match="not an accepted lower ANC limit"):
+        load_deployment(_deployment(tmp_path, "", extra), RULES)
+
+
+def test_the_accepted_range_ends_are_accepted(tmp_path: Path) -> None:
+    rows = "HOSP,P100,0.5,10*9/L,a\nHOSP,P101,1.5,10*9/L,b\n"
+    deployment = load_deployment(_deployment(tmp_path, rows), RULES)
+    assert len(deployment.patients) == 2
+
+
+def test_an_input_limit_below_the_critical_limit_is_not_used() -> None:
+    obx = "OBX|9|NM|anc-lower-limit^Patient ANC lower limit^99LKF||0.05|K/uL|||||F"
+    data = oru(counts={WBC: "4.5", ANC: "0.3", ALC: "1.5"}, extra=(obx,))
+    outcome = outcome_of(data, CONTEXT)
+    (report,) = outcome.reports
+    neutropenia = {f.rule_id: f for f in report.evaluation.findings}["neutropenia"]
+    assert neutropenia.critical
+    assert "this patient" not in neutropenia.text  # the rule file's limit, not 0.05
+    (warning,) = [i for i in outcome.issues if "lower ANC limit" in i.message]
+    assert "not an accepted lower ANC limit" in warning.message
+    assert "not used" in warning.message
+    assert str(warning.location).endswith("-5")
