@@ -143,8 +143,7 @@ def _undecided(
         (only,) = limits if len(limits) == 1 else (None,)
         if only is None:
             missing[rule.id] = (
-                f"{found.undecided}, and the possible bands do not give this finding the"
-                " same limit"
+                f"{found.undecided}, and the possible bands do not give this finding the same limit"
             )
         else:
             overrides[rule.id] = Override(only, basis)

@@ -187,7 +187,9 @@ def load_deployment(path: Path, rule_set: RuleSet) -> Deployment:
         anc_below=anc_below,
         anc_source=anc_source,
         intervals=_intervals(data, rule_set, name),
-        patients=MappingProxyType(read_patient_limits(patients_file, accepted_range(rule_set)) if patients_file else {}),
+        patients=MappingProxyType(
+            read_patient_limits(patients_file, accepted_range(rule_set)) if patients_file else {}
+        ),
         origin=name,
     )
 
