@@ -133,7 +133,7 @@ def test_the_issue_examples() -> None:
     evaluation = evaluation_of(toddler, CONTEXT)
     assert found(evaluation)["lymphopenia"] == (1, "PL")
     (alc,) = [i for v, i in evaluation.interpretations if v.analyte.value == "lymphocytes"]
-    assert alc.code == "L"  # the band's interval 3.7-10.7, not the adult one
+    assert alc.code == "L"  # the band's interval 3.0-10.7, not the adult one
 
 
 def test_grades_are_cut_at_the_band_limit() -> None:
@@ -191,3 +191,33 @@ def test_a_birth_date_after_the_collection_is_an_unknown_age() -> None:
     evaluation = evaluation_of(data, CONTEXT)
     assert found(evaluation) == {"neutropenia": (3, "PH")}  # the adult limits, warned
     assert "after the collection date" in evaluation.notes[0]
+
+
+@pytest.mark.parametrize("band_id", list(TABLE))
+def test_interpretation_intervals_agree_with_the_finding_limits(band_id: str) -> None:
+    """The file's own rule (a band's lower limit is the lowest lower limit of its source
+    rows): the low end of a band's interval is its finding limit, so a value is flagged L
+    exactly when it is a finding, never L without one."""
+    (band,) = [b for b in PROFILE.bands if b.id == band_id]
+    for rule, analyte in (
+        ("leukopenia", "wbc"),
+        ("neutropenia", "neutrophils"),
+        ("lymphopenia", "lymphocytes"),
+    ):
+        limit = band.limits.get(rule)
+        interval = next((i for i in band.intervals.values() if i.analyte.value == analyte), None)
+        if limit is not None and interval is not None:
+            assert interval.low == limit.limit, (band_id, rule)
+    high = band.limits.get("leukocytosis")
+    wbc = next((i for i in band.intervals.values() if i.analyte.value == "wbc"), None)
+    if high is not None and wbc is not None:
+        assert wbc.high == high.limit
+
+
+def test_an_infant_anc_between_limit_and_davis_row_is_neither_l_nor_a_finding() -> None:
+    # 7 months, ANC 1.5: not neutropenia (limit 1.0 under 1 year), so not L either
+    data = oru(birth="20240115", collected="20240901080000+0000", counts={ANC: "1.5"})
+    evaluation = evaluation_of(data, CONTEXT)
+    assert "neutropenia" not in found(evaluation)
+    (anc,) = [i for v, i in evaluation.interpretations if v.analyte.value == "neutrophils"]
+    assert anc.code == "N"
