@@ -213,10 +213,13 @@ def build_draft(
             status=status,
             results=tuple(results),
             evidence={vid: idents[k] for vid, k in keys.items() if k in idents},
+            # without a collection time a value is no trend's previous value either
             values=tuple(
                 _trend_value(cbc, analyte, rule_set, idents, key_of)
                 for analyte in rule_set.trend_analytes
-            ),
+            )
+            if report.effective
+            else (),
         )
     to = recipient(report.ordering_provider) if notify else None
     if notify and to is None and any(f.critical for f in evaluation.findings):

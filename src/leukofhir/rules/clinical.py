@@ -75,6 +75,31 @@ def clinical_context(
     patient = message.patient
     issues: list[Issue] = []
     limit = _patient_limit(patient, deployment, observed, issues)
+    context, issues = _context(message, report, rule_set, deployment, now, limit, issues)
+    if report.effective:
+        return context, issues
+    # no collection time: a trend compares collection times, never report or message times
+    where = "DiagnosticReport.effective[x]" if message.source_format == "fhir" else "OBR-7"
+    reason = (
+        f"no collection time was sent ({where}): a trend compares collection times, and the"
+        " report or message time is not one"
+    )
+    missing = dict(context.missing)
+    for rule in rule_set.rules:
+        if isinstance(rule, TrendRule):
+            missing.setdefault(rule.id, reason)
+    return replace(context, missing=MappingProxyType(missing)), issues
+
+
+def _context(
+    message: LabMessage,
+    report: LabReport,
+    rule_set: RuleSet,
+    deployment: Deployment,
+    now: datetime,
+    limit: PatientLimit | None,
+    issues: list[Issue],
+) -> tuple[ClinicalContext, list[Issue]]:
     found = _age_band(message, report, deployment.paediatric, now, issues)
     if found.candidates:
         return _undecided(rule_set, deployment, found, limit), issues
