@@ -3,12 +3,15 @@ ANC limit in force for the patient."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from leukofhir.context import Context
 from leukofhir.lifecycle.settle import settle_message
 from leukofhir.lifecycle.store import MemoryStore
 from leukofhir.pipeline import process
+from leukofhir.rules import load_rule_set
+from leukofhir.rules.deployment import load_deployment
 from tests.conftest import make_context
 from tests.rules.clinical_messages import ANC, WBC, oru
 
@@ -68,3 +71,28 @@ def test_a_trend_is_not_evaluated_without_a_collection_time() -> None:
     third = oru(collected="20250303080000-0600", counts={WBC: "6.0", ANC: "1.4"}, order="K3")
     assert fall_flags(run([second, third])) == []
 
+
+def test_anc_fall_uses_the_patient_limit_in_force(tmp_path: Path) -> None:
+    (tmp_path / "limits.csv").write_text(
+        "system,value,anc_below,unit,basis\nHOSP,P100,1.0,10*9/L,Duffy-null Fy(a-b-)\n",
+        encoding="utf-8",
+    )
+    site = tmp_path / "site.toml"
+    site.write_text(
+        'name = "s"\nversion = "1"\nsource = "t"\n[patients]\nfile = "limits.csv"\n',
+        encoding="utf-8",
+    )
+    context = make_context(deployment=load_deployment(site, load_rule_set()))
+    first = oru(collected="20250301080000+0000", counts={WBC: "6.0", ANC: "2.8"}, order="P1")
+    second = oru(
+        collected="20250302080000+0000", counts={WBC: "6.0", ANC: "1.2"}, order="P2", control="C2"
+    )
+    # ANC 2.8 to 1.2 halved, but 1.2 is normal for this patient (limit 1.0): no trend finding
+    assert fall_flags(run([first, second], context)) == []
+    # without the patient's limit, 1.2 < 1.5: a trend finding
+    assert len(fall_flags(run([first, second]))) == 1
+    # below the patient's limit: a trend finding that names it
+    third = oru(
+        collected="20250302080000+0000", counts={WBC: "6.0", ANC: "0.9"}, order="P2", control="C3"
+    )
+    assert len(fall_flags(run([first, third], context))) == 1

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from leukofhir.errors import Issue
-from leukofhir.model import Cbc, CbcValue, Evaluation, Finding, NotEvaluated
+from leukofhir.model import Cbc, CbcValue, Evaluation, Finding, Measure, NotEvaluated
 from leukofhir.rules.clinical import ClinicalContext, Override
+from leukofhir.rules.compare import below
 from leukofhir.rules.findings import apply_pancytopenia, apply_threshold, critical_values
 from leukofhir.rules.interpret import interpretations
 from leukofhir.rules.limit import with_limit
-from leukofhir.rules.ruleset import PancytopeniaRule, Rule, RuleSet, ThresholdRule
+from leukofhir.rules.ruleset import PancytopeniaRule, Rule, RuleSet, ThresholdRule, TrendRule
+from leukofhir.rules.values import Missing, resolve
 
 __all__ = ["evaluate"]
 
@@ -30,6 +32,7 @@ def evaluate(
     findings: list[Finding] = []
     not_evaluated: list[NotEvaluated] = []
     issues: list[Issue] = []
+    absent: list[str] = []
     for rule in rule_set.rules:
         if (reason := clinical.missing.get(rule.id)) is not None:
             outcome, issue = _critical_only(rule, cbc, rule_set, critical, reason)
@@ -44,8 +47,10 @@ def evaluate(
                 )
         elif isinstance(rule, PancytopeniaRule):
             outcome, issue = apply_pancytopenia(rule, cbc, rule_set, critical, sex)
-        else:
-            continue  # a trend rule: the lifecycle's
+        else:  # a trend rule: the lifecycle's, unless the patient's own limit decides it
+            if _not_below_own_limit(rule, cbc, rule_set, clinical):
+                absent.append(rule.id)
+            continue
         if isinstance(outcome, Finding):
             findings.append(outcome)
         elif outcome is not None:
@@ -62,6 +67,7 @@ def evaluate(
         disclaimer=rule_set.disclaimer,
         profile=clinical.profile or rule_set.profile.label,
         notes=clinical.notes,
+        absent=tuple(absent),
     )
 
 
@@ -110,3 +116,27 @@ def _at_least_critical(
     if floor is None or rule.threshold < floor or override.limit >= floor:
         return override
     return Override(floor, f"{override.basis}; raised to the critical limit {floor}")
+
+
+def _not_below_own_limit(
+    rule: TrendRule, cbc: Cbc, rule_set: RuleSet, clinical: ClinicalContext
+) -> bool:
+    """A fall rule's "now below" is the limit of the count in force for the patient: where
+    the patient's (or the deployment's) own limit replaces the rule file's limit that the
+    trend's ``now_below`` repeats (neutropenia's 1.5 for anc-fall), a count that is not
+    below the patient's limit is no trend finding (decided here; otherwise the lifecycle
+    decides with ``now_below``, which the accepted range keeps at or above the patient's)."""
+    for other in rule_set.rules:
+        if (
+            isinstance(other, ThresholdRule)
+            and other.kind == "below"
+            and other.analyte is rule.analyte
+            and other.threshold == rule.now_below
+            and (override := clinical.overrides.get(other.id)) is not None
+            and override.limit < rule.now_below
+        ):
+            value = resolve(cbc, rule.analyte, Measure.COUNT, rule_set)
+            if isinstance(value, Missing) or value.number is None:
+                return False
+            return below(value.number, value.comparator, override.limit) is False
+    return False
