@@ -96,3 +96,18 @@ def test_anc_fall_uses_the_patient_limit_in_force(tmp_path: Path) -> None:
         collected="20250302080000+0000", counts={WBC: "6.0", ANC: "0.9"}, order="P2", control="C3"
     )
     assert len(fall_flags(run([first, third], context))) == 1
+
+
+def test_a_converted_value_is_shown_without_spurious_precision() -> None:
+    def per_microlitre(data: bytes, value: str) -> bytes:
+        return data.replace(f"|{value}|10*9/L|".encode(), f"|{value}|/uL|".encode())
+
+    first = oru(collected="20250301080000+0000", counts={WBC: "6.0", ANC: "2800"}, order="U1")
+    second = oru(
+        collected="20250302080000+0000", counts={WBC: "6.0", ANC: "1200"}, order="U2", control="C2"
+    )
+    (text,) = fall_flags(run([per_microlitre(first, "2800"), per_microlitre(second, "1200")]))
+    assert "2.8 10*9/L at" in text
+    assert "to 1.2 10*9/L at" in text
+    assert "2.800" not in text
+    assert "1.200" not in text
