@@ -37,7 +37,7 @@ def test_a_critical_value_is_a_finding_in_a_band_without_a_limit() -> None:
         assert findings[rule].priority == "PH"
     assert "critical values, which are evaluated at every age" in findings["neutropenia"].text
     # a non-critical value in the same band is still not evaluated, and says why
-    counts = {WBC: "2.5", ANC: "0.8", ALC: "1.2"}
+    counts = {WBC: "2.5", ANC: "0.8", ALC: "3.5"}
     data = oru(birth="20250125", collected="20250128102000-0600", counts=counts)
     evaluation = evaluation_of(data, CONTEXT)
     assert found(evaluation) == {}

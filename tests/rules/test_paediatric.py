@@ -32,8 +32,8 @@ CONTEXT = make_context()
 
 # band: (leukopenia WBC <, neutropenia ANC <, lymphopenia ALC <, leukocytosis WBC >)
 TABLE: dict[str, tuple[str | None, str | None, str | None, str | None]] = {
-    "0-7d": (None, None, None, None),  # sources disagree / none covers the week
-    "8-28d": (None, "1.0", None, None),  # ANC 1.0 from 2 weeks (5-Minute: after week 1)
+    "0-7d": (None, None, "2.8", None),  # ALC: MSD < 3.0 under 2 y, Davis 2.8 at birth: lower
+    "8-28d": (None, "1.0", "3.0", None),  # ANC 1.0 after week 1; ALC: MSD < 2 y covers it
     "1-3m": ("6.1", "1.0", "3.0", "17.5"),  # Davis 1-23 mo; MSD < 2 y; ANC < 1 y
     "3-12m": ("6.1", "1.0", "3.0", "17.5"),
     "1-2y": ("6.1", "1.5", "3.0", "17.5"),  # ANC 1.5 after infancy
