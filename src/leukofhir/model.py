@@ -260,3 +260,6 @@ class Evaluation:
     disclaimer: str = ""
     profile: str = ""  # reference-interval profile name and version
     notes: tuple[str, ...] = ()  # which limits were used, whose (an age band, a patient's)
+    # trend rules the rules step decided absent (the count is not below the limit in force
+    # for the patient); the others are left to the lifecycle
+    absent: tuple[str, ...] = ()

@@ -120,3 +120,49 @@ def test_without_an_ordering_provider_the_request_says_so_and_a_warning() -> Non
     (entry, *_) = requests(bundles([data])[0])
     assert "recipient" not in entry["resource"]
     assert "ordering provider is not known" in entry["resource"]["payload"][0]["contentString"]
+
+
+def corrected(n: int, anc: str) -> bytes:
+    """A corrected version (OBR-25 'C', a later MSH-7) of report ``n``."""
+    data = message(n, anc).replace(b"|||F\r", b"|||C\r", 1)
+    collected = f"{START + timedelta(hours=24 * n):%Y%m%d%H%M%S}+0000"
+    later = f"{START + timedelta(hours=24 * n + 5):%Y%m%d%H%M%S}+0000"
+    head, _, rest = data.partition(b"\r")
+    return head.replace(collected.encode(), later.encode()) + b"\r" + rest
+
+
+def test_a_correction_that_removes_the_critical_value_revokes_the_request() -> None:
+    first, second = bundles([message(0, "0.3"), corrected(0, "3.5")])
+    (asked,) = requests(first)
+    (revoked,) = requests(second)
+    assert revoked["resource"]["status"] == "revoked"
+    assert revoked["resource"]["identifier"] == asked["resource"]["identifier"]
+    assert revoked["request"]["method"] == "PUT"
+    assert revoked["request"]["url"] == "CommunicationRequest?" + asked["request"]["ifNoneExist"]
+    flags = [e["resource"] for e in second["entry"] if e["resource"]["resourceType"] == "Flag"]
+    assert {f["status"] for f in flags} == {"entered-in-error"}
+    # delivered again: the same conditional update, nothing more
+    again = bundles([message(0, "0.3"), corrected(0, "3.5"), corrected(0, "3.5")])
+    assert [r["resource"]["status"] for r in requests(again[-1])] in ([], ["revoked"])
+
+
+def test_out_of_order_critical_reports_leave_one_request_standing() -> None:
+    late_first = bundles([message(1, "0.2"), message(0, "0.3")])
+    in_order = bundles([message(0, "0.3"), message(1, "0.2")])
+    standing = {
+        r["resource"]["identifier"][0]["value"]: r["resource"]["status"]
+        for b in late_first
+        for r in requests(b)
+    }
+    assert sorted(standing.values()) == ["active", "revoked"]
+    (active,) = [k for k, v in standing.items() if v == "active"]
+    (expected,) = [r["resource"]["identifier"][0]["value"] for r in requests(in_order[0])]
+    assert active == expected  # the same request as in collection order
+    assert requests(in_order[1]) == []
+
+
+def test_a_late_non_critical_report_keeps_the_request() -> None:
+    # the critical report first, then an earlier non-critical one opens the episode earlier
+    first, second = bundles([message(1, "0.3"), message(0, "1.2")])
+    assert len(requests(first)) == 1
+    assert requests(second) == []  # the same critical report: its request still stands

@@ -263,6 +263,7 @@ def test_a_complete_refold_of_any_state_writes_nothing(
         report = facts(f"D{day}", 24 * day, leukopenia=leukopenia, version=version, status=status)
         _, state = fold(state, report, RULES)
     episodes, tail = _episodes(state, RULES)
-    writes, _ = _flags(state, PATIENT, episodes, complete=True)
+    writes, _, revoked = _flags(state, PATIENT, episodes, complete=True)
     assert writes == ()
+    assert revoked == ()
     assert tail == state.tail

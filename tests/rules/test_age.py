@@ -37,7 +37,8 @@ BORN = date(2024, 1, 15)  # a leap year; every edge: the last day before it, the
 EDGES = [
     # (last day of the younger band, first day of the older band, younger, older)
     (BORN + timedelta(days=7), BORN + timedelta(days=8), "0-7d", "8-28d"),  # turns 8 days
-    (BORN + timedelta(days=28), BORN + timedelta(days=29), "8-28d", "1-3m"),  # day 29: 1 month
+    # one completed month (15 February, day 31), not day 29
+    (date(2024, 2, 14), date(2024, 2, 15), "8-28d", "1-3m"),
     (date(2024, 4, 14), date(2024, 4, 15), "1-3m", "3-12m"),  # 3 months
     (date(2025, 1, 14), date(2025, 1, 15), "3-12m", "1-2y"),  # 12 months
     (date(2026, 1, 14), date(2026, 1, 15), "1-2y", "2-6y"),  # 2 years
@@ -136,3 +137,13 @@ def test_every_band_edge_through_the_pipeline(
             assert "age band" not in profile
         else:
             assert profile.endswith(f"age band {names[band]}")
+
+
+def test_one_to_three_months_starts_at_one_completed_month() -> None:
+    # born 15 January: day 29 is 13 February, one month only on 15 February
+    assert band_on(BORN, BORN + timedelta(days=29)) == "8-28d"
+    assert band_on(BORN, BORN + timedelta(days=30)) == "8-28d"
+    assert band_on(BORN, date(2024, 2, 15)) == "1-3m"
+    # born 31 January 2025: one month on 1 March (day 29)
+    assert band_on(date(2025, 1, 31), date(2025, 2, 28)) == "8-28d"
+    assert band_on(date(2025, 1, 31), date(2025, 3, 1)) == "1-3m"

@@ -32,8 +32,8 @@ CONTEXT = make_context()
 
 # band: (leukopenia WBC <, neutropenia ANC <, lymphopenia ALC <, leukocytosis WBC >)
 TABLE: dict[str, tuple[str | None, str | None, str | None, str | None]] = {
-    "0-7d": (None, None, None, None),  # sources disagree / none covers the week
-    "8-28d": (None, "1.0", None, None),  # ANC 1.0 from 2 weeks (5-Minute: after week 1)
+    "0-7d": (None, None, "2.8", None),  # ALC: MSD < 3.0 under 2 y, Davis 2.8 at birth: lower
+    "8-28d": (None, "1.0", "3.0", None),  # ANC 1.0 after week 1; ALC: MSD < 2 y covers it
     "1-3m": ("6.1", "1.0", "3.0", "17.5"),  # Davis 1-23 mo; MSD < 2 y; ANC < 1 y
     "3-12m": ("6.1", "1.0", "3.0", "17.5"),
     "1-2y": ("6.1", "1.5", "3.0", "17.5"),  # ANC 1.5 after infancy
@@ -85,7 +85,9 @@ def test_each_side_of_each_limit_in_its_band(band_id: str) -> None:
     ):
         if limit is None:
             data = oru(
-                birth="20240115", collected=f"{DAYS[band_id]}080000+0000", counts={code: "0.9"}
+                birth="20240115",
+                collected=f"{DAYS[band_id]}080000+0000",
+                counts={code: "2.5" if code == WBC else "0.9"},  # not critical
             )
             evaluation = evaluation_of(data, CONTEXT)
             assert rule in skipped(evaluation), (band_id, rule)
@@ -131,7 +133,7 @@ def test_the_issue_examples() -> None:
     evaluation = evaluation_of(toddler, CONTEXT)
     assert found(evaluation)["lymphopenia"] == (1, "PL")
     (alc,) = [i for v, i in evaluation.interpretations if v.analyte.value == "lymphocytes"]
-    assert alc.code == "L"  # the band's interval 3.7-10.7, not the adult one
+    assert alc.code == "L"  # the band's interval 3.0-10.7, not the adult one
 
 
 def test_grades_are_cut_at_the_band_limit() -> None:
@@ -148,7 +150,8 @@ def test_findings_without_a_paediatric_limit_are_not_evaluated_for_a_child() -> 
     data = oru(birth="20200115", collected="20250601080000+0000", counts={ANC: "0.1"})
     evaluation = evaluation_of(data, CONTEXT)
     assert "neutropenia" in found(evaluation)  # 5 years: limit 1.5, grade 4, critical
-    for rule in ("agranulocytosis", "monocytopenia", "pancytopenia", "anc-fall"):
+    assert "agranulocytosis" in found(evaluation)  # critical: evaluated at every age
+    for rule in ("monocytopenia", "pancytopenia", "anc-fall"):
         assert rule in skipped(evaluation)
     note = "Limits for age band 2-6 years (paediatric 1.0.0), not the adult limits."
     assert evaluation.notes == (note,)
@@ -183,8 +186,38 @@ def test_a_birth_date_that_cannot_decide_the_band_evaluates_nothing() -> None:
     assert "neutropenia" in found(evaluation_of(data, CONTEXT))
 
 
-def test_a_birth_date_after_the_collection_evaluates_nothing() -> None:
+def test_a_birth_date_after_the_collection_is_an_unknown_age() -> None:
     data = oru(birth="20250701", collected="20250601080000+0000", counts={ANC: "0.9"})
     evaluation = evaluation_of(data, CONTEXT)
-    assert found(evaluation) == {}
-    assert "after the collection date" in skipped(evaluation)["neutropenia"]
+    assert found(evaluation) == {"neutropenia": (3, "PH")}  # the adult limits, warned
+    assert "after the collection date" in evaluation.notes[0]
+
+
+@pytest.mark.parametrize("band_id", list(TABLE))
+def test_interpretation_intervals_agree_with_the_finding_limits(band_id: str) -> None:
+    """The file's own rule (a band's lower limit is the lowest lower limit of its source
+    rows): the low end of a band's interval is its finding limit, so a value is flagged L
+    exactly when it is a finding, never L without one."""
+    (band,) = [b for b in PROFILE.bands if b.id == band_id]
+    for rule, analyte in (
+        ("leukopenia", "wbc"),
+        ("neutropenia", "neutrophils"),
+        ("lymphopenia", "lymphocytes"),
+    ):
+        limit = band.limits.get(rule)
+        interval = next((i for i in band.intervals.values() if i.analyte.value == analyte), None)
+        if limit is not None and interval is not None:
+            assert interval.low == limit.limit, (band_id, rule)
+    high = band.limits.get("leukocytosis")
+    wbc = next((i for i in band.intervals.values() if i.analyte.value == "wbc"), None)
+    if high is not None and wbc is not None:
+        assert wbc.high == high.limit
+
+
+def test_an_infant_anc_between_limit_and_davis_row_is_neither_l_nor_a_finding() -> None:
+    # 7 months, ANC 1.5: not neutropenia (limit 1.0 under 1 year), so not L either
+    data = oru(birth="20240115", collected="20240901080000+0000", counts={ANC: "1.5"})
+    evaluation = evaluation_of(data, CONTEXT)
+    assert "neutropenia" not in found(evaluation)
+    (anc,) = [i for v, i in evaluation.interpretations if v.analyte.value == "neutrophils"]
+    assert anc.code == "N"

@@ -103,7 +103,7 @@ def test_a_limit_sent_as_an_observation_the_rule_file_names() -> None:
     [
         ("1.0", "mmol/L", "not a known count unit"),
         ("<1.0", "10*9/L", "open bound"),
-        ("25", "10*9/L", "is not a lower ANC limit"),
+        ("25", "10*9/L", "is not an accepted lower ANC limit"),
     ],
 )
 def test_an_unusable_limit_observation_is_not_used_and_said(
@@ -122,7 +122,7 @@ def test_an_unusable_limit_observation_is_not_used_and_said(
     [
         ("HOSP,P100,1.0,10*3/uL,x\n", "unit"),
         ("HOSP,P100,1.0,10*9/L,\n", "no basis"),
-        ("HOSP,P100,0,10*9/L,x\n", "not a lower ANC limit"),
+        ("HOSP,P100,0,10*9/L,x\n", "not an accepted lower ANC limit"),
         ("HOSP,P100,1.0,10*9/L,x\nHOSP,P100,1.1,10*9/L,y\n", "listed twice"),
         ("HOSP,,1.0,10*9/L,x\n", "no patient identifier"),
     ],

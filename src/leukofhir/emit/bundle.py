@@ -20,7 +20,12 @@ from dataclasses import dataclass, field, replace
 from leukofhir.emit.datatypes import Json, identifier_key, reference, urn, uuid_value
 from leukofhir.emit.flag import build_flag, flag_text
 from leukofhir.emit.jsonio import dumps
-from leukofhir.emit.notify import build_notification, recipient, wants_notification
+from leukofhir.emit.notify import (
+    build_notification,
+    build_revocation,
+    recipient,
+    wants_notification,
+)
 from leukofhir.emit.observation import (
     OBSERVATION_STATUSES,
     build_derived,
@@ -33,7 +38,7 @@ from leukofhir.emit.report import build_report, report_identifiers, report_statu
 from leukofhir.emit.withdrawn import withdrawn_observation
 from leukofhir.errors import ErrorCode, Issue, warning
 from leukofhir.lifecycle.facts import ReportFacts, Result, report_facts
-from leukofhir.lifecycle.fold import Writes
+from leukofhir.lifecycle.fold import FlagWrite, Writes
 from leukofhir.model import (
     Analyte,
     Cbc,
@@ -208,10 +213,13 @@ def build_draft(
             status=status,
             results=tuple(results),
             evidence={vid: idents[k] for vid, k in keys.items() if k in idents},
+            # without a collection time a value is no trend's previous value either
             values=tuple(
                 _trend_value(cbc, analyte, rule_set, idents, key_of)
                 for analyte in rule_set.trend_analytes
-            ),
+            )
+            if report.effective
+            else (),
         )
     to = recipient(report.ordering_provider) if notify else None
     if notify and to is None and any(f.critical for f in evaluation.findings):
@@ -303,26 +311,41 @@ def lifecycle_entries(draft: Draft, writes: Writes, rule_set: RuleSet) -> list[J
     for result in writes.withdrawn:
         full_url = urn("Observation", draft.seed, "withdrawn", result.identifier)
         entries.append(_entry(full_url, withdrawn_observation(result, draft.subject, facts)))
-    critical = []
+    critical: dict[str, list[tuple[FlagWrite, str]]] = {}  # by the episode's critical report
     for write in writes.flags:
         assert draft.subject is not None  # Flags exist only for a patient
         full_url = urn("Flag", draft.seed, write.identifier)
         entries.append(_entry(full_url, build_flag(write, rule_set, subject=draft.subject)))
         targets.append(reference(full_url))
         if draft.notify and facts is not None and wants_notification(write, facts.report):
-            critical.append((write, flag_text(write, rule_set)))
-    if critical and facts is not None and draft.subject is not None:
-        full_url = urn("CommunicationRequest", draft.seed)
-        notification = build_notification(
-            critical,
-            key=(facts.patient, facts.report),
-            subject=draft.subject,
-            report=draft.report,
-            to=draft.to,
-            authored=draft.recorded,
-        )
-        entries.append(_entry(full_url, notification))
-        targets.append(reference(full_url))
+            assert write.episode is not None
+            critical.setdefault(write.episode.critical_from, []).append(
+                (write, flag_text(write, rule_set))
+            )
+    if facts is not None and draft.subject is not None and draft.notify:
+        for report_key, flags in critical.items():
+            parts = () if report_key == facts.report else (report_key,)
+            full_url = urn("CommunicationRequest", draft.seed, *parts)
+            notification = build_notification(
+                flags,
+                key=(facts.patient, report_key),
+                subject=draft.subject,
+                report=draft.report,
+                to=draft.to,
+                authored=draft.recorded,
+            )
+            entries.append(_entry(full_url, notification))
+            targets.append(reference(full_url))
+        for report_key in writes.revoked:
+            full_url = urn("CommunicationRequest", draft.seed, "revoked", report_key)
+            revocation = build_revocation(
+                key=(facts.patient, report_key),
+                subject=draft.subject,
+                report=draft.report,
+                authored=draft.recorded,
+            )
+            entries.append(_entry(full_url, revocation))
+            targets.append(reference(full_url))
     entries.append(
         _entry(
             urn("Provenance", draft.seed),

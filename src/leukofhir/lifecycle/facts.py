@@ -203,7 +203,8 @@ def report_facts(
         elif rule.id in unevaluated:
             seen.append(Seen(rule.id, NOT_EVALUATED))
         else:
-            seen.append(Seen(rule.id, TREND if isinstance(rule, TrendRule) else ABSENT))
+            trend = isinstance(rule, TrendRule) and rule.id not in evaluation.absent
+            seen.append(Seen(rule.id, TREND if trend else ABSENT))
     changed = utc_instant(report.issued or message.sent_at)
     shown = report.effective or report.issued or message.sent_at
     return ReportFacts(

@@ -70,6 +70,8 @@ class FlagWrite:
     rule: str
     start: Point  # the report that opened the episode
     episode: Episode | None = None
+    # a critical episode no CommunicationRequest was asked for yet (--notify-critical)
+    notify: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +82,10 @@ class Writes:
     withdrawn: tuple[Result, ...] = ()  # results of the replaced version it no longer holds
     flags: tuple[FlagWrite, ...] = ()
     frozen: bool = False  # collected before the state's horizon: no Flag can change
+    # the critical notifications (each named by the report its episode first rested on a
+    # critical value in) that no Flag carries any more: their CommunicationRequest is
+    # revoked (a correction removed the critical value, a late report moved the episode)
+    revoked: tuple[str, ...] = ()
 
 
 def flag_identifier(patient: str, rule: str, opened_by: str) -> str:
@@ -104,8 +110,8 @@ def fold(state: PatientState, facts: ReportFacts, rule_set: RuleSet) -> tuple[Wr
     frozen = bool(state.horizon[0]) and facts.key <= state.horizon
     if prior is None and not frozen and (not state.reports or facts.key > state.reports[-1].key):
         record = record_of(facts, state.rules, state.analytes)
-        state, flags = _append(state, record, facts.patient, rule_set)
-        return Writes(None, withdrawn, flags), _prune(state, rule_set)
+        state, flags, revoked = _append(state, record, facts.patient, rule_set)
+        return Writes(None, withdrawn, flags, revoked=revoked), _prune(state, rule_set)
     reports = [r for r in state.reports if r.report != facts.report]
     versions = state.versions
     if frozen:
@@ -115,11 +121,11 @@ def fold(state: PatientState, facts: ReportFacts, rule_set: RuleSet) -> tuple[Wr
         reports.sort(key=_key)
     state = replace(state, reports=tuple(reports), versions=versions)
     episodes, tail = _episodes(state, rule_set)
-    flags, records = _flags(state, facts.patient, episodes, complete=True)
+    flags, records, revoked = _flags(state, facts.patient, episodes, complete=True)
     if prior is not None and prior.version == facts.version:
         flags = _restated(flags, episodes, facts)
     state = replace(state, tail=tail, flags=records)
-    return Writes(None, withdrawn, flags, frozen), _prune(state, rule_set)
+    return Writes(None, withdrawn, flags, frozen, revoked), _prune(state, rule_set)
 
 
 def _restated(
@@ -141,7 +147,7 @@ def _restated(
 
 def _append(
     state: PatientState, record: ReportRecord, patient: str, rule_set: RuleSet
-) -> tuple[PatientState, tuple[FlagWrite, ...]]:
+) -> tuple[PatientState, tuple[FlagWrite, ...], tuple[str, ...]]:
     """The common case, a report after every report of the window: each finding's open
     episode (``tail``) takes one step; nothing before it can change."""
     state = replace(state, reports=(*state.reports, record))
@@ -157,8 +163,8 @@ def _append(
         if episode is not None:
             tail.append(episode)
             changed.append(episode)
-    flags, records = _flags(state, patient, changed, complete=False)
-    return replace(state, tail=tuple(tail), flags=records), flags
+    flags, records, revoked = _flags(state, patient, changed, complete=False)
+    return replace(state, tail=tuple(tail), flags=records), flags, revoked
 
 
 _OPENING = "PT"  # letters that may open an episode: present, or a trend still to decide
@@ -261,11 +267,19 @@ def _low_is_worse(rule: Rule) -> bool:
 
 def _flags(
     state: PatientState, patient: str, episodes: list[Episode], *, complete: bool
-) -> tuple[tuple[FlagWrite, ...], tuple[FlagRecord, ...]]:
-    """The Flags of ``episodes`` that changed, and the records of every Flag after this
-    report.  ``complete``: ``episodes`` are all the window's, so a Flag written before and
-    not among them is withdrawn; otherwise they are the ones that changed."""
+) -> tuple[tuple[FlagWrite, ...], tuple[FlagRecord, ...], tuple[str, ...]]:
+    """The Flags of ``episodes`` that changed, the records of every Flag after this
+    report, and the critical notifications no Flag carries any more (to revoke).
+    ``complete``: ``episodes`` are all the window's, so a Flag written before and not
+    among them is withdrawn; otherwise they are the ones that changed.
+
+    A critical episode's notification is named by the report where it first rested on a
+    critical value (:attr:`Episode.critical_from`): one per such report, asked for by the
+    first Flag that carries it, kept while any Flag carries it (a late report that moves
+    the episode's start keeps it when the critical report is the same), revoked when none
+    does any more."""
     before = {record.identifier: record for record in state.flags}
+    held = {record.notified for record in state.flags if record.notified}
     writes: list[FlagWrite] = []
     records: dict[str, FlagRecord] = {} if complete else dict(before)
     for episode in episodes:
@@ -281,15 +295,21 @@ def _flags(
             episode.rule,
             Point(start.report, start.collected, start.shown, seen_as(episode.rule, PRESENT)),
             (end.collected, end.report) if end else None,
+            episode.critical_from,
         )
         old = before.get(identifier)
         if old is None or old.digest != digest:
-            writes.append(FlagWrite(identifier, status, episode.rule, episode.start, episode))
+            notify = bool(episode.critical_from) and episode.critical_from not in held
+            writes.append(
+                FlagWrite(identifier, status, episode.rule, episode.start, episode, notify)
+            )
     if complete:
         for record in _kept(list(state.flags), state.horizon):
             if record.identifier not in records:  # the fold no longer produces it
                 writes.append(FlagWrite(record.identifier, RETRACTED, record.rule, record.start))
-    return tuple(writes), _kept(list(records.values()), state.horizon)
+    still = {record.notified for record in records.values() if record.notified}
+    revoked = tuple(sorted(held - still))
+    return tuple(writes), _kept(list(records.values()), state.horizon), revoked
 
 
 def _kept(records: list[FlagRecord], horizon: tuple[str, str]) -> tuple[FlagRecord, ...]:

@@ -58,6 +58,7 @@ __all__ = [
 WINDOW = 32  # reports kept per patient
 VERSIONS = 64  # versions kept of reports that left the window
 FORMAT = 2  # 2: trend values, ``before``, critical findings, an episode's critical report
+# (a Flag's critical notification is an optional 7th item of its list: format 2 still)
 _READABLE = frozenset({1, 2})  # a format-1 state reads as one without trend values
 
 _LETTER = {PRESENT: "P", ABSENT: "A", NOT_EVALUATED: "N", TREND: "T"}
@@ -108,6 +109,9 @@ class FlagRecord:
     rule: str
     start: Point  # the report that opened the episode
     end: tuple[str, str] | None = None  # fold key of the report that closed it
+    # the critical notification it carries: the report its episode first rested on a
+    # critical value in ("" : none; see lifecycle.fold._flags)
+    notified: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +222,7 @@ def encode_state(state: PatientState) -> bytes:
             [[k, _version(v)] for k, v in state.versions],
             [
                 [f.identifier, f.status, f.digest, f.rule, _when(f.start), f.end]
+                + ([f.notified] if f.notified else [])
                 for f in state.flags
             ],
             [_episode(e) for e in state.tail],
@@ -282,9 +287,15 @@ def decode_state(data: bytes) -> PatientState:
         versions=tuple((k, Version(*v)) for k, v in versions),
         flags=tuple(
             FlagRecord(
-                identifier, status, digest, rule, _read_when(rule, start), end and tuple(end)
+                identifier,
+                status,
+                digest,
+                rule,
+                _read_when(rule, start),
+                end and tuple(end),
+                notified[0] if notified else "",
             )
-            for identifier, status, digest, rule, start, end in flags
+            for identifier, status, digest, rule, start, end, *notified in flags
         ),
         tail=tuple(_read_episode(e) for e in tail),
         analytes=tuple(analytes),

@@ -122,9 +122,9 @@ def _present(
     text = rule_set.texts.fall.format(
         name=rule.name,
         label=rule.label,
-        previous=f"{previous.value} {rule.unit}",
+        previous=f"{_plain(previous.value)} {rule.unit}",
         previous_time=_minute(previous.shown),
-        current=f"{current.value} {rule.unit}",
+        current=f"{_plain(current.value)} {rule.unit}",
         current_time=_minute(current.shown),
         change=change,
     )
@@ -139,7 +139,7 @@ def _present(
         None,
         priority,
         text,
-        str(now[0]),
+        _plain(str(now[0])),
         now[1],
         rule.unit,
         evidence,
@@ -156,6 +156,20 @@ def _minute(shown: str) -> str:
         return day
     offset = rest[8:].lstrip(".0123456789") if len(rest) > 8 else ""
     return f"{day} {rest[:5]} {offset}".rstrip()
+
+
+def _plain(value: str) -> str:
+    """A normalised value as a reader expects it: without the trailing zeros a unit
+    conversion leaves (2800 /uL is 2.8 10*9/L, not 2.800), with one decimal at least
+    (3000 /uL is 3.0), never in exponent form."""
+    read = _read(value)
+    if read is None:
+        return value
+    number, comparator = read
+    plain = number.normalize()
+    if plain.as_tuple().exponent >= 0:  # type: ignore[operator]  # a whole number: 2.0
+        plain = plain.quantize(Decimal("0.1"))
+    return f"{comparator}{format(plain, 'f')}"
 
 
 def _read(value: str) -> tuple[Decimal, str] | None:

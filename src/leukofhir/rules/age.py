@@ -76,9 +76,17 @@ def _day_span(text: str) -> tuple[date, date] | None:
 
 
 def age_span(birth: str, collected: str) -> tuple[Age | None, Age | None] | None:
-    """(the youngest, the oldest) age the two dates allow; an end is None where the birth
-    date may fall after the collection date.  None when either date is unreadable."""
+    """(the youngest, the oldest) age the two dates allow, each compared at the precision
+    given: a birth date known to the month (``2025-01``) collected on 28 January 2025 is
+    a birth on 1 to 28 January (0 to 27 days), not a possible birth after the collection.
+    Both ends are None only when every day the birth date may stand for is after every
+    day of the collection date.  None when either date is unreadable."""
     born, when = date_span(birth), date_span(collected)
     if born is None or when is None:
         return None
-    return age_on(born[1], when[0]), age_on(born[0], when[1])
+    oldest = age_on(born[0], when[1])
+    if oldest is None:  # certainly born after the collection
+        return None, None
+    # the latest birth day still on or before the collection: age 0 at the least
+    youngest = age_on(min(born[1], when[0]), when[0]) if born[0] <= when[0] else Age(0, 0)
+    return youngest, oldest

@@ -9,8 +9,11 @@ Observation in the report (:mod:`.patient_limit`):
   an unknown age gets a warning saying so;
 * a child gets their band's limits; a finding the band has no limit for is not evaluated,
   with the reason; a trend rule not made for children is not evaluated either;
-* a child whose band cannot be decided (a birth date known only to the year across a band
-  edge, a birth date after the collection) gets no finding at all: each is not evaluated;
+* a patient whose band cannot be decided (a birth date known only to the year or month
+  across a band edge) is evaluated with each limit every possible band agrees on; the
+  other findings are not evaluated, with the reason and a located warning (critical
+  values are evaluated at every age all the same); a birth date after the collection is
+  an unknown age (adult limits, with a warning);
 * a patient's own lower ANC limit (the report's Observation first, else the deployment's
   patient file) replaces the neutropenia threshold at any age.
 """
@@ -28,7 +31,7 @@ from leukofhir.model import Analyte, LabMessage, LabObservation, LabReport, Meas
 from leukofhir.rules.age import Age, age_span
 from leukofhir.rules.deployment import Deployment, PatientLimit
 from leukofhir.rules.paediatric import AgeBand, PaediatricProfile
-from leukofhir.rules.ruleset import Interval, RuleSet, TrendRule, interval_key
+from leukofhir.rules.ruleset import Interval, RuleSet, ThresholdRule, TrendRule, interval_key
 
 __all__ = ["ClinicalContext", "Override", "clinical_context"]
 
@@ -72,13 +75,131 @@ def clinical_context(
     patient = message.patient
     issues: list[Issue] = []
     limit = _patient_limit(patient, deployment, observed, issues)
-    band, undecided = _age_band(message, report, deployment.paediatric, now, issues)
-    if undecided:
-        missing = {rule.id: undecided for rule in rule_set.rules}
-        return ClinicalContext(missing=MappingProxyType(missing)), issues
-    if band is None:
-        return _adult(rule_set, deployment, limit), issues
-    return _child(rule_set, deployment.paediatric, band, limit), issues
+    context, issues = _context(message, report, rule_set, deployment, now, limit, issues)
+    if report.effective:
+        return context, issues
+    # no collection time: a trend compares collection times, never report or message times
+    where = "DiagnosticReport.effective[x]" if message.source_format == "fhir" else "OBR-7"
+    reason = (
+        f"no collection time was sent ({where}): a trend compares collection times, and the"
+        " report or message time is not one"
+    )
+    missing = dict(context.missing)
+    for rule in rule_set.rules:
+        if isinstance(rule, TrendRule):
+            missing.setdefault(rule.id, reason)
+    return replace(context, missing=MappingProxyType(missing)), issues
+
+
+def _context(
+    message: LabMessage,
+    report: LabReport,
+    rule_set: RuleSet,
+    deployment: Deployment,
+    now: datetime,
+    limit: PatientLimit | None,
+    issues: list[Issue],
+) -> tuple[ClinicalContext, list[Issue]]:
+    found = _age_band(message, report, deployment.paediatric, now, issues)
+    if found.candidates:
+        return _undecided(rule_set, deployment, found, limit), issues
+    if found.band is None:
+        context = _adult(rule_set, deployment, limit)
+        if found.unknown:
+            note = (
+                f"The adult limits of the rule set were used because the patient's age is"
+                f" not known ({found.unknown}); a child's counts may be misjudged."
+            )
+            context = replace(context, notes=(note, *context.notes))
+        return context, issues
+    return _child(rule_set, deployment.paediatric, found.band, limit), issues
+
+
+@dataclass(frozen=True, slots=True)
+class _Found:
+    """The patient's age band: ``band`` (None: an adult or an unknown age, ``unknown`` then
+    says why it is unknown), or the ``candidates`` (None: adult) when it cannot be decided,
+    with ``undecided``, the reason."""
+
+    band: AgeBand | None = None
+    unknown: str = ""
+    candidates: tuple[AgeBand | None, ...] = ()
+    undecided: str = ""
+
+
+def _adult_limit(
+    rule: ThresholdRule, deployment: Deployment, limit: PatientLimit | None
+) -> Decimal:
+    if rule.id == NEUTROPENIA and limit is not None:
+        return limit.below
+    if rule.id == NEUTROPENIA and deployment.anc_below is not None:
+        return deployment.anc_below
+    return rule.threshold
+
+
+def _undecided(
+    rule_set: RuleSet, deployment: Deployment, found: _Found, limit: PatientLimit | None
+) -> ClinicalContext:
+    """An age band that cannot be decided: a finding is evaluated with its limit where
+    every possible band (or the adult limits) gives the same one; otherwise it is not
+    evaluated, with the reason (critical values are evaluated all the same: see
+    :func:`leukofhir.rules.evaluate`).  The interpretation uses only the intervals every
+    possible band agrees on."""
+    profile = deployment.paediatric
+    names = " or ".join(_name(band) for band in found.candidates)
+    basis = f"age band {names} (the same limit in each; {profile.label})"
+    overrides: dict[str, Override] = {}
+    missing: dict[str, str] = {}
+    for rule in rule_set.rules:
+        if isinstance(rule, TrendRule):
+            if not rule.children:
+                missing[rule.id] = f"{found.undecided}; this trend rule is for adults only"
+            continue
+        if not isinstance(rule, ThresholdRule):
+            missing[rule.id] = f"{found.undecided}; this finding has no paediatric limit"
+            continue
+        limits: set[Decimal | None] = set()
+        for band in found.candidates:
+            if band is None:
+                limits.add(_adult_limit(rule, deployment, limit))
+            else:
+                band_limit = band.limits.get(rule.id)
+                limits.add(band_limit.limit if band_limit is not None else None)
+        (only,) = limits if len(limits) == 1 else (None,)
+        if only is None:
+            missing[rule.id] = (
+                f"{found.undecided}, and the possible bands do not give this finding the same limit"
+            )
+        else:
+            overrides[rule.id] = Override(only, basis)
+    if limit is not None:
+        notes: list[str] = []
+        overrides[NEUTROPENIA] = _patient_override(limit, notes)
+        missing.pop(NEUTROPENIA, None)
+    else:
+        notes = []
+    adult_intervals = (
+        deployment.intervals if deployment.intervals is not None else rule_set.profile.intervals
+    )
+    each = [adult_intervals if b is None else b.intervals for b in found.candidates]
+    intervals: Mapping[tuple[str, str], Interval] = MappingProxyType(
+        {k: v for k, v in each[0].items() if all(other.get(k) == v for other in each[1:])}
+    )
+    if limit is not None and _ANC in intervals:
+        intervals = _with_anc_low(intervals, limit.below)
+    notes.insert(
+        0,
+        f"The patient's age band could not be decided ({found.undecided}): a finding is"
+        f" evaluated only where every possible band ({names}) gives it the same limit;"
+        " critical values are evaluated at every age.",
+    )
+    return ClinicalContext(
+        overrides=MappingProxyType(overrides),
+        missing=MappingProxyType(missing),
+        intervals=intervals,
+        profile=f"{profile.label}, age band undecided ({names})",
+        notes=tuple(notes),
+    )
 
 
 def _adult(
@@ -191,16 +312,16 @@ def _age_band(
     profile: PaediatricProfile,
     now: datetime,
     issues: list[Issue],
-) -> tuple[AgeBand | None, str]:
-    """(the child's band, or None for an adult or an unknown age; the reason when the band
-    cannot be decided)."""
+) -> _Found:
+    """The patient's age band on the collection day (see :class:`_Found`); every age it
+    cannot decide is said by a located warning."""
     patient = message.patient
     fhir = message.source_format == "fhir"
     where = Location(expression="Patient.birthDate") if fhir else Location("PID", 1).at(7)
     birth = patient.birth_date if patient is not None else ""
     if not birth:
         issues.append(_unknown_age("no birth date was sent", where))
-        return None, ""
+        return _Found(unknown="no birth date was sent")
     collected = report.effective
     if not collected:
         collected = report.issued or message.sent_at
@@ -219,29 +340,44 @@ def _age_band(
             # the age at collection is at most the age today: certainly a child if that is
             at_now = _span(birth, now.isoformat()[:10])
             if at_now is not None and at_now[1] is not None and profile.band(at_now[1]):
-                return None, (
+                upto = profile.band(at_now[1])
+                assert upto is not None
+                before = tuple(profile.bands[: profile.bands.index(upto) + 1])
+                why = (
                     "no collection time was sent and the patient is under 18: the age band"
                     " cannot be decided"
                 )
-            issues.append(_unknown_age("no collection time was sent", report.location))
-            return None, ""
+                issues.append(_undecided_age(why, report.location))
+                return _Found(candidates=before, undecided=why)
+            why = "no collection time was sent"
+            issues.append(_unknown_age(why, report.location))
+            return _Found(unknown=why)
     span = _span(birth, collected)
     if span is None:
-        issues.append(_unknown_age(f"the birth date {birth!r} cannot be read", where))
-        return None, ""
+        why = f"the birth date {birth!r} cannot be read"
+        issues.append(_unknown_age(why, where))
+        return _Found(unknown=why)
     youngest, oldest = span
     if youngest is None or oldest is None:
-        return None, (
-            f"the birth date {birth} is after the collection date: the patient's age cannot"
-            " be computed"
-        )
+        why = f"the birth date {birth} is after the collection date {collected[:10]}"
+        issues.append(_unknown_age(why, where))
+        return _Found(unknown=why)
     young_band, old_band = profile.band(youngest), profile.band(oldest)
     if young_band is not old_band:
-        return None, (
+        assert young_band is not None  # the younger end is a child when the ends differ
+        first = profile.bands.index(young_band)
+        possible: tuple[AgeBand | None, ...]
+        if old_band is None:
+            possible = (*profile.bands[first:], None)
+        else:
+            possible = profile.bands[first : profile.bands.index(old_band) + 1]
+        why = (
             f"the birth date {birth} is not precise enough to decide the patient's age band"
-            f" ({_name(young_band)} or {_name(old_band)})"
+            f" ({_name(young_band)} to {_name(old_band)})"
         )
-    return young_band, ""
+        issues.append(_undecided_age(why, where))
+        return _Found(candidates=possible, undecided=why)
+    return _Found(band=young_band)
 
 
 def _span(birth: str, collected: str) -> tuple[Age | None, Age | None] | None:
@@ -257,6 +393,16 @@ def _unknown_age(why: str, where: Location) -> Issue:
         ErrorCode.REQUIRED_FIELD_MISSING,
         f"{why}: the patient's age is not known, so the report is evaluated with the adult"
         " limits of the rule set; a child's counts may be misjudged",
+        where,
+        fhir_type="incomplete",
+    )
+
+
+def _undecided_age(why: str, where: Location) -> Issue:
+    return warning(
+        ErrorCode.REQUIRED_FIELD_MISSING,
+        f"{why}: a finding is evaluated only where every possible age band gives it the"
+        " same limit, critical values at every age; the others are not evaluated",
         where,
         fhir_type="incomplete",
     )

@@ -49,11 +49,17 @@ from leukofhir.model import Identifier
 from leukofhir.rules.paediatric import PaediatricProfile, load_paediatric
 from leukofhir.rules.ruleset import Interval, RuleSet
 
-__all__ = ["Deployment", "PatientLimit", "default_deployment", "load_deployment"]
+__all__ = [
+    "Deployment",
+    "PatientLimit",
+    "accepted_range",
+    "default_deployment",
+    "load_deployment",
+    "refused",
+]
 
 PATIENT_COLUMNS = ("system", "value", "anc_below", "unit", "basis")
 LIMIT_UNIT = "10*9/L"
-MAX_LIMIT = Decimal(10)  # a lower ANC limit above this is no lower limit: refused
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,13 +125,36 @@ def _fail(name: str, where: str, message: str) -> ConfigError:
     )
 
 
-def _limit(raw: object, name: str, where: str) -> Decimal:
+def accepted_range(rule_set: RuleSet) -> tuple[Decimal, Decimal]:
+    """The lower ANC limits accepted for a patient or a deployment, both ends included
+    (the rule file's ``[patient_limits].accepted``): never below the critical ANC limit,
+    which it would hide, never above the adult limit."""
+    code = rule_set.patient_limit
+    if code is None:
+        return Decimal("0.5"), Decimal("1.5")
+    return code.lowest, code.highest
+
+
+def refused(number: Decimal, bounds: tuple[Decimal, Decimal]) -> str:
+    """Why ``number`` (10*9/L) is not an accepted lower ANC limit; "" when it is."""
+    lowest, highest = bounds
+    if not number.is_finite() or not lowest <= number <= highest:
+        return (
+            f"{number} 10*9/L is not an accepted lower ANC limit (from {lowest}, the"
+            f" critical limit, which a lower one would hide, to {highest}, the adult limit)"
+        )
+    return ""
+
+
+def _limit(raw: object, name: str, where: str, bounds: tuple[Decimal, Decimal]) -> Decimal:
     try:
         number = Decimal(str(raw)) if isinstance(raw, str) else None
     except InvalidOperation:
         number = None
-    if number is None or not number.is_finite() or not 0 < number <= MAX_LIMIT:
-        raise _fail(name, where, f"{raw!r} is not a lower ANC limit (a number above 0, at most 10)")
+    if number is None or not number.is_finite():
+        raise _fail(name, where, f"{raw!r} is not a lower ANC limit (a number)")
+    if why := refused(number, bounds):
+        raise _fail(name, where, why)
     return number
 
 
@@ -146,7 +175,7 @@ def load_deployment(path: Path, rule_set: RuleSet) -> Deployment:
         if not isinstance(table, dict) or not isinstance(table.get("source"), str):
             raise _fail(name, "neutropenia", "needs 'below' and its 'source'")
         anc_below, anc_source = (
-            _limit(table.get("below"), name, "neutropenia.below"),
+            _limit(table.get("below"), name, "neutropenia.below", accepted_range(rule_set)),
             table["source"],
         )
     patients_file = _file(data, "patients", folder, name)
@@ -158,7 +187,9 @@ def load_deployment(path: Path, rule_set: RuleSet) -> Deployment:
         anc_below=anc_below,
         anc_source=anc_source,
         intervals=_intervals(data, rule_set, name),
-        patients=MappingProxyType(read_patient_limits(patients_file) if patients_file else {}),
+        patients=MappingProxyType(
+            read_patient_limits(patients_file, accepted_range(rule_set)) if patients_file else {}
+        ),
         origin=name,
     )
 
@@ -190,7 +221,9 @@ def _intervals(
     return MappingProxyType({**rule_set.profile.intervals, **own})
 
 
-def read_patient_limits(path: Path) -> dict[tuple[str, str], PatientLimit]:
+def read_patient_limits(
+    path: Path, bounds: tuple[Decimal, Decimal] = (Decimal("0.5"), Decimal("1.5"))
+) -> dict[tuple[str, str], PatientLimit]:
     """The patient file (see the module doc); raises ConfigError naming the line."""
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -220,6 +253,6 @@ def read_patient_limits(path: Path) -> dict[tuple[str, str], PatientLimit]:
         if key in limits:
             raise _fail(path.name, where, "the patient is listed twice")
         limits[key] = PatientLimit(
-            _limit(below, path.name, where), basis, f"patient file {path.name} {where}"
+            _limit(below, path.name, where, bounds), basis, f"patient file {path.name} {where}"
         )
     return limits

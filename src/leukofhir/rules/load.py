@@ -218,10 +218,18 @@ def _patient_limit(r: _Reader, data: _Table) -> PatientLimitCode | None:
     table = r.get(data, "patient_limits", "", dict, {})
     if not table:
         return None
-    return PatientLimitCode(
+    accepted = r.get(table, "accepted", "patient_limits", dict, {})
+    code = PatientLimitCode(
         r.coding({"code": r.get(table, "observation", "patient_limits", dict)}, "patient_limits"),
         r.text(table, "v2_system", "patient_limits", ""),
     )
+    if not accepted:
+        return code
+    lowest = r.decimal(accepted, "low", "patient_limits.accepted")
+    highest = r.decimal(accepted, "high", "patient_limits.accepted")
+    if not 0 < lowest <= highest:
+        raise r.fail("patient_limits.accepted", "needs 0 < low <= high")
+    return replace(code, lowest=lowest, highest=highest)
 
 
 def _rules(

@@ -44,14 +44,15 @@ _ANALYTES = {analyte.value: analyte for analyte in Analyte}
 
 @dataclass(frozen=True, slots=True, order=True)
 class AgeEdge:
-    """An age a band starts at: ``days`` days or ``months`` completed months (whichever is
-    given; years are written as months)."""
+    """An age a band starts at: ``days`` days, ``months`` completed months (years are
+    written as months), or both (reached when both are: 1-3 months starts at one completed
+    month, and never before day 29, so that 8-28 days keeps every one of its days)."""
 
     months: int = 0
     days: int = 0
 
     def reached(self, age: Age) -> bool:
-        return age.months >= self.months if self.months else age.days >= self.days
+        return age.months >= self.months and age.days >= self.days
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,9 +176,13 @@ class _Reader:
 
     def edge(self, table: Mapping[str, Any], key: str, where: str) -> AgeEdge:
         raw = self.get(table, key, where, dict)
-        if len(raw) != 1 or not all(isinstance(v, int) and v >= 0 for v in raw.values()):
+        ok = all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in raw.values())
+        if ok and set(raw) == {"months", "days"}:
+            return AgeEdge(months=raw["months"], days=raw["days"])
+        if len(raw) != 1 or not ok:
             raise self.fail(
-                f"{where}.{key}", "must be one of {days = N}, {months = N}, {years = N}"
+                f"{where}.{key}",
+                "must be one of {days = N}, {months = N}, {years = N}, {months = N, days = N}",
             )
         unit, number = next(iter(raw.items()))
         if unit == "days":

@@ -4,7 +4,8 @@
 FHIR: a coding with that system and code.  HL7 v2: OBX-3 with that code and, as coding
 system, the rule file's ``v2_system`` (``99LKF``) or the system URL.  Its value must be
 one exact number (no comparator) in a count unit the unit table knows (converted to
-10*9/L), above 0 and at most 10, with a result status that is used; otherwise it is not
+10*9/L), within the rule file's accepted range (``[patient_limits].accepted``: 0.5 to
+1.5, so that no limit hides a critical ANC), with a result status that is used; otherwise it is not
 used, with a warning, and never guessed.  Its basis is its note (NTE / ``note``), else
 "sent in the report".
 """
@@ -15,7 +16,7 @@ from decimal import Decimal
 
 from leukofhir.errors import ErrorCode, Issue, warning
 from leukofhir.model import LabObservation, LabReport, Measure
-from leukofhir.rules.deployment import MAX_LIMIT, PatientLimit
+from leukofhir.rules.deployment import PatientLimit, accepted_range, refused
 from leukofhir.rules.ruleset import PatientLimitCode, RuleSet
 from leukofhir.terminology import Terminology
 from leukofhir.terminology.normalise import at_field
@@ -50,7 +51,7 @@ def observed_limit(
         if not is_patient_limit(obs, code):
             continue
         seen.append(obs)
-        number, problem = _read(obs, terminology)
+        number, problem = _read(obs, terminology, accepted_range(rule_set))
         if number is None:
             issues.append(
                 warning(
@@ -66,7 +67,9 @@ def observed_limit(
     return found, seen, issues
 
 
-def _read(obs: LabObservation, terminology: Terminology) -> tuple[Decimal | None, str]:
+def _read(
+    obs: LabObservation, terminology: Terminology, bounds: tuple[Decimal, Decimal]
+) -> tuple[Decimal | None, str]:
     status = obs.status
     if status not in terminology.status_use and status.upper() not in terminology.status_use:
         return None, f"status {status!r} is not one whose results are used"
@@ -80,6 +83,6 @@ def _read(obs: LabObservation, terminology: Terminology) -> tuple[Decimal | None
         spelled = (obs.unit.code or obs.unit.display) if obs.unit else ""
         return None, f"unit {spelled!r} is not a known count unit"
     number = value.number * unit.factor
-    if not number.is_finite() or not 0 < number <= MAX_LIMIT:
-        return None, f"{number} 10*9/L is not a lower ANC limit (above 0, at most {MAX_LIMIT})"
+    if why := refused(number, bounds):
+        return None, why
     return number.normalize() if unit.factor != 1 else number, ""

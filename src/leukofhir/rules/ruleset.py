@@ -222,6 +222,11 @@ class PatientLimitCode:
 
     coding: Coding
     v2_system: str = ""
+    # the accepted range of a patient's (or a deployment's) lower ANC limit, both ends
+    # included: below the critical ANC limit it would hide a critical value, above the
+    # adult limit it is no lower limit for a lower-than-usual count ([patient_limits])
+    lowest: Decimal = Decimal("0.5")
+    highest: Decimal = Decimal("1.5")
 
 
 @dataclass(frozen=True, slots=True)
