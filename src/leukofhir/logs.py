@@ -76,8 +76,11 @@ def _emit(level: int, name: str, event: str, fields: dict[str, Any]) -> None:
     if render is None:
         render = _config.render = _console() if sys.stderr.isatty() else _json_line
     line = render(name, fields)
+    # one write per line: print() writes the line and its end apart, and another process
+    # sharing stderr (the service's workers) could write between them
     with _lock:  # on the stderr of the moment (tests and daemons replace it)
-        print(line, file=sys.stderr, flush=True)
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
 
 
 def _json_line(_: str, fields: dict[str, Any]) -> str:
