@@ -35,7 +35,7 @@ from leukofhir.rules.ruleset import (
 )
 from leukofhir.terminology.checkdigits import is_sctid
 
-__all__ = ["PACKAGED_RULE_FILE", "load_rule_set", "read_intervals"]
+__all__ = ["PACKAGED_RULE_FILE", "Reader", "load_rule_set", "read_intervals"]
 
 PACKAGED_RULE_FILE = "leukopenia-v1.toml"
 _ANALYTES = {analyte.value: analyte for analyte in Analyte}
@@ -43,8 +43,11 @@ _MEASURES = {measure.value: measure for measure in Measure}
 _Table = dict[str, Any]
 
 
-class _Reader:
-    """Typed access to the parsed TOML, raising a located ConfigError on any mistake."""
+class Reader:
+    """Typed access to the parsed TOML of a data file (``what``: "rule file", "paediatric
+    profile"), raising a located ConfigError on any mistake."""
+
+    what = "rule file"
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -52,7 +55,7 @@ class _Reader:
     def fail(self, where: str, message: str) -> ConfigError:
         issue = error(
             ErrorCode.DATA_TYPE,
-            f"rule file {self.name}: {where}: {message}",
+            f"{self.what} {self.name}: {where}: {message}",
             Location(expression=where),
             fhir_type="invalid",
         )
@@ -131,7 +134,7 @@ def load_rule_set(path: Path | None = None) -> RuleSet:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise _Reader(str(path)).fail("file", f"cannot be read ({exc})") from None
+        raise Reader(str(path)).fail("file", f"cannot be read ({exc})") from None
     return _parse(text, str(path), origin=str(path))
 
 
@@ -141,7 +144,7 @@ def _packaged() -> RuleSet:
 
 
 def _parse(text: str, name: str, *, origin: str) -> RuleSet:
-    r = _Reader(name)
+    r = Reader(name)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -214,7 +217,7 @@ def _parse(text: str, name: str, *, origin: str) -> RuleSet:
     )
 
 
-def _patient_limit(r: _Reader, data: _Table) -> PatientLimitCode | None:
+def _patient_limit(r: Reader, data: _Table) -> PatientLimitCode | None:
     table = r.get(data, "patient_limits", "", dict, {})
     if not table:
         return None
@@ -233,7 +236,7 @@ def _patient_limit(r: _Reader, data: _Table) -> PatientLimitCode | None:
 
 
 def _rules(
-    r: _Reader,
+    r: Reader,
     data: _Table,
     source_ids: set[str],
     grade_priority: dict[int, str],
@@ -263,7 +266,7 @@ def _rules(
 
 
 def _threshold(
-    r: _Reader,
+    r: Reader,
     table: _Table,
     where: str,
     kind: str,
@@ -317,7 +320,7 @@ def _threshold(
 
 
 def _pancytopenia(
-    r: _Reader, table: _Table, where: str, sources: tuple[str, ...], before: list[Rule]
+    r: Reader, table: _Table, where: str, sources: tuple[str, ...], before: list[Rule]
 ) -> PancytopeniaRule:
     requires = r.text(table, "requires", where)
     lead = next((rule for rule in before if rule.id == requires), None)
@@ -350,7 +353,7 @@ def _pancytopenia(
 
 
 def _trend(
-    r: _Reader,
+    r: Reader,
     table: _Table,
     where: str,
     sources: tuple[str, ...],
@@ -386,7 +389,7 @@ def _trend(
     )
 
 
-def _resolution(r: _Reader, table: _Table, where: str, default: Resolution) -> Resolution:
+def _resolution(r: Reader, table: _Table, where: str, default: Resolution) -> Resolution:
     """``resolve_after`` (reports, at least 1) and ``resolve_min_interval_hours`` (0 or more;
     0 when a single report resolves), each falling back to ``default``."""
     after = r.get(table, "resolve_after", where, int, default.after)
@@ -402,7 +405,7 @@ def _resolution(r: _Reader, table: _Table, where: str, default: Resolution) -> R
 
 
 def _critical(
-    r: _Reader, table: _Table, where: str, interpretations: dict[str, str]
+    r: Reader, table: _Table, where: str, interpretations: dict[str, str]
 ) -> CriticalLimit:
     code = r.text(table, "interpretation", where)
     if code not in interpretations:
@@ -415,7 +418,7 @@ def _critical(
     )
 
 
-def _labels(r: _Reader, data: _Table) -> dict[tuple[Analyte, Measure], str]:
+def _labels(r: Reader, data: _Table) -> dict[tuple[Analyte, Measure], str]:
     labels: dict[tuple[Analyte, Measure], str] = {}
     for name, table in r.get(data, "labels", "", dict).items():
         analyte = r.analyte({"analyte": name}, "labels")
@@ -425,7 +428,7 @@ def _labels(r: _Reader, data: _Table) -> dict[tuple[Analyte, Measure], str]:
     return labels
 
 
-def _profile(r: _Reader, table: _Table) -> Profile:
+def _profile(r: Reader, table: _Table) -> Profile:
     intervals: dict[tuple[str, str], Interval] = {}
     for i, item in enumerate(r.tables(table, "intervals", "profile")):
         where = f"profile.intervals[{i}]"
@@ -449,4 +452,4 @@ def _profile(r: _Reader, table: _Table) -> Profile:
 
 def read_intervals(table: _Table, name: str) -> Mapping[tuple[str, str], Interval]:
     """Intervals written as the rule file's ``[profile].intervals`` (a deployment profile's)."""
-    return _profile(_Reader(name), table).intervals
+    return _profile(Reader(name), table).intervals

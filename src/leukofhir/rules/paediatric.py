@@ -16,7 +16,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from functools import cache
 from importlib import resources
 from itertools import pairwise
@@ -24,9 +24,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from leukofhir.errors import ConfigError, ErrorCode, Location, error
 from leukofhir.model import Analyte, Measure
 from leukofhir.rules.age import Age
+from leukofhir.rules.load import Reader
 from leukofhir.rules.ruleset import Interval, RuleSet, Source, ThresholdRule, interval_key
 
 __all__ = [
@@ -115,7 +115,7 @@ def load_paediatric(rule_set: RuleSet, path: Path | None = None) -> PaediatricPr
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise _fail(str(path), "file", f"cannot be read ({exc})") from None
+        raise _Reader(str(path)).fail("file", f"cannot be read ({exc})") from None
     return _parse(text, str(path), rule_set, origin=str(path))
 
 
@@ -140,41 +140,10 @@ def _packaged_text() -> str:
     )
 
 
-def _fail(name: str, where: str, message: str) -> ConfigError:
-    return ConfigError(
-        error(
-            ErrorCode.DATA_TYPE,
-            f"paediatric profile {name}: {where}: {message}",
-            Location(expression=where),
-            fhir_type="invalid",
-        )
-    )
+class _Reader(Reader):
+    what = "paediatric profile"
 
-
-class _Reader:
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def fail(self, where: str, message: str) -> ConfigError:
-        return _fail(self.name, where, message)
-
-    def get(self, table: Mapping[str, Any], key: str, where: str, kind: type) -> Any:
-        value = table.get(key)
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise self.fail(f"{where}.{key}", f"must be a {kind.__name__}")
-        return value
-
-    def decimal(self, table: Mapping[str, Any], key: str, where: str) -> Decimal:
-        raw = self.get(table, key, where, str)
-        try:
-            number = Decimal(raw)
-        except InvalidOperation:
-            raise self.fail(f"{where}.{key}", f"{raw!r} is not a number") from None
-        if not number.is_finite() or number < 0:
-            raise self.fail(f"{where}.{key}", f"{raw!r} is not a finite, non-negative number")
-        return number
-
-    def edge(self, table: Mapping[str, Any], key: str, where: str) -> AgeEdge:
+    def edge(self, table: dict[str, Any], key: str, where: str) -> AgeEdge:
         raw = self.get(table, key, where, dict)
         ok = all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in raw.values())
         if ok and set(raw) == {"months", "days"}:
