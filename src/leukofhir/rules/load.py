@@ -61,6 +61,23 @@ class Reader:
         )
         return ConfigError(issue)
 
+    def toml(self, text: str) -> _Table:
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise self.fail("file", f"is not valid TOML ({exc})") from None
+
+    def sources(self, data: _Table) -> tuple[Source, ...]:
+        """The file's ``[[sources]]``: id, citation and an optional url each."""
+        return tuple(
+            Source(
+                self.text(s, "id", f"sources[{i}]"),
+                self.text(s, "citation", f"sources[{i}]"),
+                self.text(s, "url", f"sources[{i}]", ""),
+            )
+            for i, s in enumerate(self.tables(data, "sources", ""))
+        )
+
     def get(self, table: _Table, key: str, where: str, kind: type, default: Any = None) -> Any:
         value = table.get(key, default)
         if value is None:
@@ -145,18 +162,8 @@ def _packaged() -> RuleSet:
 
 def _parse(text: str, name: str, *, origin: str) -> RuleSet:
     r = Reader(name)
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise r.fail("file", f"is not valid TOML ({exc})") from None
-    sources = tuple(
-        Source(
-            r.text(s, "id", f"sources[{i}]"),
-            r.text(s, "citation", f"sources[{i}]"),
-            r.text(s, "url", f"sources[{i}]", ""),
-        )
-        for i, s in enumerate(r.tables(data, "sources", ""))
-    )
+    data = r.toml(text)
+    sources = r.sources(data)
     source_ids = {source.id for source in sources}
     interpretations = {
         str(code): r.text(data["interpretations"], str(code), "interpretations")

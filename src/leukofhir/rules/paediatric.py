@@ -13,7 +13,6 @@ follow each other in age order.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -163,18 +162,8 @@ class _Reader(Reader):
 
 def _parse(text: str, name: str, rule_set: RuleSet, *, origin: str = "") -> PaediatricProfile:
     r = _Reader(name)
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise r.fail("file", f"is not valid TOML ({exc})") from None
-    sources = tuple(
-        Source(
-            r.get(s, "id", f"sources[{i}]", str),
-            r.get(s, "citation", f"sources[{i}]", str),
-            str(s.get("url", "")),
-        )
-        for i, s in enumerate(r.get(data, "sources", "", list))
-    )
+    data = r.toml(text)
+    sources = r.sources(data)
     known = {source.id for source in sources}
     bands = tuple(
         _band(r, table, f"bands[{i}]", rule_set, known)
