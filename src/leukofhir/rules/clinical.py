@@ -172,26 +172,23 @@ def _undecided(
             )
         else:
             overrides[rule.id] = Override(only, basis)
-    if limit is not None:
-        notes: list[str] = []
-        overrides[NEUTROPENIA] = _patient_override(limit, notes)
-        missing.pop(NEUTROPENIA, None)
-    else:
-        notes = []
     adult_intervals = (
         deployment.intervals if deployment.intervals is not None else rule_set.profile.intervals
     )
     each = [adult_intervals if b is None else b.intervals for b in found.candidates]
-    intervals: Mapping[tuple[str, str], Interval] = MappingProxyType(
-        {k: v for k, v in each[0].items() if all(other.get(k) == v for other in each[1:])}
-    )
-    if limit is not None and _ANC in intervals:
-        intervals = _with_anc_low(intervals, limit.below)
-    notes.insert(
-        0,
+    notes = [
         f"The patient's age band could not be decided ({found.undecided}): a finding is"
         f" evaluated only where every possible band ({names}) gives it the same limit;"
-        " critical values are evaluated at every age.",
+        " critical values are evaluated at every age."
+    ]
+    intervals = _for_patient(
+        MappingProxyType(
+            {k: v for k, v in each[0].items() if all(other.get(k) == v for other in each[1:])}
+        ),
+        limit,
+        overrides,
+        missing,
+        notes,
     )
     return ClinicalContext(
         overrides=MappingProxyType(overrides),
@@ -251,12 +248,7 @@ def _child(
                 " the adult limit is not applied to a child"
             )
     notes = [f"Limits for age band {band.name} ({profile.label}), not the adult limits."]
-    intervals: Mapping[tuple[str, str], Interval] = band.intervals
-    if limit is not None:
-        overrides[NEUTROPENIA] = _patient_override(limit, notes)
-        missing.pop(NEUTROPENIA, None)
-        if _ANC in intervals:
-            intervals = _with_anc_low(intervals, limit.below)
+    intervals = _for_patient(band.intervals, limit, overrides, missing, notes)
     return ClinicalContext(
         overrides=MappingProxyType(overrides),
         missing=MappingProxyType(missing),
@@ -264,6 +256,22 @@ def _child(
         profile=f"{profile.label}, age band {band.name}",
         notes=tuple(notes),
     )
+
+
+def _for_patient(
+    intervals: Mapping[tuple[str, str], Interval],
+    limit: PatientLimit | None,
+    overrides: dict[str, Override],
+    missing: dict[str, str],
+    notes: list[str],
+) -> Mapping[tuple[str, str], Interval]:
+    """A child's (or undecided band's) limits with the patient's own ANC limit, if any: it
+    decides neutropenia and is the low end of the ANC interval."""
+    if limit is None:
+        return intervals
+    overrides[NEUTROPENIA] = _patient_override(limit, notes)
+    missing.pop(NEUTROPENIA, None)
+    return _with_anc_low(intervals, limit.below) if _ANC in intervals else intervals
 
 
 def _patient_override(limit: PatientLimit, notes: list[str]) -> Override:
