@@ -5,13 +5,16 @@ from __future__ import annotations
 import itertools
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from leukofhir.context import Context
+from leukofhir.lifecycle.settle import settle_message
+from leukofhir.lifecycle.store import MemoryStore, StateStore
+from leukofhir.pipeline import MessageOutcome, process
 from leukofhir.rules import load_rule_set
 from leukofhir.terminology import load_terminology
 
@@ -30,6 +33,18 @@ def make_context(**overrides: object) -> Context:
     }
     options.update(overrides)
     return Context(**options)  # type: ignore[arg-type]
+
+
+def settled(
+    messages: Iterable[bytes], context: Context, store: StateStore | None = None
+) -> Iterator[MessageOutcome]:
+    """Each message's outcomes settled in order against the patients' states (``replay``)."""
+    store = MemoryStore() if store is None else store
+    for data in messages:
+        for outcome in process(data, context):
+            done, states = settle_message(outcome, store.load, context.rule_set)
+            store.save(states)
+            yield done
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ from leukofhir.emit.jsonio import dumps
 from leukofhir.lifecycle.settle import settle_message
 from leukofhir.lifecycle.store import MemoryStore
 from leukofhir.pipeline import process
-from tests.conftest import GOLDEN, ROOT, SAMPLES
+from tests.conftest import GOLDEN, ROOT, SAMPLES, settled
 
 SAMPLE_FILES = sorted(p for p in SAMPLES.iterdir() if p.suffix in {".hl7", ".json", ".ndjson"})
 EXPECTED = {
@@ -33,12 +33,11 @@ EXPECTED = {
 
 def render(path: Path, context: Context) -> bytes:
     """The file replayed alone: its messages settled in order against a fresh state."""
-    store = MemoryStore()
-    lines = []
-    for outcome in process(path.read_bytes(), context):
-        settled, states = settle_message(outcome, store.load, context.rule_set)
-        store.save(states)
-        lines.extend(dumps(doc) for doc in settled.documents())
+    lines = [
+        dumps(doc)
+        for outcome in settled([path.read_bytes()], context)
+        for doc in outcome.documents()
+    ]
     return b"\n".join(lines) + b"\n"
 
 

@@ -16,12 +16,9 @@ import pytest
 from leukofhir.batch import BatchOptions, run_batch
 from leukofhir.emit.jsonio import dumps
 from leukofhir.ingest.framing import split_messages
-from leukofhir.lifecycle.settle import settle_message
-from leukofhir.lifecycle.store import MemoryStore
 from leukofhir.logs import get_logger
-from leukofhir.pipeline import process
 from tests.batch.helpers import OLD, make_inputs
-from tests.conftest import NOW, SAMPLES, make_context
+from tests.conftest import NOW, SAMPLES, make_context, settled
 
 LOG = get_logger("test.batch")
 SEQUENCES = (
@@ -51,17 +48,13 @@ def _bundles(out: Path) -> list[bytes]:
 
 def _replayed(folder: Path) -> list[bytes]:
     """The Bundles ``replay`` gives for the same files, in the batch's order."""
-    context, store = make_context(), MemoryStore()
     files = sorted(folder.glob("*.hl7")) + sorted((folder / "daily").glob("*.hl7"))
-    bundles = []
-    for path in files:
-        for outcome in process(path.read_bytes(), context):
-            settled, states = settle_message(outcome, store.load, context.rule_set)
-            store.save(states)
-            bundles.extend(
-                dumps(doc) + b"\n" for doc in settled.documents() if doc["resourceType"] == "Bundle"
-            )
-    return sorted(bundles)
+    return sorted(
+        dumps(doc) + b"\n"
+        for outcome in settled((path.read_bytes() for path in files), make_context())
+        for doc in outcome.documents()
+        if doc["resourceType"] == "Bundle"
+    )
 
 
 def _options(tmp_path: Path, **changes: Any) -> BatchOptions:

@@ -7,10 +7,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from leukofhir.context import Context
-from leukofhir.lifecycle.settle import settle_message
-from leukofhir.lifecycle.store import MemoryStore
 from leukofhir.pipeline import process
-from tests.conftest import make_context
+from tests.conftest import make_context, settled
 from tests.lifecycle.server_model import ServerModel
 from tests.rules.clinical_messages import ANC, WBC, oru
 
@@ -31,13 +29,12 @@ def message(n: int, anc: str, *, provider: str | None = None) -> bytes:
 
 
 def bundles(messages: list[bytes], context: Context = NOTIFY) -> list[dict[str, Any]]:
-    store, out = MemoryStore(), []
-    for data in messages:
-        for outcome in process(data, context):
-            settled, states = settle_message(outcome, store.load, context.rule_set)
-            store.save(states)
-            out.extend(d for d in settled.documents() if d["resourceType"] == "Bundle")
-    return out
+    return [
+        d
+        for outcome in settled(messages, context)
+        for d in outcome.documents()
+        if d["resourceType"] == "Bundle"
+    ]
 
 
 def requests(bundle: dict[str, Any]) -> list[dict[str, Any]]:

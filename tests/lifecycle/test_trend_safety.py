@@ -7,12 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from leukofhir.context import Context
-from leukofhir.lifecycle.settle import settle_message
-from leukofhir.lifecycle.store import MemoryStore
-from leukofhir.pipeline import process
 from leukofhir.rules import load_rule_set
 from leukofhir.rules.deployment import load_deployment
-from tests.conftest import make_context
+from tests.conftest import make_context, settled
 from tests.rules.clinical_messages import ANC, WBC, oru
 
 CONTEXT = make_context()
@@ -36,13 +33,12 @@ def without_collection_time(data: bytes, reported: str) -> bytes:
 
 
 def run(messages: list[bytes], context: Context = CONTEXT) -> list[dict[str, Any]]:
-    store, out = MemoryStore(), []
-    for data in messages:
-        for outcome in process(data, context):
-            settled, states = settle_message(outcome, store.load, context.rule_set)
-            store.save(states)
-            out.extend(d for d in settled.documents() if d["resourceType"] == "Bundle")
-    return out
+    return [
+        d
+        for outcome in settled(messages, context)
+        for d in outcome.documents()
+        if d["resourceType"] == "Bundle"
+    ]
 
 
 def resources(bundle: dict[str, Any], kind: str) -> list[dict[str, Any]]:
