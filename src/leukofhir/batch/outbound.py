@@ -21,11 +21,10 @@
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from leukofhir.delivery.background import BackgroundDelivery, Totals
 from leukofhir.delivery.command import remember_base
@@ -33,6 +32,9 @@ from leukofhir.delivery.keys import facts_key
 from leukofhir.delivery.lock import DeliveryLock
 from leukofhir.delivery.options import DeliveryOptions
 from leukofhir.delivery.outbox import Document, SqliteOutbox
+
+if TYPE_CHECKING:
+    from leukofhir.batch.stopping import StopFlag
 
 __all__ = ["DEAD_FOLDER", "BatchDelivery", "delivery_section"]
 
@@ -104,13 +106,13 @@ class BatchDelivery:
             )
         return ""
 
-    def finish(self, interrupted: threading.Event, *, wait: bool) -> Totals:
+    def finish(self, interrupted: StopFlag, *, wait: bool) -> Totals:
         """``wait``: until nothing is left to try (or ``interrupted``); else stop now."""
         if not self.sending:
             return self.background.totals
         try:
             if wait:
-                return self.background.finish(interrupted)
+                return self.background.finish(interrupted.is_set)
             self.background.stop()
             return self.background.totals
         finally:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import signal
 import sqlite3
 import threading
 import time
@@ -43,6 +42,7 @@ from leukofhir.batch.gone import Seen
 from leukofhir.batch.ledger import Ledger, MessageRow
 from leukofhir.batch.scan import SORT_LIMIT, Found, ScanStats, scan
 from leukofhir.batch.settle import settle, settle_fault
+from leukofhir.batch.stopping import StopFlag, stop_on_signals
 from leukofhir.batch.store import Store, move_no_overwrite, sweep_temporaries
 from leukofhir.batch.summary import (
     Progress,
@@ -118,7 +118,7 @@ class BatchResult:
 
 def run_batch(options: BatchOptions, log: Logger) -> BatchResult:
     options.out.mkdir(parents=True, exist_ok=True)
-    with _locked(options.out), _stop_on_signals() as stop:
+    with _locked(options.out), stop_on_signals() as stop:
         removed = sweep_temporaries(options.out)
         if removed:
             log.info("removed temporary files of an interrupted run", count=removed)
@@ -130,7 +130,7 @@ def run_batch(options: BatchOptions, log: Logger) -> BatchResult:
 
 
 class _Runner:
-    def __init__(self, options: BatchOptions, log: Logger, stop: threading.Event):
+    def __init__(self, options: BatchOptions, log: Logger, stop: StopFlag):
         self.options = options
         self.log = log
         self.stop = stop
@@ -628,22 +628,3 @@ def _locked(out: Path, timeout: float = 30.0) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
-
-
-@contextmanager
-def _stop_on_signals() -> Iterator[threading.Event]:
-    """SIGINT/SIGTERM: finish what is in hand, record it, write the summary, stop."""
-    stop = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield stop
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        stop.set()
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield stop
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)

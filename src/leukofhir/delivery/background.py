@@ -128,13 +128,13 @@ class BackgroundDelivery:
         """New documents were committed (from any thread)."""
         self._call(self._on_wake)
 
-    def finish(self, interrupted: threading.Event | None = None) -> Totals:
-        """Wait until nothing is left to try, delivery stops, or ``interrupted`` is set
+    def finish(self, interrupted: Callable[[], bool] | None = None) -> Totals:
+        """Wait until nothing is left to try, delivery stops, or ``interrupted()`` is true
         (then stop, the attempts in flight given ``grace`` seconds)."""
         self._finishing = True
         self.wake()
         while self._thread.is_alive():
-            if interrupted is not None and interrupted.is_set():
+            if interrupted is not None and interrupted():
                 self.stop()
                 break
             self._thread.join(0.1)
