@@ -61,7 +61,8 @@ def test_a_resend_gets_its_first_entry_and_its_stored_reply(opener: Opener) -> N
     [again] = second.receive([arrival(b"MSH|1")], RECEIVED, owner=second.owner)
     assert (entry.new, again.new, again.id, again.owner) == (True, False, entry.id, first.owner)
     [other] = second.receive([arrival(b"MSH|other")], RECEIVED)
-    assert other.new and other.reused_id  # the same MSH-10, other content
+    assert other.new
+    assert other.reused_id
     assert first.complete([done(entry.id)], RECEIVED) == []
     [finished] = second.receive([arrival(b"MSH|1")], RECEIVED)
     assert (finished.state, finished.reply, finished.ack) == ("done", b"MSH|AA", "AA")
@@ -79,7 +80,8 @@ def test_a_commit_whose_patient_changed_since_it_read_is_refused(opener: Opener)
     assert second.complete([done(one.id, changes=changes)], RECEIVED) == []
     assert first.complete([done(two.id, changes=changes)], RECEIVED) == [two.id]  # stale
     stored, state = first.states.read("P1")
-    assert stored is not None and state == new
+    assert stored is not None
+    assert state == new
     assert first.entry(two.id).state == "received"  # type: ignore[union-attr]
     again = Changes(read={"P1": stored}, states={"P1": new})
     assert first.complete([done(two.id, changes=again)], RECEIVED) == []
@@ -94,10 +96,12 @@ def test_failed_messages_are_retried_dropped_and_only_done_ones_pruned(opener: O
     journal.complete([failed, done(two.id)], "2026-01-05T09:00:00+00:00")
     assert [(f.id, f.reason) for f in journal.failed()] == [(one.id, "KeyError at x.py:1 f")]
     assert journal.prune("2026-01-06T00:00:00+00:00") == 1  # two; not the failed one
-    assert journal.retry(one.id) and not journal.retry(one.id)
+    assert journal.retry(one.id)
+    assert not journal.retry(one.id)
     assert [(p.id, p.owner) for p in journal.pending()] == [(one.id, 0), (three.id, 0)]
     journal.complete([failed], RECEIVED)
-    assert journal.drop(one.id) and not journal.drop(one.id)
+    assert journal.drop(one.id)
+    assert not journal.drop(one.id)
     assert journal.counts() == {"received": 1}
 
 
@@ -108,7 +112,8 @@ def test_documents_are_queued_with_the_outcome_and_counted_per_message(opener: O
     journal.complete([done(e.id, documents=bundles) for e in entries], RECEIVED)
     assert journal.outbox is not None
     ready = journal.outbox.ready(1e12, 100)
-    assert len(ready) == 1 and ready[0].key == f"j{entries[0].id}/a.json"  # P1's line
+    assert len(ready) == 1
+    assert ready[0].key == f"j{entries[0].id}/a.json"
     journal.outbox.delivered(ready[0].id, 1.0, 200)
     assert [journal.delivery(e.id).delivered for e in entries[:2]] == [1, 0]
     assert journal.delivery(entries[1].id).documents == 2  # j2/ is not j12/
@@ -132,7 +137,8 @@ def test_an_owner_is_alive_while_its_session_is_and_its_messages_are_orphans_aft
 ) -> None:
     first, second = open_journal(tmp_path, url), open_journal(tmp_path, url)
     [entry] = first.receive([arrival(b"MSH|1")], RECEIVED, owner=first.owner)
-    assert first.owner != second.owner and second.alive(first.owner)
+    assert first.owner != second.owner
+    assert second.alive(first.owner)
     assert second.pending() == []  # a live session's: not an orphan
     assert not second.claim(entry.id, second.owner, first.owner)
     first.close()
@@ -154,7 +160,8 @@ def test_two_deliverers_never_hold_one_document_and_a_dead_ones_are_free(
     first, second = open_outbox(url), open_outbox(url)
     taken = first.ready(1e12, 10)
     assert sorted(p.key for p in taken) == ["k0", "k1", "k2"]  # the first of each patient
-    assert second.ready(1e12, 10) == [] and second.next_due() is None
+    assert second.ready(1e12, 10) == []
+    assert second.next_due() is None
     first.delivered(taken[0].id, 1.0, 200)
     assert [p.key for p in second.ready(1e12, 10)] == ["k3"]  # P0's next, after k0
     first.close()  # its claims go with its session
@@ -173,8 +180,27 @@ def test_a_bad_or_unreachable_url_is_a_located_error_without_the_password(
     url = f"postgresql://alice:s3cret@127.0.0.1:{free_port()}/db?connect_timeout=2"
     with pytest.raises(UsageError) as raised:
         open_journal(tmp_path, url)
-    assert "postgresql://127.0.0.1:" in str(raised.value) and "s3cret" not in str(raised.value)
+    assert "postgresql://127.0.0.1:" in str(raised.value)
+    assert "s3cret" not in str(raised.value)
     assert main(["journal", url]) == 2
     assert main(["deliver", url, "--status"]) == 2
     err = capsys.readouterr().err
-    assert "s3cret" not in err and "Traceback" not in err and "127.0.0.1" in err
+    assert "s3cret" not in err
+    assert "Traceback" not in err
+    assert "127.0.0.1" in err
+
+
+def test_the_journal_setting_comes_from_the_environment_or_the_file_and_must_be_a_url(
+    tmp_path: Path,
+) -> None:
+    from leukofhir.errors import ConfigError
+    from leukofhir.serve.config import load_config
+
+    url = "postgresql://leukofhir@db.example/journal"
+    assert load_config({}, environ={"LEUKOFHIR_JOURNAL": url}).journal == url
+    file = tmp_path / "serve.toml"
+    file.write_text(f'[serve]\njournal = "{url}"\n')
+    assert load_config({}, environ={}, file=file).journal == url
+    assert load_config({}, environ={}).journal == ""  # OUT/journal.sqlite
+    with pytest.raises(ConfigError, match=r"journal \(--journal\): .*not a postgresql:// URL"):
+        load_config({"journal": "/var/lib/journal.sqlite"}, environ={})
