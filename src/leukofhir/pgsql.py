@@ -109,8 +109,14 @@ class Session:
         return bool(row and row[0])
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
-        with self.db.transaction():
+    def transaction(self, synced: bool | None = None) -> Iterator[None]:
+        """A transaction in pipeline mode: statements whose results are not read go with
+        the next one that is read (BEGIN, locks, writes, COMMIT: few round trips).
+        ``synced``: its commit waits for the WAL on disk (``synchronous_commit``; None:
+        the server's setting)."""
+        with self.db.pipeline(), self.db.transaction():
+            if synced is not None:
+                self.db.execute(f"SET LOCAL synchronous_commit = {'on' if synced else 'off'}")
             yield
 
     def close(self) -> None:

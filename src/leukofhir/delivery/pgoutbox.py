@@ -38,7 +38,6 @@ class PostgresOutbox(SqliteOutbox):
         ``durable`` as for :class:`SqliteOutbox` (None: the session's setting stays)."""
         self._db = self._session = session
         self._durable = durable
-        self._synced: bool | None = None
         self._dead = DeadLetterFolder(dead_letters) if dead_letters is not None else None
         self._free = (
             f" AND (claimed = 0 OR claimed = {session.owner} OR claimed NOT IN ({LIVE_OWNERS}))"
@@ -66,9 +65,5 @@ class PostgresOutbox(SqliteOutbox):
 
     @contextmanager
     def _transaction(self, *, synced: bool) -> Iterator[None]:
-        wanted = synced and self._durable
-        if self._durable is not None and self._synced is not wanted:
-            self._db.execute(f"SET synchronous_commit = {'on' if wanted else 'off'}")
-            self._synced = wanted
-        with self._session.transaction():
+        with self._session.transaction(None if self._durable is None else synced and self._durable):
             yield

@@ -16,7 +16,9 @@ journal (:mod:`.journal`), run by a :class:`leukofhir.pgsql.Session`.  What diff
   changed, and its message is settled again.  The locks are held for one commit (a few
   round trips), never while a message is processed.
 * **Durability**: ``synchronous_commit`` on for an outcome (and a receipt the caller
-  syncs), off for other receipts, as ``PRAGMA synchronous`` is used on SQLite.
+  syncs), off for other receipts (``SET LOCAL``, per transaction), as ``PRAGMA
+  synchronous`` is used on SQLite.  Transactions run in pipeline mode: a commit of an
+  outcome takes about four round trips, whatever the number of its statements.
 * The patients' states are the table ``lifecycle_state`` of
   :class:`leukofhir.lifecycle.pgstore.PostgresStore` (``replay --state`` on the same
   database sees them); the outbox is :class:`leukofhir.delivery.pgoutbox.PostgresOutbox`.
@@ -28,10 +30,10 @@ database (or schema, ``?options=-csearch_path%3Dname``) holds one service's jour
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Collection, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from leukofhir.delivery.pgoutbox import PostgresOutbox
 from leukofhir.lifecycle.pgstore import advisory_key, migrate
@@ -100,10 +102,6 @@ class PostgresStates(StateTable):
 
 
 class PostgresJournal(Journal):
-    _SYNC: ClassVar[dict[bool, str]] = {
-        True: "SET synchronous_commit = on",
-        False: "SET synchronous_commit = off",
-    }
     _UNOWNED = _ORPHANED
 
     def __init__(self, url: str, *, durable: bool = True, outbox: bool = False) -> None:
@@ -111,8 +109,7 @@ class PostgresJournal(Journal):
         self._session = Session(url, _migrate)
         self._db = self._session
         self._durable = durable
-        self._synced: bool | None = None
-        self._sync(durable)
+        self._synced: bool | None = durable
         self.owner = self._session.owner
         self.states = PostgresStates(self._session)
         self.outbox = PostgresOutbox(self._session) if outbox else None
@@ -128,7 +125,8 @@ class PostgresJournal(Journal):
         for key in sorted({patient_key(patient) for patient in patients}):
             self._db.execute("SELECT pg_advisory_xact_lock(?)", (advisory_key(key),))
 
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        with self._session.transaction():
-            yield
+    def _sync(self, wanted: bool) -> None:
+        self._synced = wanted and self._durable  # for the next transaction (SET LOCAL)
+
+    def _transaction(self) -> AbstractContextManager[None]:
+        return self._session.transaction(bool(self._synced))
