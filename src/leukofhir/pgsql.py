@@ -19,7 +19,7 @@ keepalives, which the session sets to about 25 s (``tcp_keepalives_*``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
@@ -64,37 +64,35 @@ class Session:
     """A connection in autocommit mode (transactions are explicit: :meth:`transaction`)
     with this session's owner id held."""
 
-    def __init__(self, url: str, migrate: Any) -> None:
+    def __init__(self, url: str, migrate: Callable[[Any], object]) -> None:
         """``migrate(connection)``: create or upgrade the tables first.  Raises UsageError
         (naming the URL without its password) when psycopg is missing or the database cannot
         be reached or set up."""
+        from leukofhir.lifecycle.pgstore import connect
+
+        self._sql: dict[str, str] = {}
+        self.owner = 0
         try:
-            import psycopg  # the optional extra: only a postgresql:// journal needs it
+            self.db: psycopg.Connection[tuple[Any, ...]] = connect(url, self._prepare(migrate))
         except ImportError:
             raise UsageError(
                 f"{shown(url)}: psycopg is missing: pip install 'leukofhir[postgres]'"
             ) from None
+        except (ConnectionError, RuntimeError) as exc:  # RuntimeError: a newer schema
+            raise UsageError(f"{shown(url)}: {_reason(exc.__cause__ or exc, url)}") from None
 
-        self._sql: dict[str, str] = {}
-        try:
-            self.db: psycopg.Connection[tuple[Any, ...]] = psycopg.connect(
-                url, autocommit=True, application_name="leukofhir"
-            )
-        except psycopg.Error as exc:
-            raise UsageError(f"{shown(url)}: {_reason(exc, url)}") from None
-        try:
-            migrate(self.db)
-            self.db.execute(_KEEPALIVE)
-            row = self.db.execute("SELECT nextval('journal_owner')").fetchone()
+    def _prepare(self, migrate: Callable[[Any], object]) -> Callable[[Any], None]:
+        """The tables migrated, the keepalives set, this session's owner id taken and held."""
+
+        def prepare(db: psycopg.Connection[tuple[Any, ...]]) -> None:
+            migrate(db)
+            db.execute(_KEEPALIVE)
+            row = db.execute("SELECT nextval('journal_owner')").fetchone()
             assert row is not None
             self.owner = int(row[0])
-            self.db.execute("SELECT pg_advisory_lock(%s, %s)", (_OWNER_CLASS, self.owner))
-        except (psycopg.Error, RuntimeError) as exc:  # RuntimeError: a newer schema
-            self.db.close()
-            raise UsageError(f"{shown(url)}: {_reason(exc, url)}") from None
-        except BaseException:
-            self.db.close()
-            raise
+            db.execute("SELECT pg_advisory_lock(%s, %s)", (_OWNER_CLASS, self.owner))
+
+        return prepare
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor[tuple[Any, ...]]:
         return self.db.execute(self._translated(sql), params)
@@ -129,7 +127,7 @@ class Session:
         return translated
 
 
-def _reason(exc: Exception, url: str) -> str:
+def _reason(exc: BaseException, url: str) -> str:
     """The first line of the error, never with the URL's password in it."""
     text = str(exc).strip()
     reason = text.splitlines()[0] if text else type(exc).__name__

@@ -26,7 +26,7 @@ use advisory locks there.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +36,7 @@ from leukofhir.lifecycle.store import DecodedCache, patient_key
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["SCHEMA_VERSION", "PostgresStore", "advisory_key", "migrate"]
+__all__ = ["SCHEMA_VERSION", "PostgresStore", "advisory_key", "connect", "migrate"]
 
 SCHEMA_VERSION = 1
 _PART = "lifecycle_state"
@@ -58,22 +58,7 @@ class PostgresStore:
 
     def __init__(self, url: str, *, cached: int = 4096) -> None:
         """Raises ConnectionError when the database cannot be reached or set up."""
-        import psycopg  # the optional extra: only a postgresql:// store needs it
-
-        try:
-            self._db: psycopg.Connection[tuple[Any, ...]] = psycopg.connect(
-                url, autocommit=True, application_name="leukofhir"
-            )
-        except psycopg.Error as exc:
-            raise ConnectionError(f"PostgreSQL: {exc}") from exc
-        try:
-            migrate(self._db)
-        except psycopg.Error as exc:
-            self._db.close()
-            raise ConnectionError(f"PostgreSQL: {exc}") from exc
-        except BaseException:
-            self._db.close()
-            raise
+        self._db: psycopg.Connection[tuple[Any, ...]] = connect(url)
         self._cache = DecodedCache(cached)
         # the patients the open transaction holds: the bytes stored for each (None: none)
         self._held: dict[bytes, bytes | None] | None = None
@@ -139,6 +124,29 @@ class PostgresStore:
 
     def close(self) -> None:
         self._db.close()
+
+
+def connect(url: str, prepare: Callable[[Any], object] | None = None) -> Any:
+    """A connection to ``url`` in autocommit mode, ``prepare``d (default: the lifecycle
+    tables migrated).  Raises ConnectionError when the database cannot be reached or set up
+    (ImportError without psycopg)."""
+    import psycopg  # the optional extra: only a postgresql:// URL needs it
+
+    try:
+        db: psycopg.Connection[tuple[Any, ...]] = psycopg.connect(
+            url, autocommit=True, application_name="leukofhir"
+        )
+    except psycopg.Error as exc:
+        raise ConnectionError(f"PostgreSQL: {exc}") from exc
+    try:
+        (prepare or migrate)(db)
+    except psycopg.Error as exc:
+        db.close()
+        raise ConnectionError(f"PostgreSQL: {exc}") from exc
+    except BaseException:
+        db.close()
+        raise
+    return db
 
 
 def migrate(
