@@ -119,7 +119,9 @@ def deliver_command(args: argparse.Namespace) -> int:
 
 
 def _folder(out: str) -> bool:
-    return not out.startswith(("postgresql://", "postgres://"))
+    from leukofhir.lifecycle.store import POSTGRES_SCHEMES
+
+    return not out.startswith(POSTGRES_SCHEMES)
 
 
 def _open(out: str) -> SqliteOutbox:
