@@ -41,7 +41,9 @@ def add_deliver_parser(commands: argparse._SubParsersAction[argparse.ArgumentPar
         " order; print the counts. Exit: 0 nothing left, 1 dead letters or documents left,"
         " 2 usage error, 3 delivery stopped (401/403) or OUT busy with another deliverer.",
     )
-    deliver.add_argument("out", type=Path, metavar="OUT", help="the batch's or service's OUT")
+    deliver.add_argument(
+        "out", metavar="OUT", help="the batch's or service's OUT, or the service's --journal URL"
+    )
     action = deliver.add_mutually_exclusive_group()
     action.add_argument("--status", action="store_true", help="print the counts, send nothing")
     action.add_argument(
@@ -73,11 +75,9 @@ def deliver_command(args: argparse.Namespace) -> int:
 
     from leukofhir.delivery.background import deliver_outbox
     from leukofhir.delivery.lock import DeliveryBusyError, DeliveryLock
-    from leukofhir.delivery.outbox import SqliteOutbox
     from leukofhir.logs import get_logger
 
-    database = _database(args.out)
-    outbox = SqliteOutbox.open(database, dead_letters=args.out / "dead")
+    outbox = _open(args.out)
     try:
         if args.status:
             _print_status(outbox, None)
@@ -90,9 +90,11 @@ def deliver_command(args: argparse.Namespace) -> int:
         options = delivery_options(args, os.environ, base=args.fhir_base or stored or "")
         if options is None:
             raise UsageError("no FHIR server: give --fhir-base (nothing was queued with one)")
-        lock = DeliveryLock(args.out)
+        # a folder's file lock; PostgreSQL's deliverers share by claims (delivery.pgoutbox)
+        lock = DeliveryLock(Path(args.out)) if _folder(args.out) else None
         try:
-            lock.acquire()
+            if lock is not None:
+                lock.acquire()
         except DeliveryBusyError as exc:
             print(f"leukofhir: {exc}", file=sys.stderr)
             return 3
@@ -101,7 +103,8 @@ def deliver_command(args: argparse.Namespace) -> int:
                 print(f"dead letters queued again: {outbox.retry_dead()}", file=sys.stderr)
             summary = asyncio.run(deliver_outbox(outbox, options))
         finally:
-            lock.release()
+            if lock is not None:
+                lock.release()
         get_logger("leukofhir.deliver").info(
             "deliver finished",
             attempts=summary.attempts,
@@ -113,6 +116,23 @@ def deliver_command(args: argparse.Namespace) -> int:
         return 3 if summary.stopped else _exit_code(outbox)
     finally:
         outbox.close()
+
+
+def _folder(out: str) -> bool:
+    from leukofhir.lifecycle.store import POSTGRES_SCHEMES
+
+    return not out.startswith(POSTGRES_SCHEMES)
+
+
+def _open(out: str) -> SqliteOutbox:
+    """The outbox of a batch's or service's OUT, or of a service's PostgreSQL journal."""
+    from leukofhir.delivery.outbox import SqliteOutbox
+
+    if not _folder(out):
+        from leukofhir.serve.pgjournal import open_outbox
+
+        return open_outbox(out)
+    return SqliteOutbox.open(_database(Path(out)), dead_letters=Path(out) / "dead")
 
 
 def _database(out: Path) -> Path:

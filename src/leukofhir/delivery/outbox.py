@@ -52,6 +52,7 @@ from typing import Protocol, Self
 import orjson
 
 from leukofhir.delivery.deadletter import DeadLetterFolder, our_outcome
+from leukofhir.pgsql import Database
 
 __all__ = [
     "DeadLetter",
@@ -214,6 +215,9 @@ class Outbox(Protocol):
 
 
 class SqliteOutbox:
+    _free = ""  # next_due: the documents no other deliverer holds (one deliverer here)
+    _db: Database
+
     def __init__(
         self,
         db: sqlite3.Connection,
@@ -231,8 +235,8 @@ class SqliteOutbox:
         self._synced: bool | None = None
         self._dead = DeadLetterFolder(dead_letters) if dead_letters is not None else None
         self._upgrade()
-        self._db.executescript(_SCHEMA)
-        self._db.execute(
+        db.executescript(_SCHEMA)
+        db.execute(
             "INSERT OR REPLACE INTO outbox_meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
         )
 
@@ -307,7 +311,9 @@ class SqliteOutbox:
             else:
                 continue
             self._db.execute(
-                "INSERT OR REPLACE INTO outbox_data (id, data) VALUES (?, ?)", (id, document.data)
+                "INSERT INTO outbox_data (id, data) VALUES (?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET data = excluded.data",
+                (id, document.data),
             )
             changed += 1
         return changed
@@ -336,7 +342,7 @@ class SqliteOutbox:
         exclude, args = _not_in(busy)
         row = self._db.execute(
             f"SELECT MIN(next_attempt) FROM outbox AS o WHERE state = 'pending'{exclude}"
-            f" AND NOT {_BEHIND}",
+            f" AND NOT {_BEHIND}{self._free}",
             args,
         ).fetchone()
         return None if row[0] is None else float(row[0])
@@ -436,7 +442,7 @@ class SqliteOutbox:
             cursor = self._db.execute(
                 f"UPDATE outbox SET state = 'abandoned' WHERE state = 'dead'{where}", args
             )
-        return cursor.rowcount
+        return int(cursor.rowcount)
 
     # ------------------------------------------------------------------ reading
 
@@ -475,7 +481,11 @@ class SqliteOutbox:
             if value is None:
                 self._db.execute("DELETE FROM outbox_meta WHERE key = ?", (key,))
             else:
-                self._db.execute("INSERT OR REPLACE INTO outbox_meta VALUES (?, ?)", (key, value))
+                self._db.execute(
+                    "INSERT INTO outbox_meta VALUES (?, ?)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (key, value),
+                )
 
     def prune(self, before: float, limit: int = 500) -> int:
         """Forget up to ``limit`` documents delivered (or abandoned) before ``before``
@@ -543,14 +553,16 @@ class SqliteOutbox:
         if self._durable is not None and self._synced is not wanted:
             self._db.execute(f"PRAGMA synchronous={'FULL' if wanted else 'NORMAL'}")
             self._synced = wanted
-        self._db.execute("BEGIN IMMEDIATE")
+        db = self._db
+        assert isinstance(db, sqlite3.Connection)
+        db.execute("BEGIN IMMEDIATE")
         try:
             yield
         except BaseException:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
+        db.execute("COMMIT")
 
 
 def _not_in(values: Collection[str]) -> tuple[str, tuple[str, ...]]:

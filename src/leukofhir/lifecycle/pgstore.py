@@ -26,7 +26,7 @@ use advisory locks there.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +36,7 @@ from leukofhir.lifecycle.store import DecodedCache, patient_key
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["SCHEMA_VERSION", "PostgresStore"]
+__all__ = ["SCHEMA_VERSION", "PostgresStore", "advisory_key", "connect", "migrate"]
 
 SCHEMA_VERSION = 1
 _PART = "lifecycle_state"
@@ -58,22 +58,7 @@ class PostgresStore:
 
     def __init__(self, url: str, *, cached: int = 4096) -> None:
         """Raises ConnectionError when the database cannot be reached or set up."""
-        import psycopg  # the optional extra: only a postgresql:// store needs it
-
-        try:
-            self._db: psycopg.Connection[tuple[Any, ...]] = psycopg.connect(
-                url, autocommit=True, application_name="leukofhir"
-            )
-        except psycopg.Error as exc:
-            raise ConnectionError(f"PostgreSQL: {exc}") from exc
-        try:
-            migrate(self._db)
-        except psycopg.Error as exc:
-            self._db.close()
-            raise ConnectionError(f"PostgreSQL: {exc}") from exc
-        except BaseException:
-            self._db.close()
-            raise
+        self._db: psycopg.Connection[tuple[Any, ...]] = connect(url)
         self._cache = DecodedCache(cached)
         # the patients the open transaction holds: the bytes stored for each (None: none)
         self._held: dict[bytes, bytes | None] | None = None
@@ -106,7 +91,7 @@ class PostgresStore:
         keys = sorted({patient_key(patient) for patient in patients})
         with self._db.pipeline(), self._db.transaction():
             for key in keys:  # one statement each, in key order: no deadlock between two
-                self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_lock(key),))
+                self._db.execute("SELECT pg_advisory_xact_lock(%s)", (advisory_key(key),))
             rows = self._db.execute(
                 "SELECT patient, state FROM lifecycle_state WHERE patient = ANY(%s)", (keys,)
             ).fetchall()
@@ -141,33 +126,61 @@ class PostgresStore:
         self._db.close()
 
 
-def migrate(db: psycopg.Connection[tuple[Any, ...]]) -> int:
-    """Create the tables, or bring them to :data:`SCHEMA_VERSION`; the version found."""
+def connect(url: str, prepare: Callable[[Any], object] | None = None) -> Any:
+    """A connection to ``url`` in autocommit mode, ``prepare``d (default: the lifecycle
+    tables migrated).  Raises ConnectionError when the database cannot be reached or set up
+    (ImportError without psycopg)."""
+    import psycopg  # the optional extra: only a postgresql:// URL needs it
+
+    try:
+        db: psycopg.Connection[tuple[Any, ...]] = psycopg.connect(
+            url, autocommit=True, application_name="leukofhir"
+        )
+    except psycopg.Error as exc:
+        raise ConnectionError(f"PostgreSQL: {exc}") from exc
+    try:
+        (prepare or migrate)(db)
+    except psycopg.Error as exc:
+        db.close()
+        raise ConnectionError(f"PostgreSQL: {exc}") from exc
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def migrate(
+    db: psycopg.Connection[tuple[Any, ...]],
+    part: str = _PART,
+    migrations: Mapping[int, tuple[str, ...]] = _MIGRATIONS,
+) -> int:
+    """Create the tables of ``part`` (by default the lifecycle states), or bring them to
+    the last version of ``migrations``; the version found."""
+    latest = max(migrations)
     with db.transaction():
         db.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
         db.execute(
             "CREATE TABLE IF NOT EXISTS leukofhir_schema"
             " (part text PRIMARY KEY, version integer NOT NULL)"
         )
-        row = db.execute(
-            "SELECT version FROM leukofhir_schema WHERE part = %s", (_PART,)
-        ).fetchone()
+        row = db.execute("SELECT version FROM leukofhir_schema WHERE part = %s", (part,)).fetchone()
         found = 0 if row is None else int(row[0])
-        if found > SCHEMA_VERSION:
+        if found > latest:
             raise RuntimeError(
-                f"the {_PART} tables are at version {found}, written by a newer leukofhir"
-                f" (this one knows {SCHEMA_VERSION})"
+                f"the {part} tables are at version {found}, written by a newer leukofhir"
+                f" (this one knows {latest})"
             )
-        for version in range(found + 1, SCHEMA_VERSION + 1):
-            for statement in _MIGRATIONS[version]:
+        for version in range(found + 1, latest + 1):
+            for statement in migrations[version]:
                 db.execute(statement)
         db.execute(
             "INSERT INTO leukofhir_schema VALUES (%s, %s) ON CONFLICT (part)"
             " DO UPDATE SET version = EXCLUDED.version",
-            (_PART, SCHEMA_VERSION),
+            (part, latest),
         )
     return found
 
 
-def _lock(key: bytes) -> int:
+def advisory_key(key: bytes) -> int:
+    """The advisory lock of a patient (by its key): its first 8 bytes."""
     return int.from_bytes(key[:8], "big", signed=True)

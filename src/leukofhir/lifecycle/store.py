@@ -30,6 +30,8 @@ from leukofhir.lifecycle.state import PatientState, decode_state, encode_state
 if TYPE_CHECKING:
     import sqlite3
 
+    from leukofhir.pgsql import Database
+
 __all__ = [
     "POSTGRES_SCHEMES",
     "DecodedCache",
@@ -133,6 +135,8 @@ class StateTable:
         " (patient BLOB PRIMARY KEY, state BLOB NOT NULL) WITHOUT ROWID"
     )
 
+    _db: Database
+
     def __init__(self, db: sqlite3.Connection, *, cached: int = 4096) -> None:
         self._db = db
         self._cache = DecodedCache(cached)
@@ -156,7 +160,8 @@ class StateTable:
 
     def save(self, states: Mapping[str, PatientState]) -> None:
         self._db.executemany(
-            "INSERT OR REPLACE INTO lifecycle_state VALUES (?, ?)",
+            "INSERT INTO lifecycle_state (patient, state) VALUES (?, ?)"
+            " ON CONFLICT (patient) DO UPDATE SET state = excluded.state",
             [
                 (patient_key(patient), self.stored(patient, state))
                 for patient, state in states.items()

@@ -35,6 +35,10 @@ _OPTIONS: tuple[tuple[str, dict[str, object]], ...] = (
     ("--http-max-body", {"type": int, "metavar": "BYTES", "help": "largest request (1 MiB)"}),
     ("--fsync", {"action": "store_const", "const": True, "help": "fsync every output file"}),
     ("--journal-sync", {"choices": ("full", "normal"), "help": "full: survive power loss"}),
+    (
+        "--journal",
+        {"metavar": "URL", "help": "postgresql://... shared by hosts (OUT/journal.sqlite)"},
+    ),
     ("--mapping", {"type": Path, "action": "append", "dest": "mappings", "metavar": "FILE"}),
     ("--timezone", {"metavar": "ZONE", "help": "zone of HL7 times without offset (UTC)"}),
     ("--validate", {"action": "store_const", "const": True, "dest": "validate_output"}),
@@ -142,11 +146,14 @@ def add_journal_parser(commands: argparse._SubParsersAction[argparse.ArgumentPar
     journal = commands.add_parser(
         "journal",
         help="the service's journal: counts, failed messages, retry or drop one",
-        description="Read or mend the journal of leukofhir serve (OUT/journal.sqlite), also"
+        description="Read or mend the journal of leukofhir serve (OUT/journal.sqlite, or"
+        " its --journal postgresql:// URL), also"
         " while the service runs. Without an action: the messages by state and outcome."
         " Never prints message content.",
     )
-    journal.add_argument("out", type=Path, metavar="OUT", help="the service's --out folder")
+    journal.add_argument(
+        "out", metavar="OUT", help="the service's --out folder, or its --journal URL"
+    )
     action = journal.add_mutually_exclusive_group()
     action.add_argument(
         "--failed",
@@ -175,14 +182,17 @@ def add_journal_parser(commands: argparse._SubParsersAction[argparse.ArgumentPar
 def journal_command(args: argparse.Namespace) -> int:
     import sqlite3
 
-    from leukofhir.serve.journal import JOURNAL_NAME, Journal
+    from leukofhir.lifecycle.store import POSTGRES_SCHEMES
+    from leukofhir.pgsql import shown
+    from leukofhir.serve.journal import JOURNAL_NAME, open_journal
 
-    path = args.out / JOURNAL_NAME
-    if not path.is_file():
+    url = args.out if args.out.startswith(POSTGRES_SCHEMES) else ""
+    path = shown(url) if url else Path(args.out) / JOURNAL_NAME
+    if not url and not Path(path).is_file():
         raise UsageError(f"no journal at {path} (OUT is the --out folder of leukofhir serve)")
     ndjson = args.format == "ndjson" or (args.format is None and not sys.stdout.isatty())
     try:
-        journal = Journal(args.out)
+        journal = open_journal(Path(args.out), url)
     except sqlite3.Error as exc:
         raise UsageError(f"{path}: {exc}") from None
     try:

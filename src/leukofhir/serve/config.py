@@ -46,6 +46,7 @@ class ServeConfig(BaseModel):
     token: str = ""  # HTTP bearer token (prefer the environment variable LEUKOFHIR_TOKEN)
     fsync: bool = False  # fsync every output file (the journal is always synced)
     journal_sync: Literal["full", "normal"] = "full"
+    journal: str = ""  # "": OUT/journal.sqlite; postgresql://...: shared by service hosts
     mappings: tuple[Path, ...] = ()
     timezone: str = "UTC"
     validate_structure: bool = False
@@ -69,6 +70,13 @@ class ServeConfig(BaseModel):
     @classmethod
     def _duration(cls, value: object) -> object:
         return parse_duration(value) if isinstance(value, str) else value
+
+    @field_validator("journal")
+    @classmethod
+    def _journal(cls, value: str) -> str:
+        if value and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("not a postgresql:// URL (empty: the journal is OUT/journal.sqlite)")
+        return value
 
     @field_validator("timezone")
     @classmethod

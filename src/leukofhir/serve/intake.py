@@ -33,7 +33,6 @@ queues between processes and no lock convoys.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -143,7 +142,7 @@ class Intake:
         self._ack_timeout = ack_timeout
         self.sink = sink
         self.metrics = metrics
-        self.owner = os.getpid()
+        self.owner = journal.owner
         self._processor = Processor(settings)
         self._states = PatientStates(journal.states)
         self._clock = clock
@@ -307,7 +306,9 @@ class Intake:
         a process that died (taken over; only one process wins the claim)?"""
         if entry.new or entry.owner == self.owner:
             return True
-        return not _alive(entry.owner) and self.journal.claim(entry.id, self.owner, entry.owner)
+        return not self.journal.alive(entry.owner) and self.journal.claim(
+            entry.id, self.owner, entry.owner
+        )
 
     async def _await_other(self, pending: _Pending, entry: Entry) -> None:
         deadline = time.monotonic() + _WAIT
@@ -317,7 +318,7 @@ class Intake:
                 now = self.journal.entry(entry.id)
                 if now is None:
                     break
-                if now.finished or now.owner != entry.owner or not _alive(entry.owner):
+                if now.finished or now.owner != entry.owner or not self.journal.alive(entry.owner):
                     self._route(pending, now)  # answered, or watched again, or taken over
                     return
         except asyncio.CancelledError:
@@ -521,16 +522,3 @@ def _job(pending: _Pending) -> Job:
         arrival.control_id,
         arrival.sha256,
     )
-
-
-def _alive(pid: int) -> bool:
-    """Is process ``pid`` running?  (Service processes are this machine's.)"""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # pragma: no cover - exists, not ours
-        return True
-    return True

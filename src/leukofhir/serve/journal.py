@@ -18,6 +18,8 @@ the final ``\\r`` or sends ``\\n`` re-sends the *same* message).  ``state`` is
 ``owner`` is the process id of the service process working on a received row: a re-send
 reaching another process waits for that one while it lives, and takes the message over
 when it died; 0 is nobody's (a row put back by ``retry``), taken by the first that looks.
+(On PostgreSQL, :mod:`leukofhir.serve.pgjournal`, it is a session id that stays alive
+with the process's connection, because service processes are then on several hosts.)
 
 Retention (``prune``) deletes ``done`` rows finished before a given instant, a few hundred
 per transaction; it never touches a row in any other state (``received``, ``failed``): only
@@ -31,28 +33,41 @@ commit makes them durable too (the WAL is one sequential file).  An acknowledged
 survives a power cut, not only a crash of the process.
 
 Each service process opens its own connection; SQLite serialises the writers.
+:func:`open_journal` opens this file, or the same journal in PostgreSQL for a
+``postgresql://`` URL (``serve --journal``).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Sequence
-from contextlib import suppress
+from collections.abc import Collection, Sequence
+from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from leukofhir.delivery.keys import facts_key
 from leukofhir.delivery.outbox import Document, SqliteOutbox
-from leukofhir.lifecycle.store import StateTable
+from leukofhir.lifecycle.store import POSTGRES_SCHEMES, StateTable
+from leukofhir.pgsql import Database
 from leukofhir.serve.journal_schema import create_or_upgrade
 from leukofhir.serve.states import Changes
 from leukofhir.serve.work import Outbound
 
-__all__ = ["Arrival", "Completion", "Delivery", "Entry", "Failed", "Journal", "Pending"]
+__all__ = [
+    "Arrival",
+    "Completion",
+    "Delivery",
+    "Entry",
+    "Failed",
+    "Journal",
+    "Pending",
+    "open_journal",
+]
 
 JOURNAL_NAME = "journal.sqlite"
 RECEIVED, DONE, FAILED = "received", "done", "failed"
@@ -148,22 +163,58 @@ class Failed:
     reason: str
 
 
+def open_journal(
+    folder: Path, where: str = "", *, durable: bool = True, outbox: bool = False
+) -> Journal:
+    """The journal in ``OUT/journal.sqlite``, or (``where``: a ``postgresql://`` URL) in
+    PostgreSQL; psycopg is imported only then.  Raises UsageError when PostgreSQL cannot
+    be reached or set up (the message names the URL without its password)."""
+    if where.startswith(POSTGRES_SCHEMES):
+        from leukofhir.serve.pgjournal import PostgresJournal
+
+        return PostgresJournal(where, durable=durable, outbox=outbox)
+    return Journal(folder, durable=durable, outbox=outbox)
+
+
 class Journal:
+    _SYNC: ClassVar[dict[bool, str]] = {
+        True: "PRAGMA synchronous=FULL",
+        False: "PRAGMA synchronous=NORMAL",
+    }
+    _UNOWNED = ""  # claim: the condition that the previous owner is gone (pids: the caller's)
+    owner: int  # what this process marks the messages it works on with
+    outbox: SqliteOutbox | None
+    _db: Database
+
     def __init__(self, folder: Path, *, durable: bool = True, outbox: bool = False) -> None:
         """``outbox``: queue the Bundles of finished messages for a FHIR server (tables
         ``outbox``, ``outbox_data``, ``outbox_meta``, :mod:`leukofhir.delivery.outbox`), with their
         outcome, in the same transaction."""
         folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / JOURNAL_NAME
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db = db
         self._db.execute("PRAGMA busy_timeout=2000")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._durable = durable
         self._synced: bool | None = None
         self._sync(durable)
-        create_or_upgrade(self._db, str(self.path))
-        self.states = StateTable(self._db)  # the patients' lifecycle states
-        self.outbox = SqliteOutbox(self._db) if outbox else None
+        create_or_upgrade(db, str(self.path))
+        self.owner = os.getpid()
+        self.states = StateTable(db)  # the patients' lifecycle states
+        self.outbox = SqliteOutbox(db) if outbox else None
+
+    def alive(self, owner: int) -> bool:
+        """Is ``owner`` (a process of this machine) running?"""
+        if owner <= 0:
+            return False
+        try:
+            os.kill(owner, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # pragma: no cover - exists, not ours
+            return True
+        return True
 
     def receive(
         self, arrivals: Sequence[Arrival], received: str, *, durable: bool = True, owner: int = 0
@@ -192,13 +243,12 @@ class Journal:
             ).fetchone()
             is not None
         )
-        cursor = self._db.execute(
+        (entry_id,) = self._db.execute(
             "INSERT INTO messages (sender, control_id, sha256, format, channel, received,"
-            " data, state, owner) VALUES (?, ?, ?, ?, ?, ?, ?, 'received', ?)",
+            " data, state, owner) VALUES (?, ?, ?, ?, ?, ?, ?, 'received', ?) RETURNING id",
             (*key, arrival.format, arrival.channel, received, arrival.data, owner),
-        )
-        entry_id = int(cursor.lastrowid or 0)
-        return Entry(entry_id, received, new=True, reused_id=reused, owner=owner)
+        ).fetchone()
+        return Entry(int(entry_id), received, new=True, reused_id=reused, owner=owner)
 
     def entry(self, entry_id: int) -> Entry | None:
         """An entry as it is now (a re-send waiting for another process looks here)."""
@@ -213,10 +263,11 @@ class Journal:
         self._sync(False)
         with self._transaction():
             cursor = self._db.execute(
-                "UPDATE messages SET owner = ? WHERE id = ? AND owner = ? AND state = 'received'",
+                "UPDATE messages SET owner = ? WHERE id = ? AND owner = ? AND state = 'received'"
+                + self._UNOWNED,
                 (owner, entry_id, previous),
             )
-        return cursor.rowcount == 1
+        return bool(cursor.rowcount == 1)
 
     def complete(self, completions: Sequence[Completion], finished: str) -> list[int]:
         """Outcomes and replies of finished messages, done or failed at the ISO instant
@@ -226,6 +277,7 @@ class Journal:
         self._sync(True)
         stale: list[int] = []
         with self._transaction():
+            self._hold([p for c in completions if c.changes is not None for p in c.changes.read])
             done = []
             for c in completions:
                 if c.changes is not None and c.changes.states:
@@ -257,6 +309,10 @@ class Journal:
                 ],
             )
         return stale
+
+    def _hold(self, patients: Collection[str]) -> None:
+        """Serialise the commits of ``patients`` until the transaction ends (SQLite: its
+        one writer at a time does)."""
 
     def _queue(self, completions: Sequence[Completion]) -> None:
         """The Bundles of ``completions`` into the outbox (in the open transaction): key
@@ -294,15 +350,17 @@ class Journal:
     def pending(self, owners: Sequence[int] | None = None) -> list[Pending]:
         """Stored but unfinished messages, oldest first (processed again on start, or when
         the process that owned them died): all of them, or those of ``owners``."""
+        owned, args = self._owned_by(owners)
         query = "SELECT id, received, format, data, owner FROM messages WHERE state = 'received'"
-        args: tuple[int, ...] = ()
-        if owners is not None:
-            query += f" AND owner IN ({','.join('?' * len(owners))})"
-            args = tuple(owners)
         return [
             Pending(int(i), str(r), str(f), bytes(d), int(o))
-            for i, r, f, d, o in self._db.execute(query + " ORDER BY id", args)
+            for i, r, f, d, o in self._db.execute(query + owned + " ORDER BY id", args)
         ]
+
+    def _owned_by(self, owners: Sequence[int] | None) -> tuple[str, tuple[int, ...]]:
+        if owners is None:
+            return "", ()
+        return f" AND owner IN ({','.join('?' * len(owners))})", tuple(owners)
 
     def failed(self) -> list[Failed]:
         """The failed messages, oldest first."""
@@ -325,7 +383,7 @@ class Journal:
                 " reply = NULL, reason = '', finished = '' WHERE id = ? AND state = 'failed'",
                 (entry_id,),
             )
-        return cursor.rowcount == 1
+        return bool(cursor.rowcount == 1)
 
     def drop(self, entry_id: int) -> bool:
         """Delete a failed message (a re-send is then a new message).  False when
@@ -335,7 +393,7 @@ class Journal:
             cursor = self._db.execute(
                 "DELETE FROM messages WHERE id = ? AND state = 'failed'", (entry_id,)
             )
-        return cursor.rowcount == 1
+        return bool(cursor.rowcount == 1)
 
     def prune(self, before: str, limit: int = 500) -> int:
         """Delete up to ``limit`` ``done`` rows finished before the ISO instant ``before``,
@@ -348,7 +406,7 @@ class Journal:
                 " WHERE state = 'done' AND finished < ? ORDER BY finished LIMIT ?)",
                 (before, limit),
             )
-        return cursor.rowcount
+        return int(cursor.rowcount)
 
     def data(self, entry: int) -> bytes:
         """The stored message of an entry."""
@@ -373,10 +431,11 @@ class Journal:
     def _sync(self, wanted: bool) -> None:
         synced = wanted and self._durable
         if synced != self._synced:
-            self._db.execute(f"PRAGMA synchronous={'FULL' if synced else 'NORMAL'}")
+            self._db.execute(self._SYNC[synced])
             self._synced = synced
 
-    def _transaction(self) -> _Transaction:
+    def _transaction(self) -> AbstractContextManager[None]:
+        assert isinstance(self._db, sqlite3.Connection)
         return _Transaction(self._db)
 
 

@@ -14,6 +14,9 @@ with the token fixed: every document stays pending, ``/healthz`` answers 503 wit
 reason (every process reads it from ``outbox_meta``), and the log says so.  If a process
 dies, the supervisor starts a new first process, which takes the deliverer over
 (``OUT/.delivery.lock``: a ``leukofhir deliver OUT`` running meanwhile makes it wait).
+With the journal in PostgreSQL (``--journal``), the first process of every host delivers,
+and the outbox's claims keep one document with one deliverer
+(:mod:`leukofhir.delivery.pgoutbox`).
 """
 
 from __future__ import annotations
@@ -43,9 +46,17 @@ LOCK_RETRY = 5.0  # seconds between tries for the delivery lock
 
 class ServiceDelivery:
     def __init__(
-        self, out: Path, options: DeliveryOptions, metrics: Metrics, *, durable: bool
+        self,
+        out: Path,
+        options: DeliveryOptions,
+        metrics: Metrics,
+        *,
+        durable: bool,
+        journal: str = "",
     ) -> None:
+        """``journal``: a ``postgresql://`` URL (``serve --journal``), or "": OUT's."""
         self.out = out
+        self.journal = journal
         self.options = options
         self.metrics = metrics
         self._durable = durable
@@ -77,9 +88,7 @@ class ServiceDelivery:
                 await asyncio.sleep(LOCK_RETRY)
         if self._stopping:
             return
-        outbox = SqliteOutbox.open(
-            self.out / JOURNAL_NAME, dead_letters=self.out / "dead", durable=self._durable
-        )
+        outbox = self._open()
         try:
             outbox.set_meta(STOPPED_META, None)
             outbox.set_meta(BASE_META, self.options.base)  # for leukofhir deliver OUT
@@ -101,3 +110,11 @@ class ServiceDelivery:
             with contextlib.suppress(Exception):
                 outbox.close()
             lock.release()
+
+    def _open(self) -> SqliteOutbox:
+        dead = self.out / "dead"
+        if self.journal:  # every host's service delivers from it: see delivery.pgoutbox
+            from leukofhir.serve.pgjournal import open_outbox
+
+            return open_outbox(self.journal, dead_letters=dead, durable=self._durable)
+        return SqliteOutbox.open(self.out / JOURNAL_NAME, dead_letters=dead, durable=self._durable)

@@ -46,7 +46,7 @@ from leukofhir.logs import get_logger
 from leukofhir.serve.config import ServeConfig, parse_address
 from leukofhir.serve.http_app import HttpSettings, build_app
 from leukofhir.serve.intake import Intake
-from leukofhir.serve.journal import Journal
+from leukofhir.serve.journal import open_journal
 from leukofhir.serve.metrics import Metrics, mark_dead
 from leukofhir.serve.mllp_server import MllpListener, MllpSettings
 from leukofhir.serve.outbound import ServiceDelivery
@@ -112,7 +112,12 @@ def _intake(config: ServeConfig, metrics: Metrics | None) -> Intake:
         FolderSink(config.out, fsync=config.fsync) if config.sink == "folder" else StdoutSink()
     )
     return Intake(
-        Journal(config.out, durable=config.journal_sync == "full", outbox=bool(config.fhir_base)),
+        open_journal(
+            config.out,
+            config.journal,
+            durable=config.journal_sync == "full",
+            outbox=bool(config.fhir_base),
+        ),
         sink,
         config.settings(),
         metrics=metrics,
@@ -155,7 +160,11 @@ async def run_process(
     delivering: asyncio.Task[None] | None = None
     if upkeep and delivery is not None:
         deliverer = ServiceDelivery(
-            config.out, delivery, metrics, durable=config.journal_sync == "full"
+            config.out,
+            delivery,
+            metrics,
+            durable=config.journal_sync == "full",
+            journal=config.journal,
         )
         intake.on_commit = deliverer.wake
         delivering = asyncio.create_task(deliverer.run(grace=config.shutdown_timeout / 2))
