@@ -161,17 +161,8 @@ def _instant(log: Path, name: str, *, first: bool) -> float:
 
 def loop_alone(payloads: list[bytes], folder: Path) -> float:
     """messages/s of the worker's loop in this process, without a broker."""
-
-    class Idle:
-        def publish(self, key: str, data: bytes) -> None: ...
-        def receive(self, limit: int, wait: float) -> list[Delivery]:
-            return []
-
-        def ack(self, delivery: Delivery) -> None: ...
-        def close(self) -> None: ...
-
     store = SqliteStore(folder / "states.sqlite")
-    worker = Worker(Idle(), store, folder, Settings())
+    worker = Worker(store, folder, Settings())
     worker.handle(Delivery("", payloads[0], None))  # warm up
     started = time.perf_counter()
     for data in payloads[1:]:

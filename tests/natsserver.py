@@ -14,6 +14,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests.pgcluster import free_port
+
+__all__ = ["NatsServer", "free_port", "nats_server", "unavailable"]
+
 START_TIMEOUT = 20.0
 
 
@@ -32,12 +36,6 @@ def unavailable() -> str:
     except ImportError:
         return "nats-py is not installed (pip install 'leukofhir[nats]')"
     return ""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class NatsServer:

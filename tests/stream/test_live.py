@@ -107,19 +107,10 @@ def journal(out: Path) -> list[tuple[str, str, str, bytes]]:
 
 def reference(rows: list[tuple[str, str, str, bytes]], out: Path) -> dict[str, bytes]:
     """The outputs of one worker settling the published messages in order, in memory."""
-    one = Worker(_Nothing(), MemoryStore(), out, Settings())
+    one = Worker(MemoryStore(), out, Settings())
     for _, _, received, data in rows:
         one.handle(Delivery("", wrap(Envelope("hl7v2", received, data)), None))
     return {name: (out / name).read_bytes() for name in outputs(out)}
-
-
-class _Nothing:
-    def publish(self, key: str, data: bytes) -> None: ...
-    def receive(self, limit: int, wait: float) -> list[Delivery]:
-        return []
-
-    def ack(self, delivery: Delivery) -> None: ...
-    def close(self) -> None: ...
 
 
 def test_workers_killed_mid_stream_leave_what_one_sequential_run_leaves(

@@ -27,17 +27,6 @@ def delivery(data: bytes) -> Delivery:
     return Delivery("", wrap(Envelope("hl7v2", RECEIVED, data)), None)
 
 
-class Idle:
-    def publish(self, key: str, data: bytes) -> None: ...
-
-    def receive(self, limit: int, wait: float) -> list[Delivery]:
-        return []
-
-    def ack(self, delivery: Delivery) -> None: ...
-
-    def close(self) -> None: ...
-
-
 def written(out: Path) -> dict[str, bytes]:
     return {name: (out / name).read_bytes() for name in outputs(out) if "states" not in name}
 
@@ -45,7 +34,7 @@ def written(out: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def once(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     out = tmp_path_factory.mktemp("once")
-    worker = Worker(Idle(), MemoryStore(), out, Settings())
+    worker = Worker(MemoryStore(), out, Settings())
     for data in MESSAGES:
         worker.handle(delivery(data))
     return written(out)
@@ -56,7 +45,7 @@ def test_a_message_done_and_delivered_again_changes_nothing(
     tmp_path: Path, once: dict[str, bytes], again: int
 ) -> None:
     store = SqliteStore(tmp_path / "states.sqlite")
-    worker = Worker(Idle(), store, tmp_path, Settings())
+    worker = Worker(store, tmp_path, Settings())
     for index, data in enumerate(MESSAGES):
         assert worker.handle(delivery(data)) == "processed"
         if index == again:  # not acknowledged: it comes again (before the next ones)
@@ -96,13 +85,13 @@ def test_a_worker_dying_in_its_transaction_leaves_nothing_to_regret(
 ) -> None:
     store = SqliteStore(tmp_path / "states.sqlite")
     dying = Dying(store, dies=7)  # the seventh message's
-    worker = Worker(Idle(), dying, tmp_path, Settings())
+    worker = Worker(dying, tmp_path, Settings())
     for data in MESSAGES[:6]:
         worker.handle(delivery(data))
     with pytest.raises(KeyboardInterrupt):
         worker.handle(delivery(MESSAGES[6]))  # its outputs written, its state not
     assert len([n for n in written(tmp_path) if n.startswith(".settled/")]) == 7
-    worker = Worker(Idle(), store, tmp_path, Settings())  # started again
+    worker = Worker(store, tmp_path, Settings())  # started again
     for data in MESSAGES[6:]:
         worker.handle(delivery(data))
     assert written(tmp_path) == once

@@ -127,7 +127,7 @@ def _run(
         from leukofhir.delivery.now import DeliveryNow
 
         delivery = DeliveryNow(fhir)
-    worker = Worker(transport, store, args.out, settings, fhir=delivery)
+    worker = Worker(store, args.out, settings, fhir=delivery)
     stop = threading.Event()
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, lambda *_: stop.set())
@@ -139,7 +139,7 @@ def _run(
     )
     code = 0
     try:
-        worker.run(stop)
+        worker.run(transport, stop)
     except (StopWorker, OSError) as exc:
         print(f"leukofhir: worker: {exc}", file=sys.stderr)
         code = 3

@@ -71,14 +71,12 @@ class Counts:
 class Worker:
     def __init__(
         self,
-        transport: Transport,
         store: StateStore,
         out: Path,
         settings: Settings,
         *,
         fhir: DeliveryNow | None = None,
     ) -> None:
-        self.transport = transport
         self.store = store
         self.out = out
         self.sink = FolderSink(out)
@@ -87,12 +85,15 @@ class Worker:
         self.counts = Counts()
         self._processor = Processor(settings)
 
-    def run(self, stop: threading.Event, *, batch: int = 32, idle: float = 0.25) -> None:
-        """Until ``stop`` is set (between two messages)."""
+    def run(
+        self, transport: Transport, stop: threading.Event, *, batch: int = 32, idle: float = 0.25
+    ) -> None:
+        """Deliveries from ``transport``, each handled then acknowledged, until ``stop`` is
+        set (between two messages)."""
         while not stop.is_set():
-            for delivery in self.transport.receive(batch, idle):
+            for delivery in transport.receive(batch, idle):
                 self.handle(delivery)
-                self.transport.ack(delivery)
+                transport.ack(delivery)
                 if stop.is_set():
                     return  # the rest were not acked: they come again
 
