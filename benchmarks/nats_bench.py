@@ -73,7 +73,7 @@ def receiver(messages: list[bytes], options: list[str]) -> tuple[float, float]:
 
 def round_trip(url: str, messages: list[bytes], stream: str) -> tuple[float, float]:
     """(median, p99) µs of one synchronous publish."""
-    transport = JetStreamTransport(url, StreamSettings(stream=stream, subject=stream.lower()))
+    transport = JetStreamTransport(url, StreamSettings(stream=stream))
     times = []
     for index, data in enumerate(messages):
         started = time.perf_counter()
@@ -85,7 +85,7 @@ def round_trip(url: str, messages: list[bytes], stream: str) -> tuple[float, flo
 
 def pipelined(url: str, payloads: list[bytes], stream: str, window: int = 64) -> float:
     """messages/s the broker stores with ``window`` publishes in flight (one connection)."""
-    transport = JetStreamTransport(url, StreamSettings(stream=stream, subject=stream.lower()))
+    transport = JetStreamTransport(url, StreamSettings(stream=stream))
 
     async def publish_all() -> float:
         room = asyncio.Semaphore(window)
@@ -109,7 +109,7 @@ def envelopes(messages: list[bytes]) -> list[bytes]:
 
 
 def fill(url: str, stream: str, payloads: list[bytes], keys: list[str]) -> None:
-    settings = StreamSettings(stream=stream, subject=stream.lower(), partitions=PARTITIONS)
+    settings = StreamSettings(stream=stream, partitions=PARTITIONS)
     transport = JetStreamTransport(url, settings)
     for index, (key, data) in enumerate(zip(keys, payloads, strict=True)):
         transport.publish(key, data, f"{stream}-{index}")

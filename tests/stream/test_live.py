@@ -22,6 +22,7 @@ from leukofhir.stream.settings import Envelope, wrap
 from leukofhir.stream.worker import Worker
 from leukofhir.transport import Delivery
 from tests import natsserver
+from tests.conftest import SAMPLES
 from tests.lifecycle.streams import canonical, patient_ids, sequential, stream
 from tests.serve.helpers import (
     TIMEOUT_PROCESS,
@@ -218,3 +219,25 @@ def test_what_names_no_patient_is_answered_and_written_by_the_receiver(
     consumer = JetStreamTransport(broker.url, consume=None, create=False)
     assert consumer.receive(10, 1.0) == []  # nothing was published
     consumer.close()
+
+
+def test_a_fhir_body_goes_through_the_stream_to_the_names_serve_gives(
+    tmp_path: Path, broker: natsserver.NatsServer
+) -> None:
+    import httpx
+
+    body = (SAMPLES / "f02-collection-report-relative-refs.json").read_bytes()
+    headers = {"content-type": "application/fhir+json"}
+    with service(tmp_path / "plain") as serving:
+        plain = httpx.post(f"http://127.0.0.1:{serving.http}/fhir", content=body, headers=headers)
+        written = files(serving.out)
+    with service(tmp_path / "serve", publishing(broker.url)) as serving:
+        answer = httpx.post(f"http://127.0.0.1:{serving.http}/fhir", content=body, headers=headers)
+        assert files(serving.out) == []  # the worker writes
+    assert (answer.status_code, plain.status_code) == (200, 200)
+    log = tmp_path / "worker.log"
+    with worker(broker.url, tmp_path / "work", log) as working:
+        wait_for(lambda: len(events(log, "message")) == 1, "the worker has the body")
+        working.send_signal(signal.SIGTERM)
+        assert working.wait(10) == 0
+    assert [n for n in files(tmp_path / "work") if not n.startswith((".", "states"))] == written

@@ -1,7 +1,8 @@
 """The JetStream adapter of :class:`leukofhir.transport.Transport` (nats-py; imported only
 when NATS is used: ``pip install 'leukofhir[nats]'``).
 
-* One stream (``LEUKOFHIR``) with one subject per partition (``leukofhir.cbc.K``); a key (a
+* One stream (``LEUKOFHIR``) with one subject per partition (``leukofhir.cbc.K``: the
+  stream's name in lower case, ``.cbc``, the partition's number); a key (a
   patient's) always goes to the same partition, so JetStream keeps one patient's messages
   in publish order.  Work-queue retention: an acknowledged message leaves the stream.  The
   partition count is fixed when the stream is created and kept in its description
@@ -38,6 +39,7 @@ from urllib.parse import urlsplit
 import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
@@ -104,6 +106,7 @@ class JetStreamTransport:
         self._closing = False
         self._pulling = False
         self._nc: Client | None = None
+        self._js: JetStreamContext
         try:
             self._call(self._open(consume, create), self.settings.timeout * 3)
         except BaseException:
@@ -198,7 +201,7 @@ class JetStreamTransport:
     async def _stream(self, create: bool) -> None:
         s = self.settings
         assert self._nc is not None
-        js = self._nc.jetstream(timeout=s.timeout)
+        self._js = js = self._nc.jetstream(timeout=s.timeout)
         try:
             info = await js.stream_info(s.stream)
         except NotFoundError:
@@ -211,7 +214,7 @@ class JetStreamTransport:
                 StreamConfig(
                     name=s.stream,
                     description=f"leukofhir partitions={s.partitions}",
-                    subjects=[f"{s.subject}.*"],
+                    subjects=[f"{s.subjects}.*"],
                     retention=RetentionPolicy.WORK_QUEUE,
                     storage=StorageType.FILE,
                     duplicate_window=s.duplicate_window,
@@ -226,12 +229,12 @@ class JetStreamTransport:
     async def _consumer(self, number: int) -> None:
         s = self.settings
         assert self._nc is not None
-        js = self._nc.jetstream(timeout=s.timeout)
+        js = self._js
         part = _Partition(number, f"{s.consumer}-{number}")
         config = ConsumerConfig(
             durable_name=part.consumer,
             name=part.consumer,
-            filter_subject=f"{s.subject}.{number}",
+            filter_subject=f"{s.subjects}.{number}",
             ack_policy=AckPolicy.EXPLICIT,
             deliver_policy=DeliverPolicy.ALL,
             ack_wait=s.ack_wait,
@@ -317,9 +320,8 @@ class JetStreamTransport:
         headers = {KEY_HEADER: key}
         if msg_id:
             headers["Nats-Msg-Id"] = msg_id
-        subject = f"{s.subject}.{partition_of(key, s.partitions)}"
-        js = self._nc.jetstream(timeout=s.timeout)
-        await js.publish(subject, data, timeout=s.timeout, stream=s.stream, headers=headers)
+        subject = f"{s.subjects}.{partition_of(key, s.partitions)}"
+        await self._js.publish(subject, data, timeout=s.timeout, stream=s.stream, headers=headers)
 
     async def _close(self) -> None:
         self._closing = True

@@ -25,13 +25,18 @@ _SCHEMES = ("nats", "tls")
 @dataclass(frozen=True, slots=True)
 class StreamSettings:
     stream: str = "LEUKOFHIR"
-    subject: str = "leukofhir.cbc"  # partition K is the subject ``leukofhir.cbc.K``
+    subject: str = ""  # partition K is the subject ``<subject>.K`` ("": ``leukofhir.cbc.K``)
     partitions: int = 16  # when the stream is created; afterwards the stream's own count
     consumer: str = "leukofhir"  # partition K's durable pull consumer: ``leukofhir-K``
     ack_wait: float = 30.0  # seconds before an unacknowledged message is delivered again
     batch: int = 32  # messages a consumer holds unacknowledged, per partition
     timeout: float = 5.0  # seconds for a PubAck (and for connecting)
     duplicate_window: float = 120.0  # seconds JetStream remembers a message id
+
+    @property
+    def subjects(self) -> str:
+        """The partitions' subject prefix: ``<stream in lower case>.cbc`` unless told."""
+        return self.subject or f"{self.stream.lower()}.cbc"
 
 
 def check_url(url: str) -> str:
