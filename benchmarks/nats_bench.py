@@ -21,14 +21,18 @@ folder).  Generated 19-OBX CBC messages, a daily CBC of 200 patients.  Cases:
 * ``worker loop, no broker``: the same loop in this process, messages handed to it
   directly: what the broker costs a worker.
 
-Reported: messages/s (and latency for the senders and the round trip), medians of
-``--repeat`` runs, with the machine and the load average before and after.
+Reported: messages/s (and latency for the senders and the round trip) and the CPU time a
+message costs the measured processes (the service's, the workers' from their ready line
+on, this process's for the loop, the nats-server's for the publishes in flight: steadier
+than wall clock on a shared machine), medians of ``--repeat`` runs, with the machine and
+the load average before and after.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -54,21 +58,39 @@ from tests import natsserver
 
 from serve_load import SRC, Server, generate_messages
 
+TICKS = os.sysconf("SC_CLK_TCK")
 PATIENTS = 200
 PARTITIONS = 4
 SENDERS = 4
 
 
-def receiver(messages: list[bytes], options: list[str]) -> tuple[float, float]:
-    """(messages/s, p50 ms) of ``leukofhir serve`` with ``options``, 4 MLLP senders."""
+def cpu(pid: int) -> float:
+    """CPU seconds (user + system) of process ``pid`` and its children, as they are now."""
+    total = 0.0
+    with contextlib.suppress(OSError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        total = (int(fields[11]) + int(fields[12])) / TICKS
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                total += cpu(int(child))
+    return total
+
+
+def receiver(messages: list[bytes], options: list[str]) -> tuple[float, float, float]:
+    """(messages/s, p50 ms, CPU ms a message) of ``leukofhir serve`` with ``options``, 4 MLLP
+    senders."""
     with (
         tempfile.TemporaryDirectory(prefix="nats-bench-") as folder,
         Server(Path(folder) / "out", *options) as server,
     ):
+        assert server.process is not None
         asyncio.run(mllp_run(server.ports["mllp"], messages[:50], 1))  # warm up
+        before = cpu(server.process.pid)
         elapsed, latencies = asyncio.run(mllp_run(server.ports["mllp"], messages[50:], SENDERS))
+        used = cpu(server.process.pid) - before
         server.stop()
-    return (len(messages) - 50) / elapsed, percentile(latencies, 0.5) * 1000
+    count = len(messages) - 50
+    return count / elapsed, percentile(latencies, 0.5) * 1000, used / count * 1000
 
 
 def round_trip(url: str, messages: list[bytes], stream: str) -> tuple[float, float]:
@@ -83,8 +105,11 @@ def round_trip(url: str, messages: list[bytes], stream: str) -> tuple[float, flo
     return statistics.median(times) * 1e6, percentile(times, 0.99) * 1e6
 
 
-def pipelined(url: str, payloads: list[bytes], stream: str, window: int = 64) -> float:
-    """messages/s the broker stores with ``window`` publishes in flight (one connection)."""
+def pipelined(
+    url: str, payloads: list[bytes], stream: str, broker: int, window: int = 64
+) -> tuple[float, float]:
+    """(messages/s, the broker's CPU µs a message) with ``window`` publishes in flight
+    from one connection (``broker``: the nats-server's pid)."""
     transport = JetStreamTransport(url, StreamSettings(stream=stream))
 
     async def publish_all() -> float:
@@ -98,9 +123,11 @@ def pipelined(url: str, payloads: list[bytes], stream: str, window: int = 64) ->
         await asyncio.gather(*(one(i, d) for i, d in enumerate(payloads)))
         return len(payloads) / (time.perf_counter() - started)
 
+    before = cpu(broker)
     rate = asyncio.run(publish_all())
+    used = cpu(broker) - before
     transport.close()
-    return rate
+    return rate, used / len(payloads) * 1e6
 
 
 def envelopes(messages: list[bytes]) -> list[bytes]:
@@ -116,8 +143,11 @@ def fill(url: str, stream: str, payloads: list[bytes], keys: list[str]) -> None:
     transport.close()
 
 
-def workers(url: str, stream: str, groups: list[list[int]], count: int, folder: Path) -> float:
-    """messages/s of ``leukofhir worker`` processes, each on ``groups[i]`` partitions."""
+def workers(
+    url: str, stream: str, groups: list[list[int]], count: int, folder: Path
+) -> tuple[float, float]:
+    """(messages/s, CPU ms a message) of ``leukofhir worker`` processes, each on
+    ``groups[i]`` partitions (CPU from each one's ready line on)."""
     env = {**os.environ, "PYTHONPATH": str(SRC)}
     logs = [folder / f"worker{i}.log" for i in range(len(groups))]
     processes = []
@@ -137,16 +167,21 @@ def workers(url: str, stream: str, groups: list[list[int]], count: int, folder: 
                 )
             )
     deadline = time.monotonic() + 600
+    started: dict[int, float] = {}
     while sum(_events(log, "message") for log in logs) < count:
         if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
             raise RuntimeError(f"the workers did not finish: {logs[0].read_text()[-2000:]}")
-        time.sleep(0.1)
+        for process, log in zip(processes, logs, strict=True):
+            if process.pid not in started and _events(log, "worker_ready"):
+                started[process.pid] = cpu(process.pid)
+        time.sleep(0.02)
+    used = sum(cpu(p.pid) - started.get(p.pid, 0.0) for p in processes)
     for process in processes:
         process.terminate()
         process.wait(30)
     ready = min(_instant(log, "worker_ready", first=True) for log in logs)
     last = max(_instant(log, "message", first=False) for log in logs)
-    return count / (last - ready)
+    return count / (last - ready), used / count * 1000
 
 
 def _events(log: Path, name: str) -> int:
@@ -159,17 +194,17 @@ def _instant(log: Path, name: str, *, first: bool) -> float:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
-def loop_alone(payloads: list[bytes], folder: Path) -> float:
-    """messages/s of the worker's loop in this process, without a broker."""
+def loop_alone(payloads: list[bytes], folder: Path) -> tuple[float, float]:
+    """(messages/s, CPU ms a message) of the worker's loop in this process, no broker."""
     store = SqliteStore(folder / "states.sqlite")
     worker = Worker(store, folder, Settings())
     worker.handle(Delivery("", payloads[0], None))  # warm up
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     for data in payloads[1:]:
         worker.handle(Delivery("", data, None))
-    elapsed = time.perf_counter() - started
+    elapsed, used = time.perf_counter() - started, time.process_time() - cpu_started
     store.close()
-    return (len(payloads) - 1) / elapsed
+    return (len(payloads) - 1) / elapsed, used / (len(payloads) - 1) * 1000
 
 
 def main() -> int:
@@ -208,30 +243,35 @@ def main() -> int:
                 results.setdefault(name, []).append(receiver(messages, options))
             rt = round_trip(broker.url, envelopes(messages[: args.count]), f"RT{run}")
             results.setdefault("publish round trip", []).append(rt)
-            rate = pipelined(broker.url, envelopes(messages[: args.count]), f"PIPE{run}")
-            results.setdefault("publish, 64 in flight", []).append((rate,))
+            assert broker.process is not None
+            piped = pipelined(
+                broker.url, envelopes(messages[: args.count]), f"PIPE{run}", broker.process.pid
+            )
+            results.setdefault("publish, 64 in flight", []).append(piped)
             payloads = envelopes(messages[: args.count])
             keys = [f"p{i % PATIENTS}" for i in range(args.count)]
             for label, groups in (("worker x1", [[0, 1, 2, 3]]), ("worker x2", [[0, 1], [2, 3]])):
                 stream = f"W{run}{len(groups)}"
                 fill(broker.url, stream, payloads, keys)
                 with tempfile.TemporaryDirectory(prefix="nats-bench-") as folder:
-                    rate = workers(broker.url, stream, groups, args.count, Path(folder))
-                results.setdefault(label, []).append((rate,))
+                    done = workers(broker.url, stream, groups, args.count, Path(folder))
+                results.setdefault(label, []).append(done)
             with tempfile.TemporaryDirectory(prefix="nats-bench-") as folder:
                 results.setdefault("worker loop, no broker", []).append(
-                    (loop_alone(payloads, Path(folder)),)
+                    loop_alone(payloads, Path(folder))
                 )
-    print(f"{'case':<28} {'msg/s':>8} {'p50':>10}")
+    print(f"{'case':<28} {'msg/s':>8} {'p50':>10} {'CPU/msg':>10}")
     for name, runs in results.items():
+        median = [statistics.median(r[i] for r in runs) for i in range(len(runs[0]))]
         if name == "publish round trip":
-            median = statistics.median(r[0] for r in runs)
-            p99 = statistics.median(r[1] for r in runs)
-            print(f"{name:<28} {1e6 / median:>8,.0f} {median:>7,.0f} µs  (p99 {p99:,.0f} µs)")
-            continue
-        rate = statistics.median(r[0] for r in runs)
-        p50 = f"{statistics.median(r[1] for r in runs):>7.2f} ms" if len(runs[0]) > 1 else ""
-        print(f"{name:<28} {rate:>8,.0f} {p50:>10}")
+            extra = f"{median[0]:>7,.0f} µs  (p99 {median[1]:,.0f} µs)"
+            print(f"{name:<28} {1e6 / median[0]:>8,.0f} {extra}")
+        elif name == "publish, 64 in flight":
+            print(f"{name:<28} {median[0]:>8,.0f} {'':>10} {median[1]:>7,.0f} µs (nats-server)")
+        elif len(median) == 3:
+            print(f"{name:<28} {median[0]:>8,.0f} {median[1]:>7.2f} ms {median[2]:>7.2f} ms")
+        else:
+            print(f"{name:<28} {median[0]:>8,.0f} {'':>10} {median[1]:>7.2f} ms")
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} at the end")
     return 0
 
