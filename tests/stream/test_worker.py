@@ -97,3 +97,31 @@ def test_a_worker_dying_in_its_transaction_leaves_nothing_to_regret(
     assert written(tmp_path) == once
     assert {p: canonical(store.load(p)) for p in patient_ids(MESSAGES)} == sequential(MESSAGES)
     store.close()
+
+
+def test_with_a_fhir_server_a_message_delivered_again_changes_nothing_there(
+    tmp_path: Path,
+) -> None:
+    """``worker --fhir-base``: each Bundle sent before the ack; a redelivered message sends
+    the outputs it wrote the first time, and the server holds what one plain POST of each
+    output gives."""
+    from leukofhir.delivery.now import DeliveryNow
+    from leukofhir.delivery.options import DeliveryOptions
+    from tests.delivery.wiring import plain_state
+    from tests.fhirserver import canonical, require_server, running_server
+
+    require_server()
+    with running_server(tmp_path / "srv") as server:
+        fhir = DeliveryNow(DeliveryOptions(base=server.base))
+        worker = Worker(MemoryStore(), tmp_path / "out", Settings(), fhir=fhir)
+        for index, data in enumerate(MESSAGES[:9]):
+            worker.handle(delivery(data))
+            if index == 3:
+                assert worker.handle(delivery(data)) == "again"
+        fhir.close()
+        assert set(fhir.counts) == {"delivered"}
+        state = canonical(server.dump())
+        bundles = sorted(
+            (tmp_path / "out").rglob("*.bundle.json"), key=lambda p: p.stat().st_mtime_ns
+        )
+        assert state == plain_state(server, [p.read_bytes() for p in bundles])
