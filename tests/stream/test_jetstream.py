@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from leukofhir.cli import main
-from leukofhir.transport import Delivery, Transport
+from leukofhir.transport import Transport
 from tests import natsserver
+from tests.test_transport import collect
 
 pytestmark = pytest.mark.skipif(bool(natsserver.unavailable()), reason=natsserver.unavailable())
 _NAMES = itertools.count()
@@ -38,30 +39,19 @@ def opened(nats_url: str) -> Opener:
     return open_one
 
 
-def drain(consumer: Transport, count: int, wait: float = 5.0, ack: bool = False) -> list[Delivery]:
-    got: list[Delivery] = []
-    deadline = time.monotonic() + wait
-    while len(got) < count and time.monotonic() < deadline:
-        batch = consumer.receive(count - len(got), 0.2)
-        for delivery in batch if ack else ():
-            consumer.ack(delivery)
-        got.extend(batch)
-    return got
-
-
 def test_after_a_crash_the_unacknowledged_come_before_newer_messages(opened: Opener) -> None:
     producer = opened()
     for i in range(10):
         producer.publish("k", f"m{i:02d}".encode())
     first = opened()
-    got = drain(first, 10)
+    got = collect(first, 10, within=5.0)
     for delivery in got[:3]:
         first.ack(delivery)
     first.close()  # died with seven in hand
     for i in range(10, 15):
         producer.publish("k", f"m{i:02d}".encode())
     second = opened()
-    later = drain(second, 12)
+    later = collect(second, 12, within=8.0)
     assert [d.data for d in later] == [f"m{i:02d}".encode() for i in range(3, 15)]
     second.close()
     producer.close()
@@ -73,7 +63,11 @@ def test_one_message_id_published_twice_is_delivered_once(opened: Opener) -> Non
     producer.publish("k", b"one", "LAB|GEN|C1|abc")  # type: ignore[call-arg]  # a re-publish
     producer.publish("k", b"two", "LAB|GEN|C2|def")  # type: ignore[call-arg]
     consumer = opened()
-    assert [d.data for d in drain(consumer, 3, 1.5, ack=True)] == [b"one", b"two"]
+    got = collect(consumer, 2)
+    for one in got:
+        consumer.ack(one)
+    assert [d.data for d in got] == [b"one", b"two"]
+    assert consumer.receive(1, 0.5) == []  # no second "one"
     consumer.close()
     producer.close()
 
