@@ -90,3 +90,16 @@ def postgres_url(postgres_cluster: object, request: pytest.FixtureRequest) -> st
     assert isinstance(postgres_cluster, Cluster)
     name = "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:40]
     return postgres_cluster.create(f"t{next(_DATABASES)}_{name}")
+
+
+@pytest.fixture(scope="session")
+def nats_url() -> Iterator[str]:
+    """One NATS server with JetStream for the session (tests/natsserver.py); skipped with
+    the reason when nats-server or nats-py is not here.  Tests use streams of their own."""
+    from tests import natsserver
+
+    reason = natsserver.unavailable()
+    if reason:
+        pytest.skip(reason)
+    with natsserver.nats_server() as server:
+        yield server.url

@@ -35,6 +35,10 @@ HEAVY = (
     "leukofhir.delivery.outbox",
     "leukofhir.delivery.background",
     "leukofhir.render",
+    # the NATS client, its thread and the worker: only with --publish or worker
+    "nats",
+    "leukofhir.stream.jetstream",
+    "leukofhir.stream.worker",
 )
 
 

@@ -24,6 +24,7 @@ from leukofhir.delivery.command import add_deliver_parser
 from leukofhir.delivery.options import add_delivery_arguments, delivery_options
 from leukofhir.errors import ConfigError, UsageError
 from leukofhir.serve.command import add_journal_parser, add_serve_parser
+from leukofhir.stream.command import add_worker_parser
 
 # The pipeline, the lifecycle and the logs load in the command that runs (``--version``
 # and ``--help`` need none of them): start-up is most of a short run (tests/test_imports.py)
@@ -147,6 +148,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_batch_parser(commands)
     add_serve_parser(commands)
     add_journal_parser(commands)
+    add_worker_parser(commands)
     add_deliver_parser(commands)
     return parser
 
@@ -401,7 +403,7 @@ def replay_command(args: argparse.Namespace) -> int:
         summary: SummaryPrinter | None = SummaryPrinter()
     else:
         summary = None
-    store = _state_store(args.state)
+    store = state_store(args.state)
     try:
         for path in input_files(args.paths):
             if isinstance(path, PassedOver):
@@ -466,7 +468,7 @@ def _deliver(delivery: DeliveryNow, source: Path, outcome: MessageOutcome) -> No
             delivery.send(stem + suffix.removesuffix(".bundle.json"), dumps(document))
 
 
-def _state_store(where: str | None) -> StateStore:
+def state_store(where: str | None) -> StateStore:
     from leukofhir.lifecycle.store import POSTGRES_SCHEMES, MemoryStore, open_store
 
     if where is None:

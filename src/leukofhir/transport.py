@@ -1,16 +1,17 @@
 """The seam between receiving a message and processing it, small enough for a broker
-adapter (Kafka, NATS JetStream) to implement: **not used by** ``serve`` **yet**.
+adapter (Kafka, NATS JetStream) to implement; ``serve --publish`` and ``leukofhir worker``
+use it with the JetStream adapter (:mod:`leukofhir.stream.jetstream`).
 
-Today a service process processes what it received itself: the listener stores the
-message in the journal (:meth:`leukofhir.serve.journal.Journal.receive`) and the same
-process's event loop processes it (:class:`leukofhir.serve.intake.Intake`).  With a broker,
-the receiver would publish after the journal receipt and workers on other hosts would
-consume, settle against shared states (:class:`leukofhir.lifecycle.pgstore.PostgresStore`,
-one transaction per message holding its patients) and ack::
+Without a broker a service process processes what it received itself: the listener stores
+the message in the journal (:meth:`leukofhir.serve.journal.Journal.receive`) and the same
+process's event loop processes it (:class:`leukofhir.serve.intake.Intake`).  With one, the
+receiver publishes after the journal receipt and workers on other hosts consume, settle
+against shared states (one transaction per message holding its patients) and ack::
 
-    receiver: journal.receive ─► transport.publish(key=patient, data) ─► commit ACK
-    worker:   transport.receive ─► process ─► store.transaction(patients): settle, save
-              ─► outputs written ─► transport.ack
+    receiver: journal.receive ─► process (judge only) ─► transport.publish(key=patient)
+              ─► journal: done (published) ─► ACK
+    worker:   transport.receive ─► process ─► store.transaction(patients): settle, save,
+              outputs written ─► commit ─► transport.ack
 
 :class:`Transport`, what an adapter must give:
 
@@ -20,20 +21,23 @@ one transaction per message holding its patients) and ack::
   message key, or a JetStream subject token, so one patient's messages stay in one
   partition, in the order published.
 * ``receive(limit, wait)`` gives at most ``limit`` deliveries, waiting at most ``wait``
-  seconds for the first: in publish order within a key.
+  seconds for the first: in publish order within a key, also after a consumer died with
+  deliveries unacknowledged (they come again before newer ones of their partition).
 * ``ack(delivery)``: processed (outputs and state committed); it is not delivered again.
   A consumer acks each key's deliveries in order (Kafka commits an offset, which acks
   everything before it in the partition).  A delivery not acked (the worker died) is
-  delivered again, to this consumer or another: at least once.  Settling a message twice
-  changes no resource's content (LIFECYCLE.md, property 3), and the per-patient lock of the
-  state store keeps two workers that both hold a patient's messages (during a rebalance)
-  from losing either's report.
+  delivered again, to this consumer or another: at least once.  The worker makes doing a
+  message again give what doing it once gave (:mod:`leukofhir.stream.worker`), and the
+  per-patient lock of the state store keeps two workers that both hold a patient's
+  messages (during a rebalance) from losing either's report.
 
-What is tested (tests/test_transport.py): the contract on an in-memory reference
-implementation (the tests' ``MemoryTransport``), and a worker loop over it settling into a
-PostgreSQL store, a consumer killed before its acks and its partition taken over by
-another: the states equal the sequential fold's.  No Kafka or NATS adapter exists; an
-adapter passes the same contract tests with its broker on loopback.
+What is tested: the contract (tests/test_transport.py) on an in-memory reference
+implementation (the tests' ``MemoryTransport``) and on the JetStream adapter against a
+nats-server on loopback; a worker loop over the in-memory one settling into a PostgreSQL
+store while a zombie consumer replays a partition its owner still works on (the states
+equal the sequential fold's); the JetStream adapter and ``serve --publish`` / ``worker``
+end to end in tests/stream.  No Kafka adapter exists; one would pass the same contract
+tests with its broker on loopback.
 """
 
 from __future__ import annotations

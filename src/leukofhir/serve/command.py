@@ -65,6 +65,10 @@ _OPTIONS: tuple[tuple[str, dict[str, object]], ...] = (
         {"choices": ("stored", "delivered"), "help": "AA once journaled (stored) or delivered"},
     ),
     ("--ack-timeout", {"type": float, "metavar": "SECONDS", "help": "delivered: AR after (30)"}),
+    ("--publish", {"metavar": "URL", "help": "nats://HOST:PORT: workers process (JetStream)"}),
+    ("--stream", {"metavar": "NAME", "help": "the JetStream stream (LEUKOFHIR)"}),
+    ("--partitions", {"type": int, "metavar": "N", "help": "when creating the stream (16)"}),
+    ("--publish-timeout", {"type": float, "metavar": "SECONDS", "help": "PubAck wait (5)"}),
 )
 
 
@@ -112,7 +116,11 @@ def serve_command(args: argparse.Namespace) -> int:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)
     from leukofhir.serve.service import serve
 
-    return serve(config, ready_file=args.ready_file, delivery=delivery)
+    try:
+        return serve(config, ready_file=args.ready_file, delivery=delivery)
+    except ConnectionError as exc:  # --publish: the broker cannot be reached
+        print(f"leukofhir: serve: {exc}", file=sys.stderr)
+        return 3
 
 
 def delivery_config(config: ServeConfig, environ: Mapping[str, str]) -> DeliveryOptions | None:

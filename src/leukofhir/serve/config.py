@@ -23,6 +23,7 @@ from pydantic import (
 from leukofhir.context import Settings
 from leukofhir.errors import ConfigError, ErrorCode, error
 from leukofhir.ingest.dtm import DtmError, zone
+from leukofhir.stream.settings import check_url
 
 __all__ = ["ServeConfig", "load_config", "parse_address", "parse_duration"]
 
@@ -65,6 +66,11 @@ class ServeConfig(BaseModel):
     fhir_timeout: float = Field(30.0, gt=0)
     ack_after: Literal["stored", "delivered"] = "stored"
     ack_timeout: float = Field(30.0, gt=0)
+    # live streams: accepted messages go to NATS JetStream, workers settle and write them
+    publish: str = ""  # nats://HOST:PORT
+    stream: str = Field("LEUKOFHIR", pattern=r"^[A-Za-z0-9_-]+$")
+    partitions: int = Field(16, ge=1, le=1024)  # when the stream is created
+    publish_timeout: float = Field(5.0, gt=0)
 
     @field_validator("journal_retention", "fhir_retry_for", mode="before")
     @classmethod
@@ -110,6 +116,17 @@ class ServeConfig(BaseModel):
     def _delivered_needs_a_server(self) -> ServeConfig:
         if self.ack_after == "delivered" and not self.fhir_base:
             raise ValueError("ack_after 'delivered' needs fhir_base (a FHIR server)")
+        return self
+
+    @field_validator("publish")
+    @classmethod
+    def _nats(cls, value: str) -> str:
+        return check_url(value) if value else value
+
+    @model_validator(mode="after")
+    def _published_outputs_are_the_workers(self) -> ServeConfig:
+        if self.publish and self.fhir_base:
+            raise ValueError("publish: the workers deliver to the FHIR server, not serve")
         return self
 
     @field_validator("mllp", "http")

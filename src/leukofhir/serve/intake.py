@@ -25,6 +25,14 @@ queues between processes and no lock convoys.
   code ``exception``), marked ``failed`` in the journal with the reason, and the next
   message goes on.  A re-send gets the stored answer (not a new attempt: the fault is
   deterministic); ``leukofhir journal OUT --retry ID`` puts it back for processing.
+* With a publisher (``serve --publish``, README: Live streams on NATS JetStream) the pure
+  core still judges each message first: one it rejects, or that names no patient, is
+  answered and written here as above; an accepted one is published to the stream, keyed
+  by its (first) patient, and answered (the core's AA/AE) only once the broker stored it;
+  the journal marks it ``done`` with outcome ``published``, and a worker settles and
+  writes it.  A publish that fails is answered AR ("send it again") and the message stays
+  ``received``: a re-send, or the next start, publishes it again (the broker drops a
+  second copy by its ``Nats-Msg-Id``).
 * Stopping never waits on something that cannot finish: re-sends watching another
   process are answered AR at once, and whatever is still unanswered when the shutdown
   time is up is answered AR (kept in the journal, finished at the next start).
@@ -35,11 +43,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Protocol
 
 from leukofhir.context import Settings
 from leukofhir.errors import ErrorCode, Issue
+from leukofhir.lifecycle.store import patient_key
 from leukofhir.logs import get_logger
 from leukofhir.serve.fault import Fault, fault_of
 from leukofhir.serve.header import NO_HEADER, Header, content_hash, read_header
@@ -59,14 +69,16 @@ from leukofhir.serve.states import PatientStates
 from leukofhir.serve.work import (
     Job,
     Outbound,
+    Processed,
     Processor,
     Result,
     deliver,
     notes_of,
     refused,
 )
+from leukofhir.stream.settings import Envelope, message_id, wrap
 
-__all__ = ["Intake", "Reply", "Ticket"]
+__all__ = ["Intake", "Publisher", "Reply", "Ticket"]
 
 log = get_logger("leukofhir.serve")
 _RANK = {"processed": 0, "skipped": 1, "rejected": 2}
@@ -74,6 +86,8 @@ _POLL = 0.01  # seconds between looks at a message another process is working on
 _WAIT = 30.0  # longest wait for it before answering AR
 _KEEP_FAILED = store_failure("the outputs could not be kept")
 _STOPPING = not_now("the service is stopping")
+_UNPUBLISHED = not_now("the stream is unavailable")
+PUBLISHED = "published"  # the journal's outcome of a message handed to the stream
 _POLL_DELIVERY = 0.02  # seconds between looks at a message's delivery (--ack-after delivered)
 _UNDELIVERED_TEXT = (
     "processed and kept, but not delivered to the FHIR server yet; send it again later"
@@ -83,6 +97,16 @@ _DEAD_TEXT = (
     "processed and kept, but the FHIR server refused its result for good (a dead letter:"
     " leukofhir deliver OUT --status); an operator must act"
 )
+
+
+class Publisher(Protocol):
+    """Where ``serve --publish`` hands accepted messages (the JetStream adapter)."""
+
+    def publish(self, key: str, data: bytes, msg_id: str = "") -> None: ...
+
+    async def publish_async(self, key: str, data: bytes, msg_id: str = "") -> None: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,8 +159,11 @@ class Intake:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         ack_after_delivered: bool = False,
         ack_timeout: float = 30.0,
+        publisher: Publisher | None = None,
     ) -> None:
         self.journal = journal
+        self.publisher = publisher
+        self._publishing: set[asyncio.Task[None]] = set()
         self.on_commit: Callable[[], None] | None = None  # Bundles were queued (the deliverer)
         self._ack_after_delivered = ack_after_delivered and journal.outbox is not None
         self._ack_timeout = ack_timeout
@@ -155,7 +182,7 @@ class Intake:
     @property
     def busy(self) -> int:
         """Messages accepted and not yet answered."""
-        return len(self._inflight) + len(self._watching)
+        return len(self._inflight) + len(self._watching) + len(self._publishing)
 
     def recover(self, owners: Sequence[int] | None = None) -> int:
         """Process the stored, unfinished messages (all, or those of processes that
@@ -196,6 +223,8 @@ class Intake:
         await asyncio.sleep(0)  # the cancelled watchers answer
         self.journal.close()
         self.sink.close()
+        if self.publisher is not None:
+            self.publisher.close()
 
     # -- the listeners' side ---------------------------------------------------------------
     async def submit(
@@ -339,6 +368,9 @@ class Intake:
             refusal = pending.header.refusal
             if refusal is not None and refusal.code is ErrorCode.UNSUPPORTED_PROCESSING_ID:
                 processed = refused(job, refusal)  # the core does not judge MSH-11
+            elif self.publisher is not None and (key := _stream_key(job, self._processor)):
+                self._publish(pending, job, key)
+                return
             else:
                 processed = self._processor.run_one(job, self._states)
             reply = self._reply(pending, processed.results)
@@ -366,6 +398,44 @@ class Intake:
             documents=tuple(bundles or ()),
         )
         self._finish(pending, completion, reply)
+
+    def _publish(self, pending: _Pending, job: Job, key: tuple[str, Processed]) -> None:
+        """Hand an accepted message to the stream; its reply once the broker has it."""
+        assert self.publisher is not None
+        patient, processed = key
+        reply = replace(self._reply(pending, processed.results), outcome=PUBLISHED)
+        reports = sum(r.reports for r in processed.results)
+        completion = Completion(job.id, PUBLISHED, reply.code, reply.body, reports, reply.findings)
+        data = wrap(Envelope(job.format, job.received, job.data))
+        msg_id = message_id(job.sender, job.control_id, job.sha256)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # recovery at start: one after the other
+            try:
+                self.publisher.publish(patient, data, msg_id)
+            except Exception as exc:
+                self._unpublished(pending, exc)
+                return
+            self._finish(pending, completion, reply)
+            return
+
+        async def publish() -> None:
+            assert self.publisher is not None
+            try:
+                await self.publisher.publish_async(patient, data, msg_id)
+            except Exception as exc:
+                self._unpublished(pending, exc)
+                return
+            self._finish(pending, completion, reply)
+
+        task = asyncio.create_task(publish())
+        self._publishing.add(task)
+        task.add_done_callback(self._publishing.discard)
+
+    def _unpublished(self, pending: _Pending, exc: Exception) -> None:
+        """AR; the message stays received (a re-send or the next start publishes it)."""
+        log.error("publish_failed", error=type(exc).__name__, control_id=pending.header.control_id)
+        self._settle(pending, self._failure_reply(pending, _UNPUBLISHED, "unpublished"))
 
     def _fail(self, pending: _Pending, fault: Fault) -> None:
         """Answer a message whose processing raised, and record it as failed."""
@@ -522,3 +592,13 @@ def _job(pending: _Pending) -> Job:
         arrival.control_id,
         arrival.sha256,
     )
+
+
+def _stream_key(job: Job, processor: Processor) -> tuple[str, Processed] | None:
+    """The stream key of a message the core accepts (its first patient's key, hex) and
+    what the core made of it (not settled); None when it names no patient."""
+    processed = processor.run_one(job)
+    patients = [p for result in processed.results for p in result.patients if p]
+    if not patients:
+        return None
+    return patient_key(patients[0]).hex(), processed

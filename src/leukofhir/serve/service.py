@@ -45,7 +45,7 @@ from leukofhir.delivery.options import DeliveryOptions
 from leukofhir.logs import get_logger
 from leukofhir.serve.config import ServeConfig, parse_address
 from leukofhir.serve.http_app import HttpSettings, build_app
-from leukofhir.serve.intake import Intake
+from leukofhir.serve.intake import Intake, Publisher
 from leukofhir.serve.journal import open_journal
 from leukofhir.serve.metrics import Metrics, mark_dead
 from leukofhir.serve.mllp_server import MllpListener, MllpSettings
@@ -105,12 +105,23 @@ def _recover(config: ServeConfig, owners: list[int] | None = None) -> int:
     finally:
         intake.journal.close()
         intake.sink.close()
+        if intake.publisher is not None:
+            intake.publisher.close()
 
 
 def _intake(config: ServeConfig, metrics: Metrics | None) -> Intake:
     sink: Sink = (
         FolderSink(config.out, fsync=config.fsync) if config.sink == "folder" else StdoutSink()
     )
+    publisher: Publisher | None = None
+    if config.publish:  # nats-py and its thread: only now (each process its own connection)
+        from leukofhir.stream.jetstream import JetStreamTransport
+        from leukofhir.stream.settings import StreamSettings
+
+        settings = StreamSettings(
+            stream=config.stream, partitions=config.partitions, timeout=config.publish_timeout
+        )
+        publisher = JetStreamTransport(config.publish, settings)
     return Intake(
         open_journal(
             config.out,
@@ -123,6 +134,7 @@ def _intake(config: ServeConfig, metrics: Metrics | None) -> Intake:
         metrics=metrics,
         ack_after_delivered=config.ack_after == "delivered",
         ack_timeout=config.ack_timeout,
+        publisher=publisher,
     )
 
 
@@ -332,7 +344,11 @@ class _Supervisor:
                 self.connections[slot] = 0
             if not self.stopping:
                 log.error("process_died", pid=pid, status=status)
-                recovered = _recover(self.config, [pid])
+                try:
+                    recovered = _recover(self.config, [pid])
+                except ConnectionError as exc:  # the broker: its messages stay received
+                    log.error("recovery_failed", reason=str(exc))
+                    recovered = 0
                 log.warning("process_replaced", pid=pid, recovered=recovered)
                 self._spawn(slot)
 

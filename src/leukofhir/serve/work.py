@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from leukofhir.batch.naming import message_key
-from leukofhir.context import Settings
+from leukofhir.context import Context, Settings
 from leukofhir.emit.ack import acknowledgment_code
 from leukofhir.emit.jsonio import dumps
 from leukofhir.emit.outcome import build_operation_outcome
@@ -30,6 +30,7 @@ __all__ = [
     "deliver",
     "notes_of",
     "refused",
+    "result_of",
 ]
 
 
@@ -77,19 +78,23 @@ class Processor:
     def __init__(self, settings: Settings) -> None:
         self._base = settings.context(datetime.fromtimestamp(0).astimezone())
 
+    def context(self, job: Job) -> Context:
+        """The context of ``job``: its outputs are recorded at the time it was received."""
+        return replace(self._base, now=datetime.fromisoformat(job.received))
+
     def run_one(
         self, job: Job, states: PatientStates | None = None, *, keep: bool = True
     ) -> Processed:
         """The job's results, settled against the patients' ``states`` (without them: as
         for patients without history); ``keep``: see :meth:`PatientStates.settle`."""
-        context = replace(self._base, now=datetime.fromisoformat(job.received))
+        context = self.context(job)
         outcomes = list(process(job.data, context, input_format=job.format))
         if job.format == "hl7v2" and len(outcomes) > 1:  # one ACK cannot answer several
             return refused(job, _several(len(outcomes)))
         changes = Changes()
         if states is not None:
             outcomes, changes = states.settle(outcomes, context.rule_set, keep=keep)
-        return Processed(job.id, tuple(_result(o) for o in outcomes), changes)
+        return Processed(job.id, tuple(result_of(o) for o in outcomes), changes)
 
 
 def notes_of(results: Sequence[Result]) -> tuple[str, ...]:
@@ -157,7 +162,8 @@ def deliver(
     return tuple(names)
 
 
-def _result(outcome: MessageOutcome) -> Result:
+def result_of(outcome: MessageOutcome) -> Result:
+    """What the service keeps of one outcome: its documents as bytes, its ACK, ..."""
     written = outcome.settled or (True,) * len(outcome.reports)  # unsettled: each has one
     patients = tuple(
         report.draft.facts.patient if report.draft.facts is not None else ""
