@@ -216,7 +216,7 @@ def encode_state(state: PatientState) -> bytes:
         [
             FORMAT,
             list(state.rules),
-            [_record(r) for r in state.reports],
+            [_record_json(r) for r in state.reports],
             list(state.horizon),
             [_episode(e) for e in state.base],
             [[k, _version(v)] for k, v in state.versions],
@@ -235,7 +235,26 @@ def encode_state(state: PatientState) -> bytes:
     )
 
 
+# A record stays in the window for up to WINDOW more reports of its patient, each of which
+# encodes the state again: the JSON of the records encoded lately is kept (keyed by the
+# record object, which the entry holds so that its id is not reused), at most this many.
+RECORDS_CACHED = 8192
+_records: dict[int, tuple[ReportRecord, orjson.Fragment]] = {}
+
+
+def _record_json(r: ReportRecord) -> orjson.Fragment:
+    hit = _records.get(id(r))
+    if hit is not None and hit[0] is r:
+        return hit[1]
+    if len(_records) >= RECORDS_CACHED:
+        _records.clear()
+    fragment = orjson.Fragment(orjson.dumps(_record(r)))
+    _records[id(r)] = (r, fragment)
+    return fragment
+
+
 def _record(r: ReportRecord) -> list[Any]:
+    where = _positions(r.results) if r.values or r.present else {}
     out = [
         r.report,
         _version(r.version),
@@ -243,11 +262,10 @@ def _record(r: ReportRecord) -> list[Any]:
         r.shown,
         r.withdrawn,
         r.letters,
-        _present(r),
+        [_detail(seen, where) for seen in r.present],
         r.results,
     ]
     if r.values:  # the Observations as positions among the record's results
-        where = {result.identifier: n for n, result in enumerate(results_of(r))}
         out.append([[value, where.get(key, key)] if value else "" for value, key in r.values])
     return out
 
@@ -303,12 +321,10 @@ def decode_state(data: bytes) -> PatientState:
     )
 
 
-def _present(record: ReportRecord) -> list[Any]:
-    """The present findings, their evidence as positions among the record's results."""
-    if not record.present:
-        return []
-    where = {result.identifier: n for n, result in enumerate(results_of(record))}
-    return [_detail(seen, where) for seen in record.present]
+def _positions(packed: str) -> dict[str, int]:
+    """Where each result of a packed record is among them (the state names an evidence or
+    a value's Observation by its position)."""
+    return {result.identifier: n for n, result in enumerate(_unpack(packed))}
 
 
 def _read_present(
