@@ -25,6 +25,7 @@ The state holds no patient identifier: a store keys it by a hash of the patient'
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -274,7 +275,7 @@ def _read_record(rules: list[str], item: list[Any]) -> ReportRecord:
     report, version, collected, shown, withdrawn, letters, present, results, *more = item
     values: tuple[tuple[str, str], ...] = ()
     if more:
-        keys = tuple(r.identifier for r in _unpack(results))
+        keys = _identifiers(results)
         values = tuple(
             (v[0], keys[v[1]] if isinstance(v[1], int) else v[1]) if v else _NO_VALUE
             for v in more[0]
@@ -321,10 +322,17 @@ def decode_state(data: bytes) -> PatientState:
     )
 
 
+def _identifiers(packed: str) -> list[str]:
+    """The identifiers of a record's results, in order (what :func:`_unpack` gives, without
+    the rest): the state names an evidence or a value's Observation by its position."""
+    if not packed:
+        return []
+    id_prefix, _codes, _status, *items = packed.split("\n")
+    return [id_prefix + item.partition("\t")[0] for item in items]
+
+
 def _positions(packed: str) -> dict[str, int]:
-    """Where each result of a packed record is among them (the state names an evidence or
-    a value's Observation by its position)."""
-    return {result.identifier: n for n, result in enumerate(_unpack(packed))}
+    return {identifier: n for n, identifier in enumerate(_identifiers(packed))}
 
 
 def _read_present(
@@ -333,7 +341,7 @@ def _read_present(
     if not present:
         return ()
     named = [rule for rule, letter in zip(rules, letters, strict=True) if letter == "P"]
-    keys = tuple(r.identifier for r in _unpack(results))
+    keys = _identifiers(results)
     return tuple(_read_detail(rule, item, keys) for rule, item in zip(named, present, strict=True))
 
 
@@ -347,7 +355,7 @@ def _detail(s: Seen, where: dict[str, int] | None = None) -> list[Any]:
     return [*detail, 1] if s.critical else detail
 
 
-def _read_detail(rule: str, item: list[Any], keys: tuple[str, ...] = ()) -> Seen:
+def _read_detail(rule: str, item: list[Any], keys: Sequence[str] = ()) -> Seen:
     grade, priority, text, number, comparator, unit, evidence, *critical = item
     named = tuple(keys[e] if isinstance(e, int) else e for e in evidence)
     return Seen(
