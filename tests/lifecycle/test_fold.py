@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from leukofhir.lifecycle import state as state_module
 from leukofhir.lifecycle.facts import (
     ABSENT,
     NOT_EVALUATED,
@@ -243,6 +244,27 @@ def test_the_state_survives_its_json_form(count: int) -> None:
     assert decode_state(encode_state(state)) == state
 
 
+def test_a_state_encodes_the_same_whatever_its_records_cached(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The JSON kept of records encoded before (``state._records``) changes no byte: with
+    the cache emptied, with every record cached, and with the cache filling up (cleared)."""
+    reports = [
+        facts(f"R{i}", 24 * i, leukopenia=(1 + i % 4, f"{3.9 - i / 20:.2f}"))
+        for i in range(WINDOW + 3)
+    ]
+    _, state = run(*reports)
+    state_module._records.clear()
+    first = encode_state(state)
+    assert encode_state(state) == first  # every record from the cache
+    monkeypatch.setattr(state_module, "RECORDS_CACHED", 5)
+    state_module._records.clear()
+    assert encode_state(state) == first
+    assert len(state_module._records) <= 5
+    assert decode_state(first) == state
+    assert encode_state(decode_state(first)) == first  # other record objects, equal
+
+
 GRADES = st.sampled_from([ABSENT, NOT_EVALUATED, (1, "3.9"), (2, "2.5"), (3, "1.5"), (4, "0.7")])
 
 
@@ -267,3 +289,21 @@ def test_a_complete_refold_of_any_state_writes_nothing(
     assert writes == ()
     assert revoked == ()
     assert tail == state.tail
+
+
+@pytest.mark.parametrize(
+    "results",
+    [
+        (),
+        (Result("urn:oid:9|R1/wbc", "http://loinc.org|6690-2", "final"),),
+        tuple(
+            Result(f"urn:oid:9|R1/{code}", f"http://loinc.org|{code}", status)
+            for code, status in [("6690-2", "final"), ("751-8", "corrected"), ("26464-8", "final")]
+        ),
+        (Result("a|x", "c|x", "final"), Result("b|x\u00e9", "c|y", "final")),  # no common prefix
+    ],
+)
+def test_a_packed_records_identifiers_are_those_of_its_results(results: tuple[Result, ...]) -> None:
+    packed = state_module._pack(results)
+    assert state_module._unpack(packed) == results
+    assert state_module._identifiers(packed) == [r.identifier for r in results]
