@@ -88,6 +88,13 @@ CREATE TABLE IF NOT EXISTS stale (output TEXT PRIMARY KEY);
 """
 
 
+_NOTES = json.JSONEncoder(ensure_ascii=False).encode  # notes keep their letters
+
+
+def _json(items: tuple[str, ...]) -> str:
+    return json.dumps(items) if items else "[]"
+
+
 @dataclass(frozen=True, slots=True)
 class MessageRow:
     """What one message became (made by a worker, recorded by the parent)."""
@@ -304,11 +311,11 @@ class Ledger:
                 r.control_id,
                 r.outcome,
                 r.reports,
-                json.dumps(r.findings),
+                _json(r.findings),
                 r.reason,
-                json.dumps(r.outputs),
+                _json(r.outputs),
                 recorded,
-                json.dumps(r.notes, ensure_ascii=False),
+                _NOTES(r.notes) if r.notes else "[]",
             )
             for r in rows
         ]
