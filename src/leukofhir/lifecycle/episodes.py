@@ -18,7 +18,7 @@ every report of a patient's window.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from leukofhir.lifecycle.facts import ABSENT, PRESENT, Seen
 from leukofhir.lifecycle.instants import hours_between
@@ -67,44 +67,26 @@ def advance(
         kept = _lite(point)
         critical = point.report if point.seen.critical else ""
         if open_episode is None:
-            episode = Episode(point.seen.rule, point.report, kept, point, kept, None, (), critical)
-            return None, episode
+            episode = Episode(point.seen.rule, point.report, kept, point, kept)
+            return None, replace(episode, critical_from=critical) if critical else episode
         nadir = open_episode.nadir
         if point.seen.worse_than(nadir.seen, low_is_worse=low_is_worse):
             nadir = kept
-        return None, _moved(open_episode, point, nadir, (), open_episode.end, critical)
+        return None, replace(
+            open_episode,
+            latest=point,
+            nadir=nadir,
+            pending=(),
+            critical_from=open_episode.critical_from or critical,
+        )
     if state != ABSENT or open_episode is None:
         return None, open_episode
     pending = (*open_episode.pending, point)
     if len(pending) >= resolution.after and (
         hours_between(pending[0].collected, point.collected) >= resolution.min_interval_hours
     ):
-        latest = open_episode.latest
-        return _moved(open_episode, latest, open_episode.nadir, (), pending[0], ""), None
-    end = open_episode.end
-    return None, _moved(open_episode, open_episode.latest, open_episode.nadir, pending, end, "")
-
-
-def _moved(
-    episode: Episode,
-    latest: Point,
-    nadir: Point,
-    pending: tuple[Point, ...],
-    end: Point | None,
-    critical: str,
-) -> Episode:
-    """``episode`` one report on (built directly: ``dataclasses.replace`` costs more than
-    the rest of a step, and the fold takes a step per finding and report)."""
-    return Episode(
-        episode.rule,
-        episode.opened_by,
-        episode.start,
-        latest,
-        nadir,
-        end,
-        pending,
-        episode.critical_from or critical,
-    )
+        return replace(open_episode, end=pending[0], pending=()), None
+    return None, replace(open_episode, pending=pending)
 
 
 def _lite(point: Point) -> Point:
