@@ -28,7 +28,13 @@ from leukofhir.lifecycle.fold import (
     flag_identifier,
     fold,
 )
-from leukofhir.lifecycle.state import WINDOW, PatientState, decode_state, encode_state
+from leukofhir.lifecycle.state import (
+    WINDOW,
+    PatientState,
+    decode_state,
+    encode_records,
+    encode_state,
+)
 from leukofhir.rules import load_rule_set
 from tests.lifecycle.sequences import START
 
@@ -244,25 +250,25 @@ def test_the_state_survives_its_json_form(count: int) -> None:
     assert decode_state(encode_state(state)) == state
 
 
-def test_a_state_encodes_the_same_whatever_its_records_cached(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The JSON kept of records encoded before (``state._records``) changes no byte: with
-    the cache emptied, with every record cached, and with the cache filling up (cleared)."""
+def test_a_state_encodes_the_same_whatever_json_of_its_records_is_known() -> None:
+    """The JSON kept of a patient's records (:func:`encode_records`, what a store's cache
+    keeps) changes no byte: from nothing, from the same state's, from the previous state's
+    (which the next one shares records with), from equal records that are other objects."""
     reports = [
         facts(f"R{i}", 24 * i, leukopenia=(1 + i % 4, f"{3.9 - i / 20:.2f}"))
         for i in range(WINDOW + 3)
     ]
-    _, state = run(*reports)
-    state_module._records.clear()
+    _, before = run(*reports[:-1])
+    _, state = fold(before, reports[-1], RULES)
     first = encode_state(state)
-    assert encode_state(state) == first  # every record from the cache
-    monkeypatch.setattr(state_module, "RECORDS_CACHED", 5)
-    state_module._records.clear()
-    assert encode_state(state) == first
-    assert len(state_module._records) <= 5
-    assert decode_state(first) == state
-    assert encode_state(decode_state(first)) == first  # other record objects, equal
+    data, known = encode_records(state, {})
+    assert data == first
+    assert [hit[0] for hit in known.values()] == list(state.reports)
+    assert encode_records(state, known)[0] == first
+    assert encode_records(state, encode_records(before, {})[1])[0] == first
+    decoded = decode_state(first)
+    assert decoded == state
+    assert encode_records(decoded, known)[0] == first  # other objects: not taken from known
 
 
 GRADES = st.sampled_from([ABSENT, NOT_EVALUATED, (1, "3.9"), (2, "2.5"), (3, "1.5"), (4, "0.7")])

@@ -50,8 +50,10 @@ __all__ = [
     "WINDOW",
     "FlagRecord",
     "PatientState",
+    "RecordsJson",
     "ReportRecord",
     "decode_state",
+    "encode_records",
     "encode_state",
     "record_of",
 ]
@@ -212,12 +214,30 @@ def _prefix(texts: list[str]) -> str:
 # is what a store holds per patient.
 
 
+# What :func:`encode_records` knows of a patient's records as last encoded: their JSON, by
+# the record object (each entry holds its record, so that an id is never taken for another)
+RecordsJson = dict[int, tuple[ReportRecord, orjson.Fragment]]
+
+
 def encode_state(state: PatientState) -> bytes:
-    return orjson.dumps(
+    return encode_records(state, {})[0]
+
+
+def encode_records(state: PatientState, known: RecordsJson) -> tuple[bytes, RecordsJson]:
+    """:func:`encode_state`, taking the JSON of the records ``known`` from an earlier
+    encoding of the patient's state (a record stays in the window for up to WINDOW more
+    reports, each of which encodes the state again); and the JSON of this state's records."""
+    records: RecordsJson = {}
+    for r in state.reports:
+        hit = known.get(id(r))
+        if hit is None or hit[0] is not r:
+            hit = (r, orjson.Fragment(orjson.dumps(_record(r))))
+        records[id(r)] = hit
+    data = orjson.dumps(
         [
             FORMAT,
             list(state.rules),
-            [_record_json(r) for r in state.reports],
+            [records[id(r)][1] for r in state.reports],
             list(state.horizon),
             [_episode(e) for e in state.base],
             [[k, _version(v)] for k, v in state.versions],
@@ -234,24 +254,7 @@ def encode_state(state: PatientState) -> bytes:
             ],
         ]
     )
-
-
-# A record stays in the window for up to WINDOW more reports of its patient, each of which
-# encodes the state again: the JSON of the records encoded lately is kept (keyed by the
-# record object, which the entry holds so that its id is not reused), at most this many.
-RECORDS_CACHED = 8192
-_records: dict[int, tuple[ReportRecord, orjson.Fragment]] = {}
-
-
-def _record_json(r: ReportRecord) -> orjson.Fragment:
-    hit = _records.get(id(r))
-    if hit is not None and hit[0] is r:
-        return hit[1]
-    if len(_records) >= RECORDS_CACHED:
-        _records.clear()
-    fragment = orjson.Fragment(orjson.dumps(_record(r)))
-    _records[id(r)] = (r, fragment)
-    return fragment
+    return data, records
 
 
 def _record(r: ReportRecord) -> list[Any]:
