@@ -63,8 +63,8 @@ def child(part: str, where: Path, count: int) -> None:
         shutil.rmtree(out)
         return
     from leukofhir.batch.ledger import Ledger
-    from leukofhir.batch.settle import settle
     from leukofhir.rules import load_rule_set
+    from settle_bench import record
 
     rule_set = load_rule_set()
     with (where / "results.pickle").open("rb") as file:
@@ -72,16 +72,7 @@ def child(part: str, where: Path, count: int) -> None:
     ledger_folder = where / "ledger"
     ledger_folder.mkdir()
     ledger = Ledger(ledger_folder)
-    for task, result in results:
-        rows = list(result.rows)
-        for position, message in result.unsettled:
-            done = settle(message, rows[position], ledger.load_state, rule_set)
-            rows[position] = done.row
-            ledger.save_states(done.states)
-        ledger.record_file(
-            result.source, result.size, result.mtime_ns, rows, recorded=task.recorded
-        )
-    ledger.flush()
+    record(ledger, results, rule_set)
     ledger.close()
     shutil.rmtree(ledger_folder)
 

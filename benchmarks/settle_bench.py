@@ -64,13 +64,12 @@ def worked(base: Path, messages: list[bytes]) -> list[tuple[FileTask, FileResult
     return out
 
 
-def settled(
-    folder: Path, results: list[tuple[FileTask, FileResult]], rule_set: RuleSet
-) -> tuple[float, list[tuple[str, bytes]]]:
-    """CPU seconds of the settle and the ledger, and the files they leave to write."""
-    ledger = Ledger(folder)
+def record(
+    ledger: Ledger, results: list[tuple[FileTask, FileResult]], rule_set: RuleSet
+) -> list[tuple[str, bytes]]:
+    """What the parent does with the results, in order (as ``_Runner._record``), but for
+    writing the files: returned instead."""
     files: list[tuple[str, bytes]] = []
-    cpu = time.thread_time()
     for task, result in results:
         rows = list(result.rows)
         for position, message in result.unsettled:
@@ -82,6 +81,16 @@ def settled(
             result.source, result.size, result.mtime_ns, rows, recorded=task.recorded
         )
     ledger.flush()
+    return files
+
+
+def settled(
+    folder: Path, results: list[tuple[FileTask, FileResult]], rule_set: RuleSet
+) -> tuple[float, list[tuple[str, bytes]]]:
+    """CPU seconds of the settle and the ledger, and the files they leave to write."""
+    ledger = Ledger(folder)
+    cpu = time.thread_time()
+    files = record(ledger, results, rule_set)
     cpu = time.thread_time() - cpu
     ledger.close()
     return cpu, files
