@@ -74,7 +74,8 @@ class DecodedCache:
     """The latest states read or written, kept decoded (at most ``size``): a patient's next
     report finds its state without decoding it again, as long as the stored bytes are the
     same (another process may have written it in between).  A state written keeps the JSON
-    of its records, which the patient's next state mostly shares (:func:`encode_records`)."""
+    of its records, which the patient's next state mostly shares (:func:`encode_records`):
+    about as many bytes again as the state takes stored, uncompressed, per patient cached."""
 
     def __init__(self, size: int = 4096) -> None:
         self._cache: OrderedDict[bytes, tuple[bytes, PatientState, RecordsJson]] = OrderedDict()
@@ -90,11 +91,13 @@ class DecodedCache:
         return state
 
     def stored(self, key: bytes, state: PatientState) -> bytes:
-        """The bytes a store keeps for ``state`` (the same for the same state)."""
+        """The bytes a store keeps for ``state`` (the same for the same state).  The JSON of
+        its records is kept for a patient seen before only (one who comes again): a stream
+        of new patients would only fill memory with it."""
         hit = self._cache.get(key)
         data, records = encode_records(state, hit[2] if hit is not None else {})
         stored = zlib.compress(data, 1)
-        self.remember(key, stored, state, records)
+        self.remember(key, stored, state, records if hit is not None else None)
         return stored
 
     def remember(
