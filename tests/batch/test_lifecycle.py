@@ -99,3 +99,33 @@ def test_the_standing_flags_of_a_course_end_resolved(tmp_path: Path) -> None:
     course = [f for f in neutropenia if f["period"]["start"] == "2025-01-25T05:40:00-05:00"]
     assert [f["status"] for f in course] == ["inactive"]
     assert course[0]["period"]["end"].startswith("2025-02-03")
+
+
+def test_the_ledger_writes_settled_states_when_it_commits(tmp_path: Path) -> None:
+    """States saved in a transaction are read back from memory until it commits, written
+    with it, and dropped with a rollback, as the rows are."""
+    from leukofhir.batch.ledger import Ledger
+    from leukofhir.lifecycle.state import PatientState
+    from tests.lifecycle.test_store import some_state
+
+    def table(patients: int) -> None:  # what another connection sees
+        with sqlite3.connect(tmp_path / "ledger.sqlite") as other:
+            count = other.execute("SELECT COUNT(*) FROM lifecycle_state").fetchone()[0]
+        assert count == patients
+
+    ledger = Ledger(tmp_path)
+    ledger.save_states({"a": some_state(1)})
+    ledger.save_states({"a": some_state(2)})
+    assert ledger.load_state("a") == some_state(2)
+    table(0)
+    ledger.rollback()
+    assert ledger.load_state("a") == PatientState()
+    ledger.save_states({"a": some_state(1), "b": some_state(3)})
+    assert ledger.state_size()[0] == 2  # the transaction's states counted
+    ledger.flush()
+    table(2)
+    ledger.close()
+    again = Ledger(tmp_path)
+    assert again.load_state("a") == some_state(1)
+    assert again.load_state("b") == some_state(3)
+    again.close()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from leukofhir.batch.naming import inside, message_key, output_base, safe_stem
+from leukofhir.batch.naming import inside, inside_name, message_key, output_base, safe_stem
 from leukofhir.batch.scan import ScanStats, scan
 from leukofhir.batch.store import Store, move_no_overwrite, sweep_temporaries
 from tests.batch.helpers import OLD, age
@@ -36,6 +36,10 @@ def test_output_names_stay_inside_out(tmp_path: Path) -> None:
     assert inside(tmp_path, base).is_relative_to(tmp_path)
     with pytest.raises(ValueError, match="escapes"):
         inside(tmp_path, "../outside")
+    for bad in ("/etc/x", "a/../../x", "a//b", "./a", "a\\b", "a\0b", "a/"):
+        with pytest.raises(ValueError, match="escapes"):
+            inside_name(str(tmp_path), bad)
+    assert inside_name(str(tmp_path), base) == str(inside(tmp_path, base))
     assert message_key("a", 0, "h") != message_key("a", 1, "h") != message_key("b", 0, "h")
 
 

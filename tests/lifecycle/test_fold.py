@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from leukofhir.lifecycle import state as state_module
 from leukofhir.lifecycle.facts import (
     ABSENT,
     NOT_EVALUATED,
@@ -27,7 +28,13 @@ from leukofhir.lifecycle.fold import (
     flag_identifier,
     fold,
 )
-from leukofhir.lifecycle.state import WINDOW, PatientState, decode_state, encode_state
+from leukofhir.lifecycle.state import (
+    WINDOW,
+    PatientState,
+    decode_state,
+    encode_records,
+    encode_state,
+)
 from leukofhir.rules import load_rule_set
 from tests.lifecycle.sequences import START
 
@@ -243,6 +250,27 @@ def test_the_state_survives_its_json_form(count: int) -> None:
     assert decode_state(encode_state(state)) == state
 
 
+def test_a_state_encodes_the_same_whatever_json_of_its_records_is_known() -> None:
+    """The JSON kept of a patient's records (:func:`encode_records`, what a store's cache
+    keeps) changes no byte: from nothing, from the same state's, from the previous state's
+    (which the next one shares records with), from equal records that are other objects."""
+    reports = [
+        facts(f"R{i}", 24 * i, leukopenia=(1 + i % 4, f"{3.9 - i / 20:.2f}"))
+        for i in range(WINDOW + 3)
+    ]
+    _, before = run(*reports[:-1])
+    _, state = fold(before, reports[-1], RULES)
+    first = encode_state(state)
+    data, known = encode_records(state, {})
+    assert data == first
+    assert [hit[0] for hit in known.values()] == list(state.reports)
+    assert encode_records(state, known)[0] == first
+    assert encode_records(state, encode_records(before, {})[1])[0] == first
+    decoded = decode_state(first)
+    assert decoded == state
+    assert encode_records(decoded, known)[0] == first  # other objects: not taken from known
+
+
 GRADES = st.sampled_from([ABSENT, NOT_EVALUATED, (1, "3.9"), (2, "2.5"), (3, "1.5"), (4, "0.7")])
 
 
@@ -267,3 +295,21 @@ def test_a_complete_refold_of_any_state_writes_nothing(
     assert writes == ()
     assert revoked == ()
     assert tail == state.tail
+
+
+@pytest.mark.parametrize(
+    "results",
+    [
+        (),
+        (Result("urn:oid:9|R1/wbc", "http://loinc.org|6690-2", "final"),),
+        tuple(
+            Result(f"urn:oid:9|R1/{code}", f"http://loinc.org|{code}", status)
+            for code, status in [("6690-2", "final"), ("751-8", "corrected"), ("26464-8", "final")]
+        ),
+        (Result("a|x", "c|x", "final"), Result("b|x\u00e9", "c|y", "final")),  # no common prefix
+    ],
+)
+def test_a_packed_records_identifiers_are_those_of_its_results(results: tuple[Result, ...]) -> None:
+    packed = state_module._pack(results)
+    assert state_module._unpack(packed) == results
+    assert state_module._identifiers(packed) == [r.identifier for r in results]

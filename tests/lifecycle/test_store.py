@@ -174,3 +174,25 @@ def test_replay_keeps_states_across_runs(
     store = open_store(where)
     assert {p: canonical(store.load(p)) for p in patient_ids(messages)} == sequential(messages)
     store.close()
+
+
+def test_the_decoded_cache_stores_what_a_fresh_encoding_gives() -> None:
+    """A patient's states written one after the other (each folded from the last, so they
+    share records whose JSON the cache keeps) are stored as their own encoding would be."""
+    import zlib
+
+    from leukofhir.lifecycle.fold import fold
+    from leukofhir.lifecycle.state import decode_state, encode_state
+    from leukofhir.lifecycle.store import DecodedCache
+    from tests.lifecycle.test_fold import RULES
+
+    cache = DecodedCache(size=1)
+    state = PatientState()
+    for i in range(40):
+        _, state = fold(state, facts(f"R{i}", 24 * i, leukopenia=(1, "3.9")), RULES)
+        stored = cache.stored(b"a", state)
+        assert stored == zlib.compress(encode_state(state), 1)
+        assert cache.state(b"a", stored) is state
+        if i % 10 == 9:  # another patient pushes it out: its next state is encoded afresh
+            cache.stored(b"b", PatientState())
+            assert decode_state(zlib.decompress(stored)) == state

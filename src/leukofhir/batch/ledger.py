@@ -88,6 +88,13 @@ CREATE TABLE IF NOT EXISTS stale (output TEXT PRIMARY KEY);
 """
 
 
+_NOTES = json.JSONEncoder(ensure_ascii=False).encode  # notes keep their letters
+
+
+def _json(items: tuple[str, ...]) -> str:
+    return json.dumps(items) if items else "[]"
+
+
 @dataclass(frozen=True, slots=True)
 class MessageRow:
     """What one message became (made by a worker, recorded by the parent)."""
@@ -139,6 +146,9 @@ class Ledger:
         self._since = time.monotonic()
         self._in_transaction = False
         self._on_commit = on_commit
+        # states settled in the current transaction, written when it commits: a patient
+        # settled several times in one commit is encoded and written once
+        self._unsaved: dict[str, PatientState] = {}
 
     def _migrate(self) -> None:
         """Bring a ledger of an older version up to this one (in place, idempotent)."""
@@ -301,11 +311,11 @@ class Ledger:
                 r.control_id,
                 r.outcome,
                 r.reports,
-                json.dumps(r.findings),
+                _json(r.findings),
                 r.reason,
-                json.dumps(r.outputs),
+                _json(r.outputs),
                 recorded,
-                json.dumps(r.notes, ensure_ascii=False),
+                _NOTES(r.notes) if r.notes else "[]",
             )
             for r in rows
         ]
@@ -359,6 +369,7 @@ class Ledger:
         """Commit what is pending, then tell ``on_commit`` which old outputs are stale (it
         deletes them) and strike them off."""
         if self._in_transaction:
+            self._write_states()
             self._db.execute("COMMIT")
             self._in_transaction = False
         self._pending = 0
@@ -371,6 +382,7 @@ class Ledger:
 
     def rollback(self) -> None:
         """Drop what is pending (after an error that stops the batch)."""
+        self._unsaved.clear()
         if self._in_transaction:
             with suppress(sqlite3.Error):  # SQLite may have rolled back already (disk full)
                 self._db.execute("ROLLBACK")
@@ -402,17 +414,26 @@ class Ledger:
 
     def load_state(self, patient: str) -> PatientState:
         """A patient's lifecycle state, as of the current transaction."""
-        return self._states.load(patient)
+        state = self._unsaved.get(patient)
+        return self._states.load(patient) if state is None else state
 
     def save_states(self, states: Mapping[str, PatientState]) -> None:
-        """Patients' new lifecycle states, in the current (batched) transaction."""
+        """Patients' new lifecycle states, in the current (batched) transaction: written
+        to the table when it commits (:meth:`flush`)."""
         if states:
             self._begin()
-            self._states.save(states)
+            self._unsaved.update(states)
             self._pending += len(states)
 
+    def _write_states(self) -> None:
+        if self._unsaved:
+            self._states.save(self._unsaved)
+            self._unsaved.clear()
+
     def state_size(self) -> tuple[int, int]:
-        """(patients, bytes of their stored states)."""
+        """(patients, bytes of their stored states), the current transaction's included."""
+        if self._in_transaction:
+            self._write_states()
         return self._states.size()
 
     @property

@@ -22,7 +22,7 @@ import hashlib
 import re
 from pathlib import Path
 
-__all__ = ["inside", "message_key", "output_base", "safe_stem"]
+__all__ = ["inside", "inside_name", "message_key", "output_base", "safe_stem"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _STEM_MAX = 48
@@ -49,12 +49,16 @@ def inside(root: Path, relative: str) -> Path:
     """``root / relative``, refusing anything that could land outside ``root``: an absolute
     name, an empty, ``.`` or ``..`` part, a NUL or a backslash.  (A lexical check: OUT's
     folders are made by the batch itself, and resolving every path costs 40 µs.)"""
-    parts = relative.split("/")
+    return Path(inside_name(str(root), relative))
+
+
+def inside_name(root: str, relative: str) -> str:
+    """:func:`inside` as a string (what the per-message writes use: no Path objects)."""
     if (
         relative.startswith("/")
         or "\0" in relative
         or "\\" in relative
-        or any(part in ("", ".", "..") for part in parts)
+        or any(part in ("", ".", "..") for part in relative.split("/"))
     ):
         raise ValueError(f"output name {relative!r} escapes {root}")
-    return root.joinpath(*parts)
+    return f"{root}/{relative}"

@@ -19,7 +19,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from leukofhir.batch.naming import inside
+from leukofhir.batch.naming import inside, inside_name
 
 __all__ = ["Store", "move_no_overwrite", "sweep_temporaries"]
 
@@ -32,15 +32,17 @@ class Store:
     def __init__(self, root: Path, *, fsync: bool = False) -> None:
         self.root = root
         self.fsync = fsync
-        self._made: set[Path] = set()
+        self._root = os.fspath(root)
+        self._made: set[str] = set()
 
     def write(self, relative: str, data: bytes) -> None:
-        target = inside(self.root, relative)
-        folder = target.parent
+        # strings, not Path objects: this runs once per output
+        target = inside_name(self._root, relative)
+        folder, _, name = target.rpartition("/")
         if folder not in self._made:
-            folder.mkdir(parents=True, exist_ok=True)
+            os.makedirs(folder, exist_ok=True)
             self._made.add(folder)
-        temporary = folder / f".{target.name}.{os.getpid()}{TMP_SUFFIX}"
+        temporary = f"{folder}/.{name}.{os.getpid()}{TMP_SUFFIX}"
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             view = memoryview(data)
@@ -62,7 +64,7 @@ class Store:
             sync_folder(folder)
 
 
-def sync_folder(folder: Path) -> None:
+def sync_folder(folder: Path | str) -> None:
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -115,6 +117,6 @@ def move_no_overwrite(source: Path, folder: Path, relative: str, *, fsync: bool 
     return candidate
 
 
-def _unlink_quietly(path: Path) -> None:
+def _unlink_quietly(path: Path | str) -> None:
     with contextlib.suppress(OSError):
         os.unlink(path)

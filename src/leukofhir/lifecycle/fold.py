@@ -174,8 +174,7 @@ def _under(state: PatientState, rule_set: RuleSet) -> PatientState:
     """``state`` with its records' letters in the order of ``rule_set`` (a state written
     under another rule set: its findings missing here count as not evaluated), and their
     values in the order of the counts its trend rules read (a count it did not keep: none)."""
-    rules = tuple(rule.id for rule in rule_set.rules)
-    analytes = tuple(analyte.value for analyte in rule_set.trend_analytes)
+    rules, analytes = _order(rule_set)
     if state.rules == rules and state.analytes == analytes:
         return state
     where = {rule: i for i, rule in enumerate(state.rules)}
@@ -202,6 +201,22 @@ def _under(state: PatientState, rule_set: RuleSet) -> PatientState:
         ),
         before=tuple(b for b in state.before if b.analyte in analytes),
     )
+
+
+_orders: dict[int, tuple[RuleSet, tuple[str, ...], tuple[str, ...]]] = {}
+
+
+def _order(rule_set: RuleSet) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The ids of ``rule_set``'s rules and the counts its trend rules read, in order (kept
+    per rule set: every report asks)."""
+    known = _orders.get(id(rule_set))
+    if known is None or known[0] is not rule_set:
+        rules = tuple(rule.id for rule in rule_set.rules)
+        analytes = tuple(analyte.value for analyte in rule_set.trend_analytes)
+        if len(_orders) >= 16:  # rule sets are few; a test may make many
+            _orders.clear()
+        known = _orders[id(rule_set)] = (rule_set, rules, analytes)
+    return known[1], known[2]
 
 
 def _key(report: ReportRecord) -> tuple[str, str]:

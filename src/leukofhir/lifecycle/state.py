@@ -25,6 +25,7 @@ The state holds no patient identifier: a store keys it by a hash of the patient'
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -49,8 +50,10 @@ __all__ = [
     "WINDOW",
     "FlagRecord",
     "PatientState",
+    "RecordsJson",
     "ReportRecord",
     "decode_state",
+    "encode_records",
     "encode_state",
     "record_of",
 ]
@@ -211,12 +214,30 @@ def _prefix(texts: list[str]) -> str:
 # is what a store holds per patient.
 
 
+# What :func:`encode_records` knows of a patient's records as last encoded: their JSON, by
+# the record object (each entry holds its record, so that an id is never taken for another)
+RecordsJson = dict[int, tuple[ReportRecord, orjson.Fragment]]
+
+
 def encode_state(state: PatientState) -> bytes:
-    return orjson.dumps(
+    return encode_records(state, {})[0]
+
+
+def encode_records(state: PatientState, known: RecordsJson) -> tuple[bytes, RecordsJson]:
+    """:func:`encode_state`, taking the JSON of the records ``known`` from an earlier
+    encoding of the patient's state (a record stays in the window for up to WINDOW more
+    reports, each of which encodes the state again); and the JSON of this state's records."""
+    records: RecordsJson = {}
+    for r in state.reports:
+        hit = known.get(id(r))
+        if hit is None or hit[0] is not r:
+            hit = (r, orjson.Fragment(orjson.dumps(_record(r))))
+        records[id(r)] = hit
+    data = orjson.dumps(
         [
             FORMAT,
             list(state.rules),
-            [_record(r) for r in state.reports],
+            [records[id(r)][1] for r in state.reports],
             list(state.horizon),
             [_episode(e) for e in state.base],
             [[k, _version(v)] for k, v in state.versions],
@@ -233,9 +254,11 @@ def encode_state(state: PatientState) -> bytes:
             ],
         ]
     )
+    return data, records
 
 
 def _record(r: ReportRecord) -> list[Any]:
+    where = _positions(r.results) if r.values or r.present else {}
     out = [
         r.report,
         _version(r.version),
@@ -243,11 +266,10 @@ def _record(r: ReportRecord) -> list[Any]:
         r.shown,
         r.withdrawn,
         r.letters,
-        _present(r),
+        [_detail(seen, where) for seen in r.present],
         r.results,
     ]
     if r.values:  # the Observations as positions among the record's results
-        where = {result.identifier: n for n, result in enumerate(results_of(r))}
         out.append([[value, where.get(key, key)] if value else "" for value, key in r.values])
     return out
 
@@ -256,7 +278,7 @@ def _read_record(rules: list[str], item: list[Any]) -> ReportRecord:
     report, version, collected, shown, withdrawn, letters, present, results, *more = item
     values: tuple[tuple[str, str], ...] = ()
     if more:
-        keys = tuple(r.identifier for r in _unpack(results))
+        keys = _identifiers(results)
         values = tuple(
             (v[0], keys[v[1]] if isinstance(v[1], int) else v[1]) if v else _NO_VALUE
             for v in more[0]
@@ -303,12 +325,17 @@ def decode_state(data: bytes) -> PatientState:
     )
 
 
-def _present(record: ReportRecord) -> list[Any]:
-    """The present findings, their evidence as positions among the record's results."""
-    if not record.present:
+def _identifiers(packed: str) -> list[str]:
+    """The identifiers of a record's results, in order (what :func:`_unpack` gives, without
+    the rest): the state names an evidence or a value's Observation by its position."""
+    if not packed:
         return []
-    where = {result.identifier: n for n, result in enumerate(results_of(record))}
-    return [_detail(seen, where) for seen in record.present]
+    id_prefix, _codes, _status, *items = packed.split("\n")
+    return [id_prefix + item.partition("\t")[0] for item in items]
+
+
+def _positions(packed: str) -> dict[str, int]:
+    return {identifier: n for n, identifier in enumerate(_identifiers(packed))}
 
 
 def _read_present(
@@ -317,7 +344,7 @@ def _read_present(
     if not present:
         return ()
     named = [rule for rule, letter in zip(rules, letters, strict=True) if letter == "P"]
-    keys = tuple(r.identifier for r in _unpack(results))
+    keys = _identifiers(results)
     return tuple(_read_detail(rule, item, keys) for rule, item in zip(named, present, strict=True))
 
 
@@ -331,7 +358,7 @@ def _detail(s: Seen, where: dict[str, int] | None = None) -> list[Any]:
     return [*detail, 1] if s.critical else detail
 
 
-def _read_detail(rule: str, item: list[Any], keys: tuple[str, ...] = ()) -> Seen:
+def _read_detail(rule: str, item: list[Any], keys: Sequence[str] = ()) -> Seen:
     grade, priority, text, number, comparator, unit, evidence, *critical = item
     named = tuple(keys[e] if isinstance(e, int) else e for e in evidence)
     return Seen(

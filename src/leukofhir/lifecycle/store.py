@@ -25,7 +25,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from leukofhir.lifecycle.state import PatientState, decode_state, encode_state
+from leukofhir.lifecycle.state import PatientState, RecordsJson, decode_state, encode_records
 
 if TYPE_CHECKING:
     import sqlite3
@@ -75,10 +75,12 @@ def open_store(where: str | Path) -> StateStore:
 class DecodedCache:
     """The latest states read or written, kept decoded (at most ``size``): a patient's next
     report finds its state without decoding it again, as long as the stored bytes are the
-    same (another process may have written it in between)."""
+    same (another process may have written it in between).  A state written keeps the JSON
+    of its records, which the patient's next state mostly shares (:func:`encode_records`):
+    about as many bytes again as the state takes stored, uncompressed, per patient cached."""
 
     def __init__(self, size: int = 4096) -> None:
-        self._cache: OrderedDict[bytes, tuple[bytes, PatientState]] = OrderedDict()
+        self._cache: OrderedDict[bytes, tuple[bytes, PatientState, RecordsJson]] = OrderedDict()
         self._size = size
 
     def state(self, key: bytes, stored: bytes) -> PatientState:
@@ -91,13 +93,19 @@ class DecodedCache:
         return state
 
     def stored(self, key: bytes, state: PatientState) -> bytes:
-        """The bytes a store keeps for ``state`` (the same for the same state)."""
-        data = zlib.compress(encode_state(state), 1)
-        self.remember(key, data, state)
-        return data
+        """The bytes a store keeps for ``state`` (the same for the same state).  The JSON of
+        its records is kept for a patient seen before only (one who comes again): a stream
+        of new patients would only fill memory with it."""
+        hit = self._cache.get(key)
+        data, records = encode_records(state, hit[2] if hit is not None else {})
+        stored = zlib.compress(data, 1)
+        self.remember(key, stored, state, records if hit is not None else None)
+        return stored
 
-    def remember(self, key: bytes, stored: bytes, state: PatientState) -> None:
-        self._cache[key] = (stored, state)
+    def remember(
+        self, key: bytes, stored: bytes, state: PatientState, records: RecordsJson | None = None
+    ) -> None:
+        self._cache[key] = (stored, state, {} if records is None else records)
         self._cache.move_to_end(key)
         if len(self._cache) > self._size:
             self._cache.popitem(last=False)
