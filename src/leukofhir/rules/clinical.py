@@ -39,10 +39,6 @@ NEUTROPENIA = "neutropenia"
 _ANC = interval_key(Analyte.NEUTROPHILS, Measure.COUNT)
 
 
-_NONE: Mapping[str, str] = MappingProxyType({})
-_NO_OVERRIDES: Mapping[str, Override] = MappingProxyType({})
-
-
 class Override(NamedTuple):
     """Another limit than the rule file's for one finding, and whose it is."""
 
@@ -53,8 +49,8 @@ class Override(NamedTuple):
 class ClinicalContext(NamedTuple):
     """What :func:`~leukofhir.rules.evaluate` applies besides the rule file."""
 
-    overrides: Mapping[str, Override] = _NO_OVERRIDES
-    missing: Mapping[str, str] = _NONE  # rule id → why not evaluated
+    overrides: Mapping[str, Override] = MappingProxyType({})  # shared, read-only
+    missing: Mapping[str, str] = MappingProxyType({})  # rule id → why not evaluated
     intervals: Mapping[tuple[str, str], Interval] | None = None  # None: the rule file's
     profile: str = ""  # names the limits used ("" : the rule file's profile)
     notes: tuple[str, ...] = ()  # lines for the conclusion: which limits, whose
