@@ -3,7 +3,8 @@
 ``ingest`` turns bytes into a :class:`LabMessage`; ``terminology`` turns each
 :class:`LabReport` into a :class:`Cbc`; ``rules`` turns a :class:`Cbc` into an
 :class:`Evaluation`; ``emit`` turns all of it into FHIR JSON.  Nothing here does
-I/O and nothing is mutable: tuples, not lists; frozen dataclasses.
+I/O and nothing is mutable: tuples, not lists; the records are :class:`typing.NamedTuple`
+(cheaper to define and to build than frozen dataclasses: tens are built per message).
 
 Dates and times are kept as FHIR ``dateTime`` strings (already converted from
 HL7 DTM, with the offset the message gave or the configured default zone, and
@@ -13,9 +14,9 @@ that band edges compare exactly; the text as sent travels beside them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
 from enum import Enum
+from typing import NamedTuple
 
 from leukofhir.errors import Issue, Location
 
@@ -24,8 +25,7 @@ SNOMED = "http://snomed.info/sct"
 UCUM = "http://unitsofmeasure.org"
 
 
-@dataclass(frozen=True, slots=True)
-class Coding:
+class Coding(NamedTuple):
     """One code.  ``system`` is a FHIR URI when the source system is known
     (``LN`` → ``http://loinc.org``), else empty; ``source_system`` is what was sent."""
 
@@ -35,15 +35,13 @@ class Coding:
     source_system: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class Identifier:
+class Identifier(NamedTuple):
     value: str
     system: str = ""  # FHIR URI, or the HL7 assigning authority as sent
     type_code: str = ""  # v2-0203 identifier type (MR, PLAC, FILL, ...)
 
 
-@dataclass(frozen=True, slots=True)
-class Patient:
+class Patient(NamedTuple):
     identifiers: tuple[Identifier, ...] = ()
     family: str = ""
     given: tuple[str, ...] = ()
@@ -52,8 +50,7 @@ class Patient:
     reference: str = ""  # FHIR input: the subject reference as sent (Patient/123, urn:uuid:...)
 
 
-@dataclass(frozen=True, slots=True)
-class Value:
+class Value(NamedTuple):
     """An observation value as sent (OBX-5 / valueQuantity)."""
 
     text: str  # exactly as sent, e.g. "05.100" or "<0.5"
@@ -62,8 +59,7 @@ class Value:
     problem: str = ""  # why a number as sent is not read as one (beyond leukofhir.limits)
 
 
-@dataclass(frozen=True, slots=True)
-class LabObservation:
+class LabObservation(NamedTuple):
     """One result line (an OBX, or an input FHIR Observation)."""
 
     location: Location  # OBX[3], or a FHIRPath for FHIR input
@@ -84,8 +80,7 @@ class LabObservation:
     identifiers: tuple[Identifier, ...] = ()  # Observation.identifier, when that is all it has
 
 
-@dataclass(frozen=True, slots=True)
-class Provider:
+class Provider(NamedTuple):
     """Who ordered the test (ORC-12, else OBR-16; FHIR: the ``requester`` of the
     ServiceRequest the report is ``basedOn``): whom a critical value is for."""
 
@@ -99,8 +94,7 @@ class Provider:
         return " ".join((*self.given, self.family)).strip() or self.display
 
 
-@dataclass(frozen=True, slots=True)
-class LabReport:
+class LabReport(NamedTuple):
     """One order group: an OBR with its OBX (or a FHIR DiagnosticReport's members)."""
 
     location: Location  # OBR[1]
@@ -116,8 +110,7 @@ class LabReport:
     ordering_provider: Provider | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class LabMessage:
+class LabMessage(NamedTuple):
     """One whole input message, whatever format it came in."""
 
     source_format: str  # "hl7v2" | "fhir"
@@ -159,8 +152,7 @@ class Measure(Enum):
     MASS_CONCENTRATION = "mass-concentration"  # hemoglobin, normalised to g/dL
 
 
-@dataclass(frozen=True, slots=True)
-class CbcValue:
+class CbcValue(NamedTuple):
     """One CBC field of one report, normalised (or the reason it cannot be used)."""
 
     analyte: Analyte
@@ -187,8 +179,7 @@ class CbcValue:
         return f"{self.comparator}{self.number} {self.unit}" if self.number is not None else ""
 
 
-@dataclass(frozen=True, slots=True)
-class Cbc:
+class Cbc(NamedTuple):
     """The CBC fields of one report.  ``values`` holds one entry per (analyte, measure):
     the preferred source when several were sent (33256-9 over 6690-2, say)."""
 
@@ -210,8 +201,7 @@ class Cbc:
 # --- rules: Cbc -> Evaluation ----------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Interpretation:
+class Interpretation(NamedTuple):
     """v3 ObservationInterpretation code for one observation and where it came from."""
 
     code: str  # "L", "N", "H", "LL", "HH", "A", ...
@@ -219,16 +209,14 @@ class Interpretation:
     source: str  # "lab-flag" | "lab-range" | "default-range"
 
 
-@dataclass(frozen=True, slots=True)
-class Evidence:
+class Evidence(NamedTuple):
     """One value a finding rests on, and the threshold it was compared with."""
 
     value: CbcValue
     threshold: str  # e.g. "< 4.3 10*9/L (leukopenia)", "< 3.0 (CTCAE grade 2)"
 
 
-@dataclass(frozen=True, slots=True)
-class Finding:
+class Finding(NamedTuple):
     rule_id: str  # "leukopenia", "neutropenia", ...
     code: Coding  # SNOMED CT, or the project's local CodeSystem
     text: str  # "Leukopenia, CTCAE grade 2"
@@ -241,15 +229,13 @@ class Finding:
     next_steps: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class NotEvaluated:
+class NotEvaluated(NamedTuple):
     rule_id: str
     reason: str  # a sentence a clinician can read: which value, why
     location: Location | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Evaluation:
+class Evaluation(NamedTuple):
     rule_set_id: str
     rule_set_version: str
     findings: tuple[Finding, ...] = ()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import uuid
 from decimal import Decimal
 
@@ -23,6 +24,17 @@ from leukofhir.model import Identifier
 def test_uuid_value_is_uuid5(parts: tuple[str, ...]) -> None:
     assert uuid_value(*parts) == str(uuid.uuid5(NAMESPACE, "|".join(parts)))
     assert urn(*parts).startswith("urn:uuid:") if parts else True
+
+
+def test_uuid_value_sets_version_and_variant_for_every_digit() -> None:
+    """The version and variant are written over the SHA-1's hex digits: each of the 16
+    values the variant's digit (the 17th) can have is met among these names."""
+    digits = set()
+    for number in range(200):
+        name = f"Observation|{number}"
+        assert uuid_value("Observation", str(number)) == str(uuid.uuid5(NAMESPACE, name))
+        digits.add(hashlib.sha1(NAMESPACE.bytes + name.encode()).hexdigest()[16])
+    assert len(digits) == 16
 
 
 def test_text_and_code_cleaning() -> None:

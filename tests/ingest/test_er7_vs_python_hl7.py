@@ -27,7 +27,6 @@ so the decoded comparison is skipped for that message).
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +75,7 @@ def python_separators(message: Any) -> Separators:
 
 
 def assert_same(ours: Er7Message, theirs: Any) -> None:
-    same_escapes = python_separators(theirs) == replace(ours.separators, truncation="")
+    same_escapes = python_separators(theirs) == ours.separators._replace(truncation="")
     assert [str(s[0]) for s in theirs] == [s.name for s in ours.segments]
     for segment, their_segment in zip(ours.segments, theirs, strict=True):
         assert len(segment.fields) == len(their_segment)

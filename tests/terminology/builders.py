@@ -7,7 +7,6 @@ comparator is split off, the rest is a Decimal (None when it is not a number).
 
 from __future__ import annotations
 
-from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 
 from leukofhir.errors import Location
@@ -59,7 +58,7 @@ def line(
 
 def report(*lines: LabObservation) -> LabReport:
     numbered = tuple(
-        replace(obs, location=Location("OBX", index)) for index, obs in enumerate(lines, start=1)
+        obs._replace(location=Location("OBX", index)) for index, obs in enumerate(lines, start=1)
     )
     return LabReport(location=Location("OBR", 1), observations=numbered)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -109,7 +108,7 @@ def test_morphology_and_invalid_codes_are_unmapped() -> None:
 
 
 def test_code_text_is_never_used() -> None:
-    obs = replace(line("99999-9", "3.2", "K/uL"), code_text="WBC Leukocytes")
+    obs = line("99999-9", "3.2", "K/uL")._replace(code_text="WBC Leukocytes")
     assert not cbc_of(obs).values
 
 
@@ -196,7 +195,7 @@ def test_comparator_kept_through_unit_conversion() -> None:
 
 @pytest.mark.parametrize("comparator", ["=", "<>", "~"])
 def test_unusable_comparator(comparator: str) -> None:
-    obs = replace(wbc("0.5"), value=Value(f"{comparator}0.5", Decimal("0.5"), comparator))
+    obs = wbc("0.5")._replace(value=Value(f"{comparator}0.5", Decimal("0.5"), comparator))
     assert not cbc_of(obs).values[0].usable
 
 
@@ -379,7 +378,7 @@ def test_count_and_percent_are_separate_fields() -> None:
 
 
 def test_fhir_locations_stay_fhirpath() -> None:
-    obs = replace(wbc("3.2", unit="xyz"), location=Location(expression="Bundle.entry[2].resource"))
+    obs = wbc("3.2", unit="xyz")._replace(location=Location(expression="Bundle.entry[2].resource"))
     cbc = build_cbc(LabReport(Location("OBR", 1), observations=(obs,)), TERMINOLOGY)
     assert cbc.issues[0].location == Location(expression="Bundle.entry[2].resource.value.code")
 

@@ -30,8 +30,8 @@ What is not an HL7 v2 message raises :class:`~leukofhir.errors.FramingError`.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 from leukofhir.errors import (
     ErrorCode,
@@ -52,8 +52,7 @@ _BLANK = b" \t\r\n\x0b\x0c\x1c"
 _BOM = b"\xef\xbb\xbf"
 
 
-@dataclass(frozen=True, slots=True)
-class Separators:
+class Separators(NamedTuple):
     """The delimiters of one message, from MSH-1 and MSH-2 (HL7 v2.5.1 ch. 2.5.4)."""
 
     field: str = "|"
@@ -64,8 +63,7 @@ class Separators:
     truncation: str = ""  # fifth MSH-2 character (v2.7+ '#'), "" when absent
 
 
-@dataclass(frozen=True, slots=True)
-class Segment:
+class Segment(NamedTuple):
     """One segment, fields raw; numbering as the standard counts (``OBX-5`` is ``fields[5]``).
 
     ``fields[0]`` is the segment name.  In MSH, ``fields[1]`` is MSH-1 (the
@@ -146,8 +144,7 @@ class Segment:
         return 1 <= field <= 2 and self.name == "MSH"
 
 
-@dataclass(frozen=True, slots=True)
-class Er7Message:
+class Er7Message(NamedTuple):
     """A message read into segments, with how it was read."""
 
     segments: tuple[Segment, ...]

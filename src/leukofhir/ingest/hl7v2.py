@@ -134,8 +134,8 @@ class _Reader:
 
     def __init__(self, default_timezone: str, separators: Separators) -> None:
         self.zone = default_timezone
-        # the caches below key on the separators as one short string: hashing the
-        # Separators dataclass costs a Python call per look-up on the hot path
+        # the caches below key on the separators as one short string, whose hash is kept,
+        # rather than on the six-field Separators hashed anew at every look-up
         self.separators_key = _key_of(separators)
         self.special = _special_characters(self.separators_key).search
         self.issues: list[Issue] = []

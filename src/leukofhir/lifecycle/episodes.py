@@ -19,6 +19,7 @@ every report of a patient's window.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from leukofhir.lifecycle.facts import ABSENT, PRESENT, Seen
 from leukofhir.lifecycle.instants import hours_between
@@ -27,8 +28,7 @@ from leukofhir.rules import Resolution
 __all__ = ["Episode", "Point", "advance"]
 
 
-@dataclass(frozen=True, slots=True)
-class Point:
+class Point(NamedTuple):
     """One report's view of one finding, where the fold stands."""
 
     report: str  # the report identifier ("system|value")

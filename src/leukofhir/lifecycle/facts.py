@@ -19,8 +19,8 @@ The fold (:mod:`leukofhir.lifecycle.fold`) never sees FHIR resources, only these
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
+from typing import NamedTuple
 
 from leukofhir.lifecycle.instants import utc_instant
 from leukofhir.model import Evaluation, LabMessage, LabReport
@@ -65,8 +65,7 @@ def status_rank(status: str) -> int:
     return _RANK.get(status, 0)
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class Version:
+class Version(NamedTuple):
     """One version of a report; versions compare in the order of LIFECYCLE.md."""
 
     changed: str  # UTC instant the results changed ("" when unknown)
@@ -81,8 +80,7 @@ class Version:
         return f"{name} ({self.changed})" if self.changed else name
 
 
-@dataclass(frozen=True, slots=True)
-class Seen:
+class Seen(NamedTuple):
     """One finding of the rule set in one report."""
 
     rule: str
@@ -116,8 +114,7 @@ class Seen:
         return a < b if low_is_worse else a > b
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
+class Sample(NamedTuple):
     """One count of one report, as a trend rule compares it with another."""
 
     analyte: str  # Analyte value: "neutrophils"
@@ -128,8 +125,7 @@ class Sample:
     observation: str  # identifier "system|value" of the Observation ("" when unknown)
 
 
-@dataclass(frozen=True, slots=True)
-class Result:
+class Result(NamedTuple):
     """A result resource a version writes: its identifier, code and status."""
 
     identifier: str  # "system|value"
@@ -137,8 +133,7 @@ class Result:
     status: str  # Observation.status
 
 
-@dataclass(frozen=True, slots=True)
-class ReportFacts:
+class ReportFacts(NamedTuple):
     patient: str  # what stays the same for one patient ("system|value" of its identifier)
     report: str  # "system|value" of the DiagnosticReport identifier
     version: Version

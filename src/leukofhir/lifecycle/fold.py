@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from typing import NamedTuple
 
 from leukofhir.emit.datatypes import uuid_value
 from leukofhir.lifecycle.episodes import Episode, Point, advance
@@ -60,8 +61,7 @@ INACTIVE = "inactive"
 RETRACTED = "entered-in-error"
 
 
-@dataclass(frozen=True, slots=True)
-class FlagWrite:
+class FlagWrite(NamedTuple):
     """A standing Flag to write (it is new or it changed); a withdrawn one (RETRACTED) is
     written with what names it only (its finding and start), without an episode."""
 
@@ -74,8 +74,7 @@ class FlagWrite:
     notify: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Writes:
+class Writes(NamedTuple):
     """What one report version changes beyond its own resources."""
 
     superseded_by: Version | None = None  # an older version: write nothing of the report

@@ -19,17 +19,16 @@ from __future__ import annotations
 
 import re
 from calendar import monthrange
-from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
+from typing import NamedTuple
 
 __all__ = ["Age", "age_on", "age_span", "completed_months", "date_span"]
 
 _DATE = re.compile(r"(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class Age:
+class Age(NamedTuple):
     days: int
     months: int  # completed calendar months
 

@@ -21,10 +21,10 @@ Observation in the report (:mod:`.patient_limit`):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from types import MappingProxyType
+from typing import NamedTuple
 
 from leukofhir.errors import ErrorCode, Issue, Location, warning
 from leukofhir.model import Analyte, LabMessage, LabObservation, LabReport, Measure, Patient
@@ -39,24 +39,18 @@ NEUTROPENIA = "neutropenia"
 _ANC = interval_key(Analyte.NEUTROPHILS, Measure.COUNT)
 
 
-def _empty() -> Mapping[str, str]:
-    return MappingProxyType({})
-
-
-@dataclass(frozen=True, slots=True)
-class Override:
+class Override(NamedTuple):
     """Another limit than the rule file's for one finding, and whose it is."""
 
     limit: Decimal
     basis: str  # "age band 3-12 months, paediatric 1.0.0"
 
 
-@dataclass(frozen=True, slots=True)
-class ClinicalContext:
+class ClinicalContext(NamedTuple):
     """What :func:`~leukofhir.rules.evaluate` applies besides the rule file."""
 
-    overrides: Mapping[str, Override] = field(default_factory=lambda: MappingProxyType({}))
-    missing: Mapping[str, str] = field(default_factory=_empty)  # rule id → why not evaluated
+    overrides: Mapping[str, Override] = MappingProxyType({})  # shared, read-only
+    missing: Mapping[str, str] = MappingProxyType({})  # rule id → why not evaluated
     intervals: Mapping[tuple[str, str], Interval] | None = None  # None: the rule file's
     profile: str = ""  # names the limits used ("" : the rule file's profile)
     notes: tuple[str, ...] = ()  # lines for the conclusion: which limits, whose
@@ -88,7 +82,7 @@ def clinical_context(
     for rule in rule_set.rules:
         if isinstance(rule, TrendRule):
             missing.setdefault(rule.id, reason)
-    return replace(context, missing=MappingProxyType(missing)), issues
+    return context._replace(missing=MappingProxyType(missing)), issues
 
 
 def _context(
@@ -110,13 +104,12 @@ def _context(
                 f"The adult limits of the rule set were used because the patient's age is"
                 f" not known ({found.unknown}); a child's counts may be misjudged."
             )
-            context = replace(context, notes=(note, *context.notes))
+            context = context._replace(notes=(note, *context.notes))
         return context, issues
     return _child(rule_set, deployment.paediatric, found.band, limit), issues
 
 
-@dataclass(frozen=True, slots=True)
-class _Found:
+class _Found(NamedTuple):
     """The patient's age band: ``band`` (None: an adult or an unknown age, ``unknown`` then
     says why it is unknown), or the ``candidates`` (None: adult) when it cannot be decided,
     with ``undecided``, the reason."""
@@ -287,7 +280,7 @@ def _with_anc_low(
 ) -> Mapping[tuple[str, str], Interval]:
     anc = intervals[_ANC]
     changed = dict(intervals)
-    changed[_ANC] = replace(anc, low=low, high=max(anc.high, low))
+    changed[_ANC] = anc._replace(low=low, high=max(anc.high, low))
     return MappingProxyType(changed)
 
 

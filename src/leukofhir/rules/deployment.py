@@ -37,11 +37,10 @@ from __future__ import annotations
 import io
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from leukofhir.emit.datatypes import system_uri
 from leukofhir.errors import ConfigError, ErrorCode, Location, error
@@ -62,8 +61,7 @@ PATIENT_COLUMNS = ("system", "value", "anc_below", "unit", "basis")
 LIMIT_UNIT = "10*9/L"
 
 
-@dataclass(frozen=True, slots=True)
-class PatientLimit:
+class PatientLimit(NamedTuple):
     """One patient's own lower ANC limit and where it comes from."""
 
     below: Decimal
@@ -71,8 +69,7 @@ class PatientLimit:
     origin: str  # "patient file anc-limits.csv line 3", "OBX[9]"
 
 
-@dataclass(frozen=True, slots=True)
-class Deployment:
+class Deployment(NamedTuple):
     paediatric: PaediatricProfile
     name: str = ""
     version: str = ""
@@ -80,9 +77,7 @@ class Deployment:
     anc_below: Decimal | None = None  # adults
     anc_source: str = ""
     intervals: Mapping[tuple[str, str], Interval] | None = None  # adults
-    patients: Mapping[tuple[str, str], PatientLimit] = field(
-        default_factory=lambda: MappingProxyType({})
-    )
+    patients: Mapping[tuple[str, str], PatientLimit] = MappingProxyType({})
     origin: str = ""
 
     @property

@@ -16,7 +16,6 @@ limit falls in cut at it, none added above them.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from decimal import Decimal
 from functools import lru_cache
 
@@ -29,9 +28,8 @@ __all__ = ["with_limit"]
 def with_limit(rule: ThresholdRule, limit: Decimal) -> ThresholdRule:
     """``rule`` with ``limit`` as its threshold, its grades and bands cut to it."""
     if rule.kind != "below":
-        return replace(rule, threshold=limit)
-    return replace(
-        rule,
+        return rule._replace(threshold=limit)
+    return rule._replace(
         threshold=limit,
         grades=_grades(rule.grades, limit),
         bands=_bands(rule.bands, limit),
@@ -44,10 +42,10 @@ def _grades(grades: tuple[Grade, ...], limit: Decimal) -> tuple[Grade, ...]:
     absolute, lln = grades[:-1], grades[-1]
     kept = [grade for grade in absolute if grade.below < limit]
     cut = next((grade for grade in absolute if grade.below >= limit), lln)
-    return (*kept, replace(cut, below=limit))
+    return (*kept, cut._replace(below=limit))
 
 
 def _bands(bands: tuple[Band, ...], limit: Decimal) -> tuple[Band, ...]:
     kept = [band for band in bands if band.below < limit]
     cut = next((band for band in bands if band.below >= limit), None)
-    return (*kept, replace(cut, below=limit)) if cut is not None else tuple(kept)
+    return (*kept, cut._replace(below=limit)) if cut is not None else tuple(kept)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
-from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 from functools import cache
 from pathlib import Path
@@ -239,7 +238,7 @@ def _patient_limit(r: Reader, data: _Table) -> PatientLimitCode | None:
     highest = r.decimal(accepted, "high", "patient_limits.accepted")
     if not 0 < lowest <= highest:
         raise r.fail("patient_limits.accepted", "needs 0 < low <= high")
-    return replace(code, lowest=lowest, highest=highest)
+    return code._replace(lowest=lowest, highest=highest)
 
 
 def _rules(
@@ -268,7 +267,7 @@ def _rules(
             raise r.fail(f"{where}.kind", f"unknown kind {kind!r}")
         if any(rule.id == other.id for other in rules):
             raise r.fail(f"{where}.id", f"{rule.id!r} is used twice")
-        rules.append(replace(rule, resolution=_resolution(r, table, where, default)))
+        rules.append(rule._replace(resolution=_resolution(r, table, where, default)))
     return tuple(rules)
 
 

@@ -14,14 +14,13 @@ follow each other in age order.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
 from importlib import resources
 from itertools import pairwise
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from leukofhir.model import Analyte, Measure
 from leukofhir.rules.age import Age
@@ -41,8 +40,7 @@ PACKAGED_PAEDIATRIC_FILE = "paediatric-v1.toml"
 _ANALYTES = {analyte.value: analyte for analyte in Analyte}
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class AgeEdge:
+class AgeEdge(NamedTuple):
     """An age a band starts at: ``days`` days, ``months`` completed months (years are
     written as months), or both (reached when both are: 1-3 months starts at one completed
     month, and never before day 29, so that 8-28 days keeps every one of its days)."""
@@ -54,8 +52,7 @@ class AgeEdge:
         return age.months >= self.months and age.days >= self.days
 
 
-@dataclass(frozen=True, slots=True)
-class BandLimit:
+class BandLimit(NamedTuple):
     rule: str
     kind: str  # "below" | "above"
     limit: Decimal
@@ -63,8 +60,7 @@ class BandLimit:
     rows: str  # the source rows it was read from
 
 
-@dataclass(frozen=True, slots=True)
-class AgeBand:
+class AgeBand(NamedTuple):
     id: str
     name: str  # "3-12 months"
     start: AgeEdge
@@ -73,8 +69,7 @@ class AgeBand:
     missing: Mapping[str, str]  # rule id → why this band does not evaluate it
 
 
-@dataclass(frozen=True, slots=True)
-class PaediatricProfile:
+class PaediatricProfile(NamedTuple):
     id: str
     version: str
     title: str

@@ -12,9 +12,9 @@ the normalised one.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
+from typing import NamedTuple
 
 from leukofhir.limits import number_problem
 from leukofhir.rules.compare import above, at_least, at_most, below
@@ -27,8 +27,7 @@ _ONE_SIDED = re.compile(rf"\s*(<=|>=|<|>|≤|≥)\s*({_NUMBER})\s*")
 _SYMBOL = {"≤": "<=", "≥": ">="}
 
 
-@dataclass(frozen=True, slots=True)
-class Range:
+class Range(NamedTuple):
     """The normal range: above ``low`` (inclusive or not) and below ``high``."""
 
     low: Decimal | None = None

@@ -11,8 +11,8 @@ finding's threshold.  A file that breaks any of this raises
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from decimal import Decimal
+from typing import NamedTuple
 
 from leukofhir.model import Analyte, Coding, Measure
 
@@ -38,15 +38,13 @@ __all__ = [
 PRIORITIES = frozenset({"PL", "PM", "PH"})  # http://hl7.org/fhir/flag-priority-code
 
 
-@dataclass(frozen=True, slots=True)
-class Source:
+class Source(NamedTuple):
     id: str
     citation: str
     url: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class Deviation:
+class Deviation(NamedTuple):
     """A departure from the article, and why."""
 
     id: str
@@ -54,24 +52,21 @@ class Deviation:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class Grade:
+class Grade(NamedTuple):
     """CTCAE grade ``grade`` holds when the value is below ``below``."""
 
     grade: int
     below: Decimal
 
 
-@dataclass(frozen=True, slots=True)
-class Band:
+class Band(NamedTuple):
     """Clinical band ``band`` (mild / moderate / severe) holds when the value is below ``below``."""
 
     band: str
     below: Decimal
 
 
-@dataclass(frozen=True, slots=True)
-class Resolution:
+class Resolution(NamedTuple):
     """When a standing Flag's episode of a finding closes (LIFECYCLE.md): after ``after``
     consecutive reports where the finding was evaluated and absent, the last at least
     ``min_interval_hours`` after the first."""
@@ -80,8 +75,7 @@ class Resolution:
     min_interval_hours: int = 24
 
 
-@dataclass(frozen=True, slots=True)
-class ThresholdRule:
+class ThresholdRule(NamedTuple):
     """A finding from one absolute count: present when ``count < threshold`` (kind
     ``below``) or ``count > threshold`` (kind ``above``).
 
@@ -106,8 +100,7 @@ class ThresholdRule:
     resolution: Resolution = Resolution()
 
 
-@dataclass(frozen=True, slots=True)
-class PancytopeniaRule:
+class PancytopeniaRule(NamedTuple):
     """Present when the ``requires`` finding is, hemoglobin is below its limit for the
     patient's sex (key ``default`` when the sex is neither listed nor known) and the
     platelets are below ``platelets_below``."""
@@ -127,8 +120,7 @@ class PancytopeniaRule:
     resolution: Resolution = Resolution()
 
 
-@dataclass(frozen=True, slots=True)
-class TrendRule:
+class TrendRule(NamedTuple):
     """A fall of one count since the patient's previous report (kind ``fall``): present when
     that report was collected at most ``within_hours`` before, the count is now below
     ``now_below`` and, where given, it fell by at least ``fall_percent`` % and the previous
@@ -158,8 +150,7 @@ class TrendRule:
 Rule = ThresholdRule | PancytopeniaRule | TrendRule
 
 
-@dataclass(frozen=True, slots=True)
-class CriticalLimit:
+class CriticalLimit(NamedTuple):
     """A count below ``below`` is critical: interpretation ``interpretation`` (LL), priority PH."""
 
     analyte: Analyte
@@ -168,8 +159,7 @@ class CriticalLimit:
     source: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class Interval:
+class Interval(NamedTuple):
     """A default reference interval, inclusive at both ends, in the normalised unit."""
 
     analyte: Analyte
@@ -185,8 +175,7 @@ def interval_key(analyte: Analyte, measure: Measure) -> tuple[str, str]:
     return analyte._name_, measure._name_
 
 
-@dataclass(frozen=True, slots=True)
-class Profile:
+class Profile(NamedTuple):
     """The default reference intervals, named and versioned (it goes into the output)."""
 
     name: str
@@ -202,8 +191,7 @@ class Profile:
         return self.intervals.get((analyte._name_, measure._name_))
 
 
-@dataclass(frozen=True, slots=True)
-class Texts:
+class Texts(NamedTuple):
     graded: str  # "{name}, CTCAE grade {grade}"
     graded_band: str  # "{name}, CTCAE grade {grade} ({band})"
     critical: str  # "{text}, critical value"
@@ -215,8 +203,7 @@ class Texts:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class PatientLimitCode:
+class PatientLimitCode(NamedTuple):
     """The input Observation that carries a patient's own lower ANC limit: its code (FHIR
     ``system``/``code``; HL7 v2 OBX-3 with ``v2_system`` or the system URL as coding system)."""
 
@@ -229,8 +216,7 @@ class PatientLimitCode:
     highest: Decimal = Decimal("1.5")
 
 
-@dataclass(frozen=True, slots=True)
-class RuleSet:
+class RuleSet(NamedTuple):
     """Everything from one rule file.  Immutable; its mappings are read-only views."""
 
     id: str

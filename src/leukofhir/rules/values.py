@@ -9,7 +9,7 @@ cannot be derived: neutrophils % is sent but the WBC is not usable (unit 'xyz' .
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from leukofhir.errors import Location
 from leukofhir.model import Analyte, Cbc, CbcValue, Measure
@@ -22,8 +22,7 @@ _SENT_ONLY = frozenset({Analyte.WBC, Analyte.PLATELETS, Analyte.HEMOGLOBIN})
 _ANC_PARTS = (Analyte.SEGMENTED_NEUTROPHILS, Analyte.BAND_NEUTROPHILS)
 
 
-@dataclass(frozen=True, slots=True)
-class Missing:
+class Missing(NamedTuple):
     """No usable value: why, and where the value at fault was (when one was sent)."""
 
     reason: str

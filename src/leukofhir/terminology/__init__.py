@@ -25,7 +25,6 @@ Policies (details in the modules named):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 
@@ -48,8 +47,7 @@ def load_terminology(mapping_files: Sequence[Path] = ()) -> Terminology:
 
     paths = tuple(Path(path) for path in mapping_files)
     local, notes = read_mappings(paths, base.fields, base.never)
-    return replace(
-        base,
+    return base._replace(
         local=MappingProxyType(local),
         mapping_files=tuple(str(path) for path in paths),
         issues=tuple(notes),

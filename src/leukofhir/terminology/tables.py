@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from functools import cache, lru_cache
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from leukofhir import packaged_text
 from leukofhir.errors import ConfigError, ErrorCode, Issue, Location, error
@@ -45,8 +44,7 @@ def field_key(analyte: Analyte, measure: Measure) -> str:
     return f"{analyte.value}/{measure.value}"
 
 
-@dataclass(frozen=True, slots=True)
-class Unit:
+class Unit(NamedTuple):
     """One accepted unit spelling for one measure, and how to normalise it."""
 
     ucum: str  # the normalised unit: "10*9/L", "%", "g/dL"
@@ -54,8 +52,7 @@ class Unit:
     quantum: Decimal | None = None  # rounding of the normalised value, when inexact
 
 
-@dataclass(frozen=True, slots=True)
-class Field:
+class Field(NamedTuple):
     """One LOINC code that names a CBC field, with what the hot path needs precomputed."""
 
     loinc: str
@@ -78,8 +75,7 @@ class Field:
         return None
 
 
-@dataclass(frozen=True, slots=True)
-class Derivation:
+class Derivation(NamedTuple):
     """A count leukofhir computes as WBC × percent / 100, under the LOINC code ``loinc``."""
 
     analyte: Analyte
@@ -92,8 +88,7 @@ def _ro(mapping: dict[Any, Any]) -> Mapping[Any, Any]:
     return MappingProxyType(mapping)
 
 
-@dataclass(frozen=True, slots=True)
-class Terminology:
+class Terminology(NamedTuple):
     """The loaded tables, plus the user's local-code mappings.
 
     ``version`` names the field table (``cbc-loinc-v1``), ``units_version`` the unit table;
@@ -113,7 +108,7 @@ class Terminology:
     status_refuse: Mapping[str, str]  # status → meaning
     percent_max: Decimal
     differential_sum: tuple[Decimal, Decimal]
-    local: Mapping[tuple[str, str], Field] = field(default_factory=lambda: _ro({}))
+    local: Mapping[tuple[str, str], Field] = MappingProxyType({})
     mapping_files: tuple[str, ...] = ()
     issues: tuple[Issue, ...] = ()
 

@@ -1,9 +1,9 @@
 """Instructions per message of the batch, counted by callgrind: what the load of a shared
 machine does not change, so that two versions can be compared exactly.
 
-    python benchmarks/instructions.py                   # both parts, 300 messages
-    python benchmarks/instructions.py --part settle --count 300 --patients 50
-    python benchmarks/instructions.py --src ../main/src  # another checkout's code
+    python benchmarks/instructions_batch.py                   # both parts, 300 messages
+    python benchmarks/instructions_batch.py --part settle --count 300 --patients 50
+    python benchmarks/instructions_batch.py --src ../main/src  # another checkout's code
 
 Needs ``valgrind``.  Generated 19-OBX CBC messages (``benchmarks/generate.py``), one a
 file; each part runs twice under ``valgrind --tool=callgrind`` (with the messages and
