@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from leukofhir.cli import main
+from leukofhir.cli import COMMANDS, _command, _parser, main
 from tests.conftest import ROOT, SAMPLES
 
 NORMAL = SAMPLES / "01-normal-cbc-5-part-diff.hl7"
@@ -58,6 +58,34 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], args: list[str]
         code = int(exc.code or 0)
     assert code == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "command"),
+    [
+        (["replay", "x.hl7"], "replay"),
+        (["--log-format", "json", "batch", "IN"], "batch"),
+        (["--log-format=json", "serve"], "serve"),
+        (["--log", "console", "worker"], "worker"),
+        (["--", "deliver"], "deliver"),
+        (["--log-format", "replay", "journal"], "journal"),  # the value is not the command
+        (["--help"], None),
+        ([], None),
+    ],
+)
+def test_the_command_is_found_as_argparse_finds_it(argv: list[str], command: str | None) -> None:
+    assert _command(argv) == command
+
+
+def test_one_commands_parser_parses_as_the_whole_parser() -> None:
+    """Only the running command's sub-parser is built; it must parse its arguments as the
+    parser with every sub-parser does."""
+    for name in COMMANDS:
+        argv = [name, "--help"]
+        with pytest.raises(SystemExit):
+            _parser(name).parse_args(argv)  # each command's parser builds alone
+    argv = ["replay", str(NORMAL), "--format", "json", "--state", "s.db", *NOW]
+    assert vars(_parser("replay").parse_args(argv)) == vars(_parser().parse_args(argv))
 
 
 def test_json_format_is_one_indented_array(capsys: pytest.CaptureFixture[str]) -> None:

@@ -83,6 +83,9 @@ def test_a_replay_of_hl7_v2_loads_no_heavy_module(tmp_path: Path) -> None:
     assert "leukofhir.pipeline" in loaded  # it did run
     assert any(tmp_path.iterdir())
     assert heavy(loaded) == []
+    # only the running command's sub-parser is built: the others' modules stay unloaded
+    others = ("leukofhir.serve", "leukofhir.stream", "leukofhir.delivery.command")
+    assert sorted(m for m in loaded if m.startswith(others)) == []
 
 
 def test_fhir_input_loads_the_fhir_readers_and_models(tmp_path: Path) -> None:

@@ -15,16 +15,14 @@ import sys
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
+from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from leukofhir import __version__
 from leukofhir.context import FHIR_TARGETS, Context, Settings
-from leukofhir.delivery.command import add_deliver_parser
 from leukofhir.delivery.options import add_delivery_arguments, delivery_options
 from leukofhir.errors import ConfigError, UsageError
-from leukofhir.serve.command import add_journal_parser, add_serve_parser
-from leukofhir.stream.command import add_worker_parser
 
 # The pipeline, the lifecycle and the logs load in the command that runs (``--version``
 # and ``--help`` need none of them): start-up is most of a short run (tests/test_imports.py)
@@ -37,10 +35,21 @@ if TYPE_CHECKING:
 FORMATS = ("ndjson", "json", "summary")
 STREAMED_SUFFIXES = (".ndjson", ".jsonl")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+# Each command's sub-parser: (module, function adding it), in the order of ``--help``.  Only
+# the one of the command that runs is built (start-up); all of them for ``--help``, errors.
+COMMANDS = {
+    "replay": ("leukofhir.cli", "_add_replay_parser"),
+    "batch": ("leukofhir.cli", "_add_batch_parser"),
+    "serve": ("leukofhir.serve.command", "add_serve_parser"),
+    "journal": ("leukofhir.serve.command", "add_journal_parser"),
+    "worker": ("leukofhir.stream.command", "add_worker_parser"),
+    "deliver": ("leukofhir.delivery.command", "add_deliver_parser"),
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = _parser(_command(argv))
     args = parser.parse_args(argv)
     from leukofhir.logs import configure
 
@@ -54,7 +63,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
-def _parser() -> argparse.ArgumentParser:
+def _command(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names, as argparse finds it: the first word that is neither an
+    option nor the value of ``--log-format`` (or an abbreviation of it)."""
+    words = iter(argv)
+    for word in words:
+        if word == "--":
+            return next(words, None)
+        if word == "-" or not word.startswith("-"):
+            return word
+        if "=" not in word and len(word) > 2 and "--log-format".startswith(word):
+            next(words, None)  # its value
+    return None
+
+
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser, with the sub-parser of ``command`` only when it is one of ours."""
     parser = argparse.ArgumentParser(
         prog="leukofhir",
         description="CBC lab results (HL7 v2 ORU^R01/OUL^R22, FHIR R4) → leukopenia rule set →"
@@ -68,6 +92,13 @@ def _parser() -> argparse.ArgumentParser:
         help="logs on stderr: JSON when not a terminal (auto)",
     )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    for name, (module, add_parser) in COMMANDS.items():
+        if command not in COMMANDS or command == name:
+            getattr(import_module(module), add_parser)(commands)
+    return parser
+
+
+def _add_replay_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     replay = commands.add_parser(
         "replay",
         help="process message files and print the FHIR results",
@@ -145,12 +176,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_delivery_arguments(replay)
     replay.set_defaults(run=replay_command)
-    _add_batch_parser(commands)
-    add_serve_parser(commands)
-    add_journal_parser(commands)
-    add_worker_parser(commands)
-    add_deliver_parser(commands)
-    return parser
 
 
 def _add_batch_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
