@@ -39,6 +39,8 @@ HEAVY = (
     "nats",
     "leukofhir.stream.jetstream",
     "leukofhir.stream.worker",
+    # the packaged data is read as plain files (leukofhir.packaged_text)
+    "importlib.resources",
 )
 
 

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal
-from functools import cache
-from importlib import resources
 from itertools import pairwise
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
+from leukofhir import packaged_text
 from leukofhir.model import Analyte, Measure
 from leukofhir.rules.age import Age
 from leukofhir.rules.load import Reader
@@ -120,18 +119,10 @@ def _packaged(rule_set: RuleSet) -> PaediatricProfile:
     """Read once per rule set (the packaged rule set is itself read once)."""
     found = _CACHE.get(id(rule_set))
     if found is None or found[0] is not rule_set:
-        found = (rule_set, _parse(_packaged_text(), PACKAGED_PAEDIATRIC_FILE, rule_set))
+        text = packaged_text(PACKAGED_PAEDIATRIC_FILE)
+        found = (rule_set, _parse(text, PACKAGED_PAEDIATRIC_FILE, rule_set))
         _CACHE[id(rule_set)] = found
     return found[1]
-
-
-@cache
-def _packaged_text() -> str:
-    return (
-        resources.files("leukofhir")
-        .joinpath("data", PACKAGED_PAEDIATRIC_FILE)
-        .read_text(encoding="utf-8")
-    )
 
 
 class _Reader(Reader):
