@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 FORMATS = ("ndjson", "json", "summary")
 STREAMED_SUFFIXES = (".ndjson", ".jsonl")
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_UNSAFE = r"[^A-Za-z0-9._-]+"  # patterns compiled on first use (re's cache): start-up
 # Each command's sub-parser: (module, function adding it), in the order of ``--help``.  Only
 # the one of the command that runs is built (start-up); all of them for ``--help``, errors.
 COMMANDS = {
@@ -556,7 +556,7 @@ def _write_ndjson(outcome: MessageOutcome) -> None:
 def _write_files(folder: Path, source: Path, outcome: MessageOutcome, *, indent: bool) -> None:
     from leukofhir.emit.jsonio import dumps
 
-    stem = _UNSAFE.sub("_", source.name).strip("._") or "input"
+    stem = re.sub(_UNSAFE, "_", source.name).strip("._") or "input"
     base = f"{stem}.m{outcome.index + 1:04d}"
     for suffix, document in outcome.named_documents():
         (folder / f"{base}{suffix}").write_bytes(dumps(document, indent=indent))

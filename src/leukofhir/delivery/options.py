@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # httpx loads when a server is built, not when the options ar
 
 __all__ = ["DeliveryOptions", "add_delivery_arguments", "delivery_options", "parse_duration"]
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_DURATION = r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$"  # compiled on first use: start-up
 _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
@@ -57,7 +57,7 @@ class DeliveryOptions:
 
 def parse_duration(text: str) -> float:
     """``90``, ``90s``, ``15m``, ``24h``, ``2d`` → seconds."""
-    match = _DURATION.match(text)
+    match = re.match(_DURATION, text)
     if match is None:
         raise ValueError(f"{text!r} is not a duration (e.g. 90s, 15m, 24h, 2d)")
     return float(match.group(1)) * _UNITS[match.group(2)]

@@ -27,7 +27,7 @@ __all__ = ["DEFAULT_CODEC", "FALLBACK_CODEC", "codec_for", "decode"]
 DEFAULT_CODEC = "utf-8"
 FALLBACK_CODEC = "latin-1"  # ISO 8859-1 maps every byte, so decoding cannot fail
 MSH_18 = Location("MSH", 1, 18)
-_NON_ASCII = re.compile(rb"[\x80-\xff]")
+_NON_ASCII = rb"[\x80-\xff]"  # compiled on first use (re's cache): start-up
 
 _TABLE_0211 = {
     "": DEFAULT_CODEC,
@@ -137,7 +137,7 @@ def _unknown(declared: str) -> Issue:
 
 
 def _utf8_instead(data: bytes, label: str, base_offset: int) -> Issue:
-    match = _NON_ASCII.search(data)
+    match = re.search(_NON_ASCII, data)
     first = match.start() if match else 0
     return warning(
         ErrorCode.DATA_TYPE,

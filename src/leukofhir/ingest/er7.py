@@ -416,9 +416,10 @@ def _escape_pattern(escape: str) -> re.Pattern[str]:
     return re.compile(f"{quoted}([^{quoted}]*){quoted}")
 
 
-_HEX = re.compile(r"(?:[0-9A-Fa-f]{2})+")
-_FORMAT = re.compile(r"\.(br|sp|ce|sk|in|ti|fi|nf)(?: *([+-]?[0-9]{1,9}))?")
-_CHARSET_SWITCH = re.compile(r"C[0-9A-Fa-f]{4}|M[0-9A-Fa-f]{4}(?:[0-9A-Fa-f]{2})?")
+# escapes are rare: their patterns are compiled on first use (re's cache), not at start-up
+_HEX = r"(?:[0-9A-Fa-f]{2})+"
+_FORMAT = r"\.(br|sp|ce|sk|in|ti|fi|nf)(?: *([+-]?[0-9]{1,9}))?"
+_CHARSET_SWITCH = r"C[0-9A-Fa-f]{4}|M[0-9A-Fa-f]{4}(?:[0-9A-Fa-f]{2})?"
 _MAX_REPEAT = 99
 
 
@@ -437,7 +438,7 @@ def _translate(body: str, separators: Separators) -> str | None:
         return _hex(body[1:])
     if head == ".":
         return _formatting(body)
-    if head == "Z" or _CHARSET_SWITCH.fullmatch(body):
+    if head == "Z" or re.fullmatch(_CHARSET_SWITCH, body):
         return ""
     return None
 
@@ -459,7 +460,7 @@ def _simple_escapes(separators: Separators) -> dict[str, str]:
 
 
 def _hex(digits: str) -> str | None:
-    if not _HEX.fullmatch(digits):
+    if not re.fullmatch(_HEX, digits):
         return None
     data = bytes.fromhex(digits)
     try:
@@ -469,7 +470,7 @@ def _hex(digits: str) -> str | None:
 
 
 def _formatting(body: str) -> str | None:
-    match = _FORMAT.fullmatch(body)
+    match = re.fullmatch(_FORMAT, body)
     if match is None:
         return None
     command, number = match.groups()

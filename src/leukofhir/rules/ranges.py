@@ -23,7 +23,7 @@ __all__ = ["Range", "classify", "parse_range"]
 
 _NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)"
 _BETWEEN = re.compile(rf"\s*({_NUMBER})\s*(?:-|–|—|_|to)\s*({_NUMBER})\s*", re.IGNORECASE)
-_ONE_SIDED = re.compile(rf"\s*(<=|>=|<|>|≤|≥)\s*({_NUMBER})\s*")
+_ONE_SIDED = rf"\s*(<=|>=|<|>|≤|≥)\s*({_NUMBER})\s*"  # rarer: compiled on first use
 _SYMBOL = {"≤": "<=", "≥": ">="}
 
 
@@ -44,7 +44,7 @@ def parse_range(text: str) -> Range | None:
         if number_problem(low) or number_problem(high):
             return None
         return Range(low, high) if low <= high else None
-    if match := _ONE_SIDED.fullmatch(text):
+    if match := re.fullmatch(_ONE_SIDED, text):
         symbol, number = _SYMBOL.get(match[1], match[1]), Decimal(match[2])
         if number_problem(number):
             return None
