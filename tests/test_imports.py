@@ -41,6 +41,8 @@ HEAVY = (
     "leukofhir.stream.worker",
     # the packaged data is read as plain files (leukofhir.packaged_text)
     "importlib.resources",
+    # and its TOML with rtoml (leukofhir.packaged_toml); tomllib reads users' files only
+    "tomllib",
 )
 
 

@@ -35,7 +35,6 @@ here from anything else, and never from race or ethnicity.
 from __future__ import annotations
 
 import io
-import tomllib
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -155,6 +154,8 @@ def _limit(raw: object, name: str, where: str, bounds: tuple[Decimal, Decimal]) 
 
 def load_deployment(path: Path, rule_set: RuleSet) -> Deployment:
     """The deployment profile of ``path`` with the files it names; raises ConfigError."""
+    import tomllib  # only with a profile
+
     name = str(path)
     try:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))

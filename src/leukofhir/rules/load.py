@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from functools import cache
@@ -10,7 +9,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from leukofhir import packaged_text
+from leukofhir import packaged_toml
 from leukofhir.errors import ConfigError, ErrorCode, Location, error
 from leukofhir.model import SNOMED, Analyte, Coding, Measure
 from leukofhir.rules.ruleset import (
@@ -61,6 +60,8 @@ class Reader:
         return ConfigError(issue)
 
     def toml(self, text: str) -> _Table:
+        import tomllib  # a user's file (the packaged ones: packaged_toml)
+
         try:
             return tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
@@ -156,12 +157,13 @@ def load_rule_set(path: Path | None = None) -> RuleSet:
 
 @cache
 def _packaged() -> RuleSet:
-    return _parse(packaged_text(PACKAGED_RULE_FILE), PACKAGED_RULE_FILE, origin="")
+    return _parse(packaged_toml(PACKAGED_RULE_FILE), PACKAGED_RULE_FILE, origin="")
 
 
-def _parse(text: str, name: str, *, origin: str) -> RuleSet:
+def _parse(text: str | _Table, name: str, *, origin: str) -> RuleSet:
+    """The rule set of ``text``, or of its TOML already read (the packaged file)."""
     r = Reader(name)
-    data = r.toml(text)
+    data = r.toml(text) if isinstance(text, str) else text
     sources = r.sources(data)
     source_ids = {source.id for source in sources}
     interpretations = {

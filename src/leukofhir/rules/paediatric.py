@@ -20,7 +20,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from leukofhir import packaged_text
+from leukofhir import packaged_toml
 from leukofhir.model import Analyte, Measure
 from leukofhir.rules.age import Age
 from leukofhir.rules.load import Reader
@@ -119,8 +119,8 @@ def _packaged(rule_set: RuleSet) -> PaediatricProfile:
     """Read once per rule set (the packaged rule set is itself read once)."""
     found = _CACHE.get(id(rule_set))
     if found is None or found[0] is not rule_set:
-        text = packaged_text(PACKAGED_PAEDIATRIC_FILE)
-        found = (rule_set, _parse(text, PACKAGED_PAEDIATRIC_FILE, rule_set))
+        data = packaged_toml(PACKAGED_PAEDIATRIC_FILE)
+        found = (rule_set, _parse(data, PACKAGED_PAEDIATRIC_FILE, rule_set))
         _CACHE[id(rule_set)] = found
     return found[1]
 
@@ -146,9 +146,12 @@ class _Reader(Reader):
         raise self.fail(f"{where}.{key}", f"unknown unit {unit!r}")
 
 
-def _parse(text: str, name: str, rule_set: RuleSet, *, origin: str = "") -> PaediatricProfile:
+def _parse(
+    text: str | dict[str, Any], name: str, rule_set: RuleSet, *, origin: str = ""
+) -> PaediatricProfile:
+    """The profile of ``text``, or of its TOML already read (the packaged file)."""
     r = _Reader(name)
-    data = r.toml(text)
+    data = r.toml(text) if isinstance(text, str) else text
     sources = r.sources(data)
     known = {source.id for source in sources}
     bands = tuple(

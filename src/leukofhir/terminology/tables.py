@@ -8,14 +8,13 @@ its mappings are read-only views.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from functools import cache, lru_cache
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from leukofhir import packaged_text
+from leukofhir import packaged_toml
 from leukofhir.errors import ConfigError, ErrorCode, Issue, Location, error
 from leukofhir.model import Analyte, Coding, Measure
 from leukofhir.terminology.checkdigits import is_loinc
@@ -157,10 +156,6 @@ def _decimal(file: str, where: str, raw: object) -> Decimal:
     return number
 
 
-def _read(name: str) -> dict[str, Any]:
-    return tomllib.loads(packaged_text(name))
-
-
 def _fields(
     data: dict[str, Any], units: Mapping[str, Mapping[str, Unit]]
 ) -> tuple[dict[str, Field], dict[tuple[Analyte, Measure], str], dict[Analyte, str]]:
@@ -238,7 +233,7 @@ def _derivation(analyte: Analyte, loinc: str) -> Derivation:
 @cache
 def packaged_terminology() -> Terminology:
     """The packaged tables, read once per process."""
-    cbc, unit_data = _read(CBC_LOINC_FILE), _read(UNITS_FILE)
+    cbc, unit_data = packaged_toml(CBC_LOINC_FILE), packaged_toml(UNITS_FILE)
     units = _units(unit_data)
     fields, labels, derive = _fields(cbc, units)
     plausibility = cbc["plausibility"]
