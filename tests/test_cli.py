@@ -70,6 +70,8 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], args: list[str]
         (["--", "deliver"], "deliver"),
         (["--log-format", "replay", "journal"], "journal"),  # the value is not the command
         (["--help"], None),
+        (["-h", "replay"], None),  # the help lists every command
+        (["--he", "replay"], None),
         ([], None),
     ],
 )

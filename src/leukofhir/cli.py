@@ -65,9 +65,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _command(argv: Sequence[str]) -> str | None:
     """The command ``argv`` names, as argparse finds it: the first word that is neither an
-    option nor the value of ``--log-format`` (or an abbreviation of it)."""
+    option nor the value of ``--log-format`` (or an abbreviation of it); None before it
+    asks for the help, which lists every command."""
     words = iter(argv)
     for word in words:
+        if word == "-h" or (len(word) > 2 and "--help".startswith(word)):
+            return None
         if word == "--":
             return next(words, None)
         if word == "-" or not word.startswith("-"):
