@@ -122,12 +122,9 @@ def build_draft(
 
     def add(full_url: str, pair: tuple[Json, Json]) -> Json:
         entries.append({"fullUrl": full_url, "resource": pair[0], "request": pair[1]})
+        if pair[0]["resourceType"] == "Observation":
+            results.append(_result(pair[0]))
         return reference(full_url)
-
-    def add_observation(key: str, pair: tuple[Json, Json]) -> None:
-        refs[key] = add(urn("Observation", seed, key), pair)
-        idents[key] = ident = identifier_key(pair[0]["identifier"][0])
-        results.append(_result(ident, pair[0]))
 
     fhir = refer_to_input and message.source_format == "fhir"
     subject = None
@@ -171,7 +168,8 @@ def build_draft(
             issues=issues,
             repeated=repeated,
         )
-        add_observation(key, pair)
+        refs[key] = add(urn("Observation", seed, key), pair)
+        idents[key] = identifier_key(pair[0]["identifier"][0])
     status = report_status(report, issues, observations=sent)
     for value in cbc.values:
         if value.derived:
@@ -186,7 +184,8 @@ def build_draft(
                 interpretation=interpretations.get(key),
                 status=derived_status(status),
             )
-            add_observation(key, pair)
+            refs[key] = add(urn("Observation", seed, key), pair)
+            idents[key] = identifier_key(pair[0]["identifier"][0])
 
     report_ids = report_identifiers(report, digest)
     report_ref = input_reference(report.reference, (), "DiagnosticReport", fhir)
@@ -366,11 +365,13 @@ def _entry(full_url: str, pair: tuple[Json, Json]) -> Json:
     return {"fullUrl": full_url, "resource": pair[0], "request": pair[1]}
 
 
-def _result(identifier: str, resource: Json) -> Result:
+def _result(resource: Json) -> Result:
     coding = resource["code"].get("coding") or [{}]
     first = coding[0]
     return Result(
-        identifier, f"{first.get('system', '')}|{first.get('code', '')}", resource["status"]
+        identifier_key(resource["identifier"][0]),
+        f"{first.get('system', '')}|{first.get('code', '')}",
+        resource["status"],
     )
 
 

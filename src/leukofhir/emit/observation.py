@@ -45,7 +45,6 @@ LABORATORY = {
         }
     ]
 }
-CATEGORY = [LABORATORY]  # shared by every Observation, like the cached parts below: never mutated
 
 # HL7 table 0085 (OBX-11) → Observation.status
 OBSERVATION_STATUS = {
@@ -160,7 +159,7 @@ def build_observation(
         "resourceType": "Observation",
         "identifier": [ident],
         "status": observation_status(obs.status, obs, issues),
-        "category": CATEGORY,
+        "category": [LABORATORY],
         "code": _code(obs.codes, obs.code_text),
     }
     if subject:
@@ -171,7 +170,7 @@ def build_observation(
         resource["issued"] = report.issued
     _put_value(resource, obs)
     if interpretation:
-        resource["interpretation"] = _interpretation(interpretation)
+        resource["interpretation"] = [_interpretation(interpretation)]
     if obs.notes:
         resource["note"] = [{"text": note} for n in obs.notes if (note := text(n))]
     if obs.reference_range and (ref_range := _reference_range(obs.reference_range, obs.unit)):
@@ -198,7 +197,7 @@ def build_derived(
         "resourceType": "Observation",
         "identifier": [ident],
         "status": status,
-        "category": CATEGORY,
+        "category": [LABORATORY],
         "code": {
             "coding": [{"system": LOINC, "code": value.loinc}],
             "text": f"{value.analyte.value.replace('-', ' ')} (derived by leukofhir)",
@@ -210,10 +209,10 @@ def build_derived(
         resource["effectiveDateTime"] = report.effective
     if value.number is not None:
         resource["valueQuantity"] = _quantity(
-            decimal(value.number), _unit(value.unit, value.unit), value.comparator
+            decimal(value.number), value.unit, value.unit, value.comparator
         )
     if interpretation:
-        resource["interpretation"] = _interpretation(interpretation)
+        resource["interpretation"] = [_interpretation(interpretation)]
     resource["derivedFrom"] = sources
     return resource, conditional_update("Observation", ident)
 
@@ -240,44 +239,33 @@ def _put_value(resource: Json, obs: LabObservation) -> None:
         if sent := text(value.text):
             resource["valueString"] = sent
         return
-    resource["valueQuantity"] = _quantity(
-        decimal(value.number), _obx_unit(obs.unit), value.comparator
-    )
+    sent_unit, ucum = _unit_fields(obs.unit)
+    resource["valueQuantity"] = _quantity(decimal(value.number), sent_unit, ucum, value.comparator)
 
 
 @lru_cache(maxsize=1024)
-def _obx_unit(unit: Coding | None) -> Json:
-    """OBX-6 as the unit part of a Quantity: unit (as sent), and system and code only when
-    the unit is a UCUM code."""
+def _unit_fields(unit: Coding | None) -> tuple[str, str]:
+    """Quantity.unit (as sent) and Quantity.code (only when the unit is a UCUM code)."""
     if unit is None:
-        return {}
+        return "", ""
     ucum = code(unit.code) if unit.system == UCUM or unit.code in UCUM_UNITS else ""
-    return _unit(text(unit.display or unit.code), ucum)
+    return text(unit.display or unit.code), ucum
 
 
-@lru_cache(maxsize=1024)
-def _unit(sent: str, ucum: str) -> Json:
-    """A Quantity's unit, system and code, built once per unit.  Shared: every Quantity
-    copies it into its own dict."""
-    out: Json = {"unit": sent} if sent else {}
-    if ucum:
-        out["system"] = UCUM
-        out["code"] = ucum
-    return out
-
-
-def _quantity(number: int | float | RawDecimal, unit: Json, comparator: str) -> Json:
+def _quantity(number: int | float | RawDecimal, unit: str, ucum: str, comparator: str) -> Json:
+    quantity: Json = {"value": number}
     if comparator:
-        return {"value": number, "comparator": comparator, **unit}
-    return {"value": number, **unit}
+        quantity["comparator"] = comparator
+    if unit:
+        quantity["unit"] = unit
+    if ucum:
+        quantity["system"] = UCUM
+        quantity["code"] = ucum
+    return quantity
 
 
-@lru_cache(maxsize=256)
-def _interpretation(value: Interpretation) -> list[Json]:
-    """Observation.interpretation.  Cached: the list is shared, never mutated."""
-    return [
-        {"coding": [{"system": V3_INTERPRETATION, "code": value.code, "display": value.display}]}
-    ]
+def _interpretation(value: Interpretation) -> Json:
+    return {"coding": [{"system": V3_INTERPRETATION, "code": value.code, "display": value.display}]}
 
 
 @lru_cache(maxsize=1024)
@@ -285,14 +273,14 @@ def _reference_range(sent: str, unit: Coding | None) -> Json:
     """OBX-7 as a referenceRange: text always, low/high in the sent unit when it parses (the
     same parser the interpretation uses).  Cached; the dict is shared, never mutated."""
     out: Json = {}
-    unit_part = _obx_unit(unit)
+    sent_unit, ucum = _unit_fields(unit)
     if (normal := parse_range(sent)) is not None:
         # FHIR low/high are inclusive; an exclusive one-sided bound ('<30') is still the
         # lab's limit, and the text below keeps exactly what the lab wrote
         if normal.low is not None:
-            out["low"] = _quantity(decimal(normal.low), unit_part, "")
+            out["low"] = _quantity(decimal(normal.low), sent_unit, ucum, "")
         if normal.high is not None:
-            out["high"] = _quantity(decimal(normal.high), unit_part, "")
+            out["high"] = _quantity(decimal(normal.high), sent_unit, ucum, "")
     if range_text := text(sent):
         out["text"] = range_text
     return out
