@@ -89,3 +89,19 @@ def test_provenance_names_the_rule_set_and_the_message() -> None:
     assert provenance["policy"] == ["https://leukofhir.dev/fhir/rules/leukopenia/1.2.0"]
     assert provenance["recorded"] == "2026-01-01T00:00:00+00:00"
     assert provenance["entity"][0]["what"]["identifier"]["value"]
+
+
+def test_quantity_with_comparator_keeps_its_value_and_field_order() -> None:
+    wbc = next(
+        o
+        for o in resources(bundle_of("22-wbc-sn-comparator.hl7"), "Observation")
+        if o["code"]["coding"][0]["code"] == "6690-2"
+    )
+    assert wbc["valueQuantity"] == {
+        "value": 0.5,
+        "comparator": "<",
+        "unit": "thousand per microliter",
+        "system": "http://unitsofmeasure.org",
+        "code": "10*3/uL",
+    }
+    assert list(wbc["valueQuantity"]) == ["value", "comparator", "unit", "system", "code"]
