@@ -135,29 +135,17 @@ def _add_replay_parser(commands: argparse._SubParsersAction[argparse.ArgumentPar
         metavar="DIR",
         help="write one file per Bundle/OperationOutcome into DIR instead",
     )
-    replay.add_argument(
-        "--mapping",
-        type=Path,
-        action="append",
-        default=[],
-        metavar="FILE",
-        help="local code → LOINC mapping (FHIR ConceptMap JSON or CSV); repeatable",
-    )
-    replay.add_argument(
-        "--timezone",
-        default="UTC",
-        metavar="ZONE",
-        help="IANA zone for HL7 times sent without an offset (default UTC)",
-    )
+    for flag in ("--mapping", "--timezone"):
+        replay.add_argument(flag, **PROCESSING_OPTIONS[flag])
     replay.add_argument(
         "--now",
         metavar="INSTANT",
         help="processing time for Provenance.recorded (ISO 8601 with offset);"
         " default: the clock. Fix it for byte-identical re-runs",
     )
-    replay.add_argument("--fhir-target", **_REPLAY_OPTIONS["--fhir-target"])
+    replay.add_argument("--fhir-target", **PROCESSING_OPTIONS["--fhir-target"])
     for flag in ("--profile", "--notify-critical"):
-        replay.add_argument(flag, **_REPLAY_OPTIONS[flag])
+        replay.add_argument(flag, **PROCESSING_OPTIONS[flag])
     replay.add_argument(
         "--state",
         metavar="FILE|URL",
@@ -248,7 +236,7 @@ def _add_batch_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
         "--profile",
         "--notify-critical",
     ):
-        batch.add_argument(flag, **_REPLAY_OPTIONS[flag])
+        batch.add_argument(flag, **PROCESSING_OPTIONS[flag])
     add_delivery_arguments(batch)
     batch.add_argument(
         "--fhir-queue-only",
@@ -259,7 +247,7 @@ def _add_batch_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
     batch.set_defaults(run=batch_command)
 
 
-_REPLAY_OPTIONS: dict[str, dict[str, Any]] = {
+PROCESSING_OPTIONS: dict[str, dict[str, Any]] = {
     "--mapping": {
         "type": Path,
         "action": "append",

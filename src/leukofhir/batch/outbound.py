@@ -34,7 +34,7 @@ from leukofhir.delivery.options import DeliveryOptions
 from leukofhir.delivery.outbox import Document, SqliteOutbox
 
 if TYPE_CHECKING:
-    from leukofhir.batch.stopping import StopFlag
+    from leukofhir.stopping import StopFlag
 
 __all__ = ["DEAD_FOLDER", "BatchDelivery", "delivery_section"]
 

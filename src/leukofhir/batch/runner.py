@@ -42,7 +42,6 @@ from leukofhir.batch.gone import Seen
 from leukofhir.batch.ledger import Ledger, MessageRow
 from leukofhir.batch.scan import SORT_LIMIT, Found, ScanStats, scan
 from leukofhir.batch.settle import settle, settle_fault
-from leukofhir.batch.stopping import StopFlag, stop_on_signals
 from leukofhir.batch.store import Store, move_no_overwrite, sweep_temporaries
 from leukofhir.batch.summary import (
     Progress,
@@ -54,6 +53,7 @@ from leukofhir.batch.work import OUT_ERROR, FileResult, FileTask, WorkerConfig
 from leukofhir.context import Settings
 from leukofhir.logs import Logger
 from leukofhir.rules import load_rule_set
+from leukofhir.stopping import StopFlag, stop_on_signals
 
 if TYPE_CHECKING:
     from leukofhir.batch.outbound import BatchDelivery

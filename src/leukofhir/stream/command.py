@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -57,10 +55,10 @@ def add_worker_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
     worker.add_argument(
         "--batch", type=int, default=32, metavar="N", help="unacknowledged per partition (32)"
     )
-    worker.add_argument("--mapping", type=Path, action="append", default=[], metavar="FILE")
-    worker.add_argument("--timezone", default="UTC", metavar="ZONE", help="as serve's (UTC)")
-    worker.add_argument("--profile", type=Path, metavar="FILE", help="deployment profile")
-    worker.add_argument("--notify-critical", action="store_true")
+    from leukofhir.cli import PROCESSING_OPTIONS  # loaded: it builds this parser
+
+    for flag in ("--mapping", "--timezone", "--profile", "--notify-critical"):
+        worker.add_argument(flag, **PROCESSING_OPTIONS[flag])
     add_delivery_arguments(worker)
     worker.set_defaults(run=worker_command)
 
@@ -107,6 +105,7 @@ def _run(
         from leukofhir.stream.jetstream import JetStreamTransport, UnavailableError
     except ImportError as exc:
         raise UsageError(f"--nats: {exc.name} is missing: pip install 'leukofhir[nats]'") from None
+    from leukofhir.stopping import stop_on_signals
     from leukofhir.stream.worker import StopWorker, Worker
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -128,9 +127,6 @@ def _run(
 
         delivery = DeliveryNow(fhir)
     worker = Worker(store, args.out, settings, fhir=delivery)
-    stop = threading.Event()
-    for number in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(number, lambda *_: stop.set())
     log.info(
         "worker_ready",
         stream=transport.settings.stream,
@@ -139,7 +135,8 @@ def _run(
     )
     code = 0
     try:
-        worker.run(transport, stop)
+        with stop_on_signals() as stop:
+            worker.run(transport, stop)
     except (StopWorker, OSError) as exc:
         print(f"leukofhir: worker: {exc}", file=sys.stderr)
         code = 3

@@ -33,10 +33,10 @@ message comes again when the cause is mended.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from leukofhir.batch.store import Store
 from leukofhir.context import Settings
@@ -51,6 +51,9 @@ from leukofhir.serve.sink import FolderSink
 from leukofhir.serve.work import BUNDLE_SUFFIX, Job, Processor, deliver, result_of
 from leukofhir.stream.settings import open_envelope
 from leukofhir.transport import Delivery, Transport
+
+if TYPE_CHECKING:
+    from leukofhir.stopping import StopFlag
 
 __all__ = ["StopWorker", "Worker"]
 
@@ -86,7 +89,7 @@ class Worker:
         self._processor = Processor(settings)
 
     def run(
-        self, transport: Transport, stop: threading.Event, *, batch: int = 32, idle: float = 0.25
+        self, transport: Transport, stop: StopFlag, *, batch: int = 32, idle: float = 0.25
     ) -> None:
         """Deliveries from ``transport``, each handled then acknowledged, until ``stop`` is
         set (between two messages)."""

@@ -1,4 +1,4 @@
-"""SIGINT/SIGTERM stop a batch whatever the main thread is doing when they arrive."""
+"""SIGINT/SIGTERM stop a batch or a worker whatever the main thread is doing when they arrive."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from tests.batch.helpers import batch_env
 _SCRIPT = textwrap.dedent(
     """
     import os, signal, subprocess, sys
-    from leukofhir.batch.stopping import stop_on_signals
+    from leukofhir.stopping import stop_on_signals
 
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # between the rounds
     flood = (

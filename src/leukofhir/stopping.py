@@ -1,4 +1,5 @@
-"""SIGINT/SIGTERM stop a batch: the flag the signal handler sets and the run watches.
+"""SIGINT/SIGTERM stop ``batch`` and ``worker``: the flag the signal handler sets and the
+run watches.
 
 Not a :class:`threading.Event`: its ``set()`` takes the lock that a ``wait()`` holds for a
 few instructions, and a handler runs *in* the main thread, between any two of them.  A
